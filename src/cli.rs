@@ -1,0 +1,202 @@
+//! The command line: one `Cli` with the global options and one `Command` variant per
+//! subcommand, with the 2015 names and positional arguments. Doc comments here are the
+//! `--help` text and the man page.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Keeps pools of ready CI nodes on OpenStack clouds.
+///
+/// Each invocation loads the configuration, compares what is wanted with what exists, does a
+/// bounded amount of work, records it in SQLite and exits. Run it from systemd timers, by
+/// hand, or from CI pipelines.
+#[derive(Debug, Parser)]
+#[command(name = "nodepool", version, after_help = EXIT_HELP)]
+pub struct Cli {
+    /// Configuration file (YAML, or TOML when it ends in .toml)
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "NODEPOOL_CONFIG",
+        default_value = "/etc/nodepool/nodepool.yaml",
+        value_name = "CONFIG"
+    )]
+    pub config: PathBuf,
+
+    /// Print debug logs on stderr
+    #[arg(long, global = true)]
+    pub debug: bool,
+
+    /// Output format of listings and reports
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXIT_HELP: &str = "Exit status: 0 done, 1 could not do its job, 2 usage error, \
+75 another run holds the lock, 78 configuration invalid.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable tables
+    Table,
+    /// One JSON document on stdout
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List nodes
+    List,
+    /// List images in the providers (uploads and snapshots)
+    ImageList,
+    /// List disk images built locally by diskimage-builder
+    DibImageList,
+    /// Build a diskimage-builder image locally
+    ImageBuild(ImageBuildArgs),
+    /// Upload the newest built disk image to providers
+    ImageUpload(ImageUploadArgs),
+    /// Make a new image now: build and upload (diskimage) or snapshot (setup script)
+    ImageUpdate(ImageUpdateArgs),
+    /// Delete an image from its provider
+    ImageDelete(IdArg),
+    /// Delete a locally built disk image
+    DibImageDelete(IdArg),
+    /// Keep a node indefinitely (state hold); no pass touches it
+    Hold(IdArg),
+    /// Mark a node for deletion
+    Delete(DeleteArgs),
+    /// List servers in the clouds that the database does not know
+    AlienList(ProviderFilter),
+    /// List snapshot images in the clouds that the database does not know
+    AlienImageList(ProviderFilter),
+    /// Validate the configuration and print every problem found
+    ConfigValidate,
+    /// Bring nodes to the configured state: launch, make ready, delete
+    Reconcile(ReconcileArgs),
+    /// Delete stale nodes, old images, leaked servers and keypairs
+    Cleanup(LockArgs),
+    /// Log into every ready node over SSH and delete the ones that fail
+    Check(LockArgs),
+    /// Take ready nodes of a label for a CI job (they become used)
+    Acquire(AcquireArgs),
+    /// Give back an acquired node; nodes are single use, so it is deleted
+    Release(IdArg),
+    /// Show ready, building, used and held nodes per label and provider
+    Status,
+}
+
+/// Options of the commands that take the run lock.
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// Wait up to SECONDS for another run to release the lock instead of exiting with 75
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_lock: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// The ID shown by the listing commands
+    pub id: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Node ID, as shown by `nodepool list`
+    pub id: i64,
+    /// Delete the server now, in the foreground, and wait until it is gone
+    #[arg(long)]
+    pub now: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProviderFilter {
+    /// Only this provider (default: all providers)
+    pub provider: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// Name of the diskimage to build
+    pub image: String,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageUploadArgs {
+    /// [PROVIDER] IMAGE: the provider to upload to (default `all`: every provider that uses
+    /// the image), then the image name
+    #[arg(num_args = 1..=2, required = true, value_names = ["PROVIDER", "IMAGE"])]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+impl ImageUploadArgs {
+    /// `(provider, image)`; clap guarantees one or two values.
+    pub fn provider_and_image(&self) -> (&str, &str) {
+        match self.args.as_slice() {
+            [image] => ("all", image),
+            [provider, image, ..] => (provider, image),
+            [] => ("all", ""),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ImageUpdateArgs {
+    /// Provider to update, or `all`
+    #[arg(required_unless_present = "missing")]
+    pub provider: Option<String>,
+    /// Name of the image
+    #[arg(required_unless_present = "missing")]
+    pub image: Option<String>,
+    /// Build, upload or snapshot only the images that are missing or failed
+    #[arg(long, conflicts_with_all = ["provider", "image"])]
+    pub missing: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Print the plan (every action with its reason) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only this provider
+    #[arg(long, value_name = "PROVIDER")]
+    pub provider: Option<String>,
+    /// Repeat rounds while work is in flight, for at most SECONDS (0: one round)
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub duration: u64,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AcquireArgs {
+    /// Label of the nodes to take
+    pub label: String,
+    /// How many nodes to take; all or none
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: u32,
+    /// Who holds the nodes (recorded with them; default: $USER)
+    #[arg(long)]
+    pub owner: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,233 @@
+//! The configuration: read (`source`), deserialized into raw serde types (`raw`), then checked
+//! and turned into the domain types below (`validate`), collecting every problem at once.
+//!
+//! All YAML parsing stays in this module, so a move away from the archived `serde_yaml` is a
+//! change here only.
+
+mod raw;
+mod source;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::model::{DiskImageName, ImageName, LabelName, ProviderName, Secret, TargetName};
+
+pub use source::MAX_CONFIG_BYTES;
+
+/// A validated configuration. Maps are sorted by name so every consumer iterates in the same
+/// order (the planner depends on it for repeatable plans).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub script_dir: Option<PathBuf>,
+    pub elements_dir: Option<PathBuf>,
+    pub images_dir: Option<PathBuf>,
+    /// The SQLite database file.
+    pub database: PathBuf,
+    /// Schedules of 2015's internal cron; timers run the work now, these only seed them.
+    pub cron: Cron,
+    pub gearman_servers: Vec<GearmanServer>,
+    pub labels: BTreeMap<LabelName, Label>,
+    pub diskimages: BTreeMap<DiskImageName, DiskImage>,
+    pub providers: BTreeMap<ProviderName, Provider>,
+    pub targets: BTreeMap<TargetName, Target>,
+    /// Things accepted but worth telling the operator (ignored keys).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cron {
+    pub cleanup: String,
+    pub check: String,
+    pub image_update: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GearmanServer {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Label {
+    pub name: LabelName,
+    pub image: ImageName,
+    /// Nodes to keep ready; `None` when the label is disabled (min-ready -1).
+    pub min_ready: Option<u32>,
+    pub subnodes: u32,
+    pub ready_script: Option<String>,
+    pub providers: Vec<ProviderName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskImage {
+    pub name: DiskImageName,
+    pub elements: Vec<String>,
+    pub release: Option<String>,
+    pub qemu_img_options: Option<String>,
+    pub env_vars: BTreeMap<String, String>,
+    pub pause: bool,
+    pub rebuild_age: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: ProviderName,
+    pub auth: ProviderAuth,
+    pub region_name: Option<String>,
+    pub service_type: Option<String>,
+    pub service_name: Option<String>,
+    pub max_servers: u32,
+    /// Spacing between mutating API calls.
+    pub rate: Duration,
+    pub availability_zones: Vec<String>,
+    /// From ACTIVE to reachable over SSH.
+    pub boot_timeout: Duration,
+    /// From the create call to ACTIVE.
+    pub launch_timeout: Duration,
+    pub keypair: Option<String>,
+    pub networks: Vec<Network>,
+    pub ipv6_preferred: bool,
+    /// Floating IP pool for servers without a public address.
+    pub pool: Option<String>,
+    pub api_timeout: Option<Duration>,
+    pub template_hostname: String,
+    pub image_type: Option<String>,
+    pub clean_floating_ips: bool,
+    /// False: a node is ready once ACTIVE with an address, without SSH.
+    pub host_key_checking: bool,
+    pub images: BTreeMap<ImageName, ProviderImage>,
+}
+
+/// How to log into a provider's cloud.
+#[derive(Debug, Clone)]
+pub enum ProviderAuth {
+    /// `cloud: NAME` from clouds.yaml.
+    CloudsYaml { cloud: String },
+    /// The 2015 inline keys.
+    Inline {
+        auth_url: String,
+        username: String,
+        password: Secret,
+        project_name: String,
+        user_domain_name: Option<String>,
+        project_domain_name: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    Id(String),
+    Label(String),
+    Name { name: String, public: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderImage {
+    pub name: ImageName,
+    pub source: ImageSource,
+    pub min_ram: u64,
+    pub name_filter: Option<String>,
+    pub reset: Option<String>,
+    pub username: String,
+    pub user_home: String,
+    pub private_key: PathBuf,
+    pub meta: BTreeMap<String, String>,
+    pub config_drive: bool,
+    pub pause: bool,
+    pub connection_port: u16,
+}
+
+/// Where a provider image comes from; nodes always boot from the newest ready one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// The cloud's own image (by UUID or name), used as it is.
+    Cloud { base_image: String },
+    /// Boot `base_image`, run `setup` from script-dir, snapshot the server.
+    Snapshot { base_image: String, setup: String },
+    /// Built locally by diskimage-builder and uploaded.
+    DiskImage { diskimage: DiskImageName },
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: TargetName,
+    pub hostname: String,
+    pub subnode_hostname: String,
+    pub rate: Duration,
+    pub jenkins: Option<Jenkins>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Jenkins {
+    pub url: String,
+    pub user: Option<String>,
+    pub apikey: Option<Secret>,
+    pub credentials_id: Option<String>,
+    pub test_job: Option<String>,
+}
+
+/// One thing wrong with a configuration, and where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub line: Option<usize>,
+    /// Key path such as `providers[0].images[1].min-ram`; empty for the whole file.
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in one file. `Display` prints one per line as `file:line: path: message`.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for problem in &self.problems {
+            write!(f, "{}", self.file.display())?;
+            if let Some(line) = problem.line {
+                write!(f, ":{line}")?;
+            }
+            if problem.path.is_empty() {
+                writeln!(f, ": {}", problem.message)?;
+            } else {
+                writeln!(f, ": {}: {}", problem.path, problem.message)?;
+            }
+        }
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: configuration invalid: {n} problem{}",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Read, parse and validate the configuration at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let fail = |line, message: String| ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![Problem {
+            line,
+            path: String::new(),
+            message,
+        }],
+    };
+    let document = source::read(path).map_err(|e| fail(e.line, e.message))?;
+    validate::validate(path, document).map_err(|problems| ConfigError {
+        file: path.to_path_buf(),
+        problems,
+    })
+}
+
+#[cfg(test)]
+mod tests;

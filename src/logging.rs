@@ -1,0 +1,11 @@
+//! Logs go to stderr (stdout is for tables and JSON); `--debug` turns on debug lines,
+//! `RUST_LOG` overrides both.
+
+pub fn init(debug: bool) {
+    let default = if debug { "debug" } else { "warn" };
+    let env = env_logger::Env::default().default_filter_or(default);
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp(None)
+        .format_target(false)
+        .try_init();
+}

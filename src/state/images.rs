@@ -1,0 +1,190 @@
+//! Provider images (`snapshot_image`: uploads and snapshots) and local builds (`dib_image`).
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, Row};
+
+use crate::model::{DiskImageName, ImageName, ImageState, ProviderName};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderImageRow {
+    pub id: i64,
+    pub provider: ProviderName,
+    pub image: ImageName,
+    pub hostname: Option<String>,
+    pub version: Option<i64>,
+    /// The cloud's image id.
+    pub external_id: Option<String>,
+    /// The server a snapshot was taken from.
+    pub server_external_id: Option<String>,
+    pub dib_image_id: Option<i64>,
+    pub state: ImageState,
+    pub state_time: i64,
+    pub phase: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DibImageRow {
+    pub id: i64,
+    pub image: DiskImageName,
+    pub filename: Option<String>,
+    pub version: i64,
+    pub state: ImageState,
+    pub state_time: i64,
+    pub last_error: Option<String>,
+}
+
+fn provider_image(row: &Row<'_>) -> rusqlite::Result<ProviderImageRow> {
+    Ok(ProviderImageRow {
+        id: row.get(0)?,
+        provider: ProviderName(row.get(1)?),
+        image: ImageName(row.get(2)?),
+        hostname: row.get(3)?,
+        version: row.get(4)?,
+        external_id: row.get(5)?,
+        server_external_id: row.get(6)?,
+        dib_image_id: row.get(7)?,
+        state: row.get(8)?,
+        state_time: row.get(9)?,
+        phase: row.get(10)?,
+        last_error: row.get(11)?,
+    })
+}
+
+pub fn list_provider_images(conn: &Connection) -> Result<Vec<ProviderImageRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, provider_name, image_name, hostname, version, external_id, \
+         server_external_id, dib_image_id, state, state_time, phase, last_error \
+         FROM snapshot_image ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], provider_image)?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context("reading provider images")
+}
+
+pub fn list_dib_images(conn: &Connection) -> Result<Vec<DibImageRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, image_name, filename, version, state, state_time, last_error \
+         FROM dib_image ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok(DibImageRow {
+            id: row.get(0)?,
+            image: DiskImageName(row.get(1)?),
+            filename: row.get(2)?,
+            version: row.get(3)?,
+            state: row.get(4)?,
+            state_time: row.get(5)?,
+            last_error: row.get(6)?,
+        })
+    })?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context("reading disk images")
+}
+
+/// Record a provider image about to be made (intent first) and return its id.
+pub fn insert_provider_image(
+    conn: &Connection,
+    provider: &ProviderName,
+    image: &ImageName,
+    version: i64,
+    state: ImageState,
+    now: i64,
+) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO snapshot_image (provider_name, image_name, version, state, state_time) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![provider.as_str(), image.as_str(), version, state, now],
+    )
+    .context("inserting provider image")?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Record a local build about to start and return its id.
+pub fn insert_dib_image(
+    conn: &Connection,
+    image: &DiskImageName,
+    filename: &str,
+    version: i64,
+    state: ImageState,
+    now: i64,
+) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO dib_image (image_name, filename, version, state, state_time) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![image.as_str(), filename, version, state, now],
+    )
+    .context("inserting disk image")?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Compare-and-set for provider images, as `nodes::transition`.
+pub fn transition_provider_image(
+    conn: &Connection,
+    id: i64,
+    from: ImageState,
+    to: ImageState,
+    now: i64,
+) -> Result<bool> {
+    let changed = conn.execute(
+        "UPDATE snapshot_image SET state = ?1, state_time = ?2 WHERE id = ?3 AND state = ?4",
+        params![to, now, id, from],
+    )?;
+    Ok(changed == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Db;
+
+    #[test]
+    fn provider_images_and_builds_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("n.db")).unwrap();
+        let dib = insert_dib_image(
+            db.conn(),
+            &"ubuntu".into(),
+            "/img/ubuntu-1",
+            1,
+            ImageState::Ready,
+            5,
+        )
+        .unwrap();
+        let id = insert_provider_image(
+            db.conn(),
+            &"p1".into(),
+            &"trusty".into(),
+            7,
+            ImageState::Building,
+            10,
+        )
+        .unwrap();
+        assert!(transition_provider_image(
+            db.conn(),
+            id,
+            ImageState::Building,
+            ImageState::Ready,
+            20
+        )
+        .unwrap());
+        assert!(!transition_provider_image(
+            db.conn(),
+            id,
+            ImageState::Building,
+            ImageState::Delete,
+            30
+        )
+        .unwrap());
+        let images = list_provider_images(db.conn()).unwrap();
+        assert_eq!(
+            (images[0].state, images[0].version, images[0].state_time),
+            (ImageState::Ready, Some(7), 20)
+        );
+        let builds = list_dib_images(db.conn()).unwrap();
+        assert_eq!(
+            (builds[0].id, builds[0].filename.as_deref()),
+            (dib, Some("/img/ubuntu-1"))
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
+//! Never edit or reorder an entry that has shipped: append a new one.
+//!
+//! The tables mirror 2015 Nodepool's (`dib_image`, `snapshot_image`, `node`, `subnode`) with
+//! the same states; times are Unix seconds. Added for the one-shot design: a node's launch
+//! phase, last error, host keys, the image it was booted from, and who acquired it.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the 2015 tables plus what the one-shot lifecycle needs.
+    r#"
+    CREATE TABLE dib_image (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        image_name  TEXT NOT NULL,
+        filename    TEXT,
+        version     INTEGER NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('building', 'ready', 'delete')),
+        state_time  INTEGER NOT NULL,
+        last_error  TEXT
+    );
+    CREATE INDEX dib_image_by_name ON dib_image (image_name, state);
+
+    CREATE TABLE snapshot_image (
+        id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+        provider_name       TEXT NOT NULL,
+        image_name          TEXT NOT NULL,
+        hostname            TEXT,
+        version             INTEGER,
+        external_id         TEXT,
+        server_external_id  TEXT,
+        dib_image_id        INTEGER REFERENCES dib_image (id) ON DELETE SET NULL,
+        state               TEXT NOT NULL CHECK (state IN ('building', 'ready', 'delete')),
+        state_time          INTEGER NOT NULL,
+        phase               TEXT,
+        last_error          TEXT
+    );
+    CREATE INDEX snapshot_image_by_provider ON snapshot_image (provider_name, image_name, state);
+
+    CREATE TABLE node (
+        id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+        provider_name       TEXT NOT NULL,
+        label_name          TEXT NOT NULL,
+        target_name         TEXT NOT NULL,
+        manager_name        TEXT,
+        hostname            TEXT NOT NULL,
+        nodename            TEXT,
+        external_id         TEXT,
+        az                  TEXT,
+        ip                  TEXT,
+        ip_private          TEXT,
+        state               TEXT NOT NULL
+            CHECK (state IN ('building', 'test', 'ready', 'used', 'hold', 'delete')),
+        state_time          INTEGER NOT NULL,
+        comment             TEXT,
+        launch_phase        TEXT,
+        launch_time         INTEGER,
+        last_error          TEXT,
+        host_keys           TEXT,
+        snapshot_image_id   INTEGER REFERENCES snapshot_image (id) ON DELETE SET NULL,
+        image_external_id   TEXT,
+        owner               TEXT
+    );
+    CREATE INDEX node_by_state ON node (state);
+    CREATE INDEX node_by_provider ON node (provider_name, label_name);
+
+    CREATE TABLE subnode (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        node_id       INTEGER NOT NULL REFERENCES node (id) ON DELETE CASCADE,
+        hostname      TEXT NOT NULL,
+        nodename      TEXT,
+        external_id   TEXT,
+        ip            TEXT,
+        ip_private    TEXT,
+        state         TEXT NOT NULL
+            CHECK (state IN ('building', 'test', 'ready', 'used', 'hold', 'delete')),
+        state_time    INTEGER NOT NULL,
+        launch_phase  TEXT,
+        last_error    TEXT,
+        host_keys     TEXT
+    );
+    CREATE INDEX subnode_by_node ON subnode (node_id);
+    "#,
+];

@@ -1,0 +1,216 @@
+//! The SQLite store: one file, WAL, busy timeout, foreign keys, schema versioned by
+//! `PRAGMA user_version` with forward migrations (`migrations.rs`). Row types and
+//! compare-and-set transitions live in `nodes.rs` and `images.rs`.
+
+pub mod images;
+mod migrations;
+pub mod nodes;
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+/// How long a writer waits for another process's transaction before giving up; transactions
+/// here are short, so this is only ever reached when something is badly wrong.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Db {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Open (creating file and directory on first use, 0600/0700), set pragmas, migrate.
+    pub fn open(path: &Path) -> Result<Db> {
+        create_private(path)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening database {}", path.display()))?;
+        let mut db = Db {
+            conn,
+            path: path.to_path_buf(),
+        };
+        db.configure()
+            .with_context(|| format!("configuring database {}", path.display()))?;
+        db.migrate()
+            .with_context(|| format!("migrating database {}", path.display()))?;
+        Ok(db)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn configure(&self) -> Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            bail!(
+                "journal_mode WAL refused (got {mode}); is the database on a network filesystem?"
+            );
+        }
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+        Ok(())
+    }
+
+    /// Apply the migrations this database has not seen, all in one exclusive transaction so
+    /// two processes starting together cannot both migrate.
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = migrations::MIGRATIONS.len();
+        if version > known {
+            bail!(
+                "schema version {version} is newer than this nodepool understands ({known}); \
+                 was it opened by a newer release?"
+            );
+        }
+        for (index, sql) in migrations::MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(sql)
+                .with_context(|| format!("migration {}", index + 1))?;
+        }
+        tx.pragma_update(None, "user_version", known)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<usize> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+}
+
+/// Create the directory (0700) and the file (0600) before SQLite does, so neither is ever
+/// world-readable: the database holds hostnames, addresses and host keys.
+fn create_private(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating database directory {}", dir.display()))?;
+        }
+    }
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => bail!("database path {} is a directory", path.display()),
+        Ok(_) => Ok(()),
+        Err(_) => {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating database {}", path.display()))?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn first_open_creates_private_file_and_directory_and_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/sub/nodepool.db");
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), migrations::MIGRATIONS.len());
+        let file_mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        let dir_mode = fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!((file_mode, dir_mode), (0o600, 0o700));
+        drop(db);
+        // A second open is a no-op migration.
+        assert_eq!(
+            Db::open(&path).unwrap().schema_version().unwrap(),
+            migrations::MIGRATIONS.len()
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nodepool.db");
+        let db = Db::open(&path).unwrap();
+        db.conn().pragma_update(None, "user_version", 999).unwrap();
+        drop(db);
+        let err = format!("{:#}", Db::open(&path).err().unwrap());
+        assert!(err.contains("schema version 999 is newer"), "{err}");
+    }
+
+    #[test]
+    fn pragmas_are_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("n.db")).unwrap();
+        let fk: i64 = db
+            .conn()
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        let mode: String = db
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((fk, mode.as_str()), (1, "wal"));
+    }
+}
+
+/// States are stored as their 2015 names; an unknown name in the database is an error, not a
+/// panic.
+mod sql_types {
+    use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+
+    use crate::model::{ImageState, NodeState};
+
+    impl ToSql for NodeState {
+        fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+            Ok(ToSqlOutput::from(self.as_str()))
+        }
+    }
+
+    impl FromSql for NodeState {
+        fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+            let text = value.as_str()?;
+            NodeState::parse(text)
+                .ok_or_else(|| FromSqlError::Other(format!("unknown node state `{text}`").into()))
+        }
+    }
+
+    impl ToSql for ImageState {
+        fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+            Ok(ToSqlOutput::from(self.as_str()))
+        }
+    }
+
+    impl FromSql for ImageState {
+        fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+            let text = value.as_str()?;
+            ImageState::parse(text)
+                .ok_or_else(|| FromSqlError::Other(format!("unknown image state `{text}`").into()))
+        }
+    }
+}

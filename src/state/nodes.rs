@@ -1,0 +1,287 @@
+//! Node rows and their transitions. Every state change is compare-and-set
+//! (`UPDATE … WHERE id = ? AND state = ?`) and says whether it won, so an operator's `hold`
+//! or `delete` typed while a pass runs is never overwritten by that pass.
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::model::{LabelName, NodeId, NodeState, ProviderName, TargetName};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub id: NodeId,
+    pub provider: ProviderName,
+    pub label: LabelName,
+    pub target: TargetName,
+    pub manager: Option<String>,
+    pub hostname: String,
+    pub nodename: Option<String>,
+    /// The cloud's server id, once the create call answered.
+    pub external_id: Option<String>,
+    pub az: Option<String>,
+    pub ip: Option<String>,
+    pub ip_private: Option<String>,
+    pub state: NodeState,
+    pub state_time: i64,
+    pub comment: Option<String>,
+    /// How far a building node got (requested, server created, active, …).
+    pub launch_phase: Option<String>,
+    pub launch_time: Option<i64>,
+    pub last_error: Option<String>,
+    pub host_keys: Option<String>,
+    pub snapshot_image_id: Option<i64>,
+    pub image_external_id: Option<String>,
+    /// Who acquired the node (`acquire --owner`).
+    pub owner: Option<String>,
+}
+
+/// What the launcher knows before the cloud call: enough to find the server again.
+#[derive(Debug, Clone)]
+pub struct NewNode {
+    pub provider: ProviderName,
+    pub label: LabelName,
+    pub target: TargetName,
+    pub hostname: String,
+    pub state: NodeState,
+    pub az: Option<String>,
+    pub launch_phase: Option<String>,
+}
+
+const COLUMNS: &str = "id, provider_name, label_name, target_name, manager_name, hostname, \
+    nodename, external_id, az, ip, ip_private, state, state_time, comment, launch_phase, \
+    launch_time, last_error, host_keys, snapshot_image_id, image_external_id, owner";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
+    Ok(Node {
+        id: row.get(0)?,
+        provider: ProviderName(row.get(1)?),
+        label: LabelName(row.get(2)?),
+        target: TargetName(row.get(3)?),
+        manager: row.get(4)?,
+        hostname: row.get(5)?,
+        nodename: row.get(6)?,
+        external_id: row.get(7)?,
+        az: row.get(8)?,
+        ip: row.get(9)?,
+        ip_private: row.get(10)?,
+        state: row.get(11)?,
+        state_time: row.get(12)?,
+        comment: row.get(13)?,
+        launch_phase: row.get(14)?,
+        launch_time: row.get(15)?,
+        last_error: row.get(16)?,
+        host_keys: row.get(17)?,
+        snapshot_image_id: row.get(18)?,
+        image_external_id: row.get(19)?,
+        owner: row.get(20)?,
+    })
+}
+
+/// Every node, by id.
+pub fn list(conn: &Connection) -> Result<Vec<Node>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM node ORDER BY id"))?;
+    let rows = stmt.query_map([], from_row)?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context("reading nodes")
+}
+
+pub fn get(conn: &Connection, id: NodeId) -> Result<Option<Node>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM node WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
+    .with_context(|| format!("reading node {id}"))
+}
+
+/// Insert a node row (the intent, committed before any cloud call) and return its id.
+pub fn insert(conn: &Connection, node: &NewNode, now: i64) -> Result<NodeId> {
+    conn.execute(
+        "INSERT INTO node (provider_name, label_name, target_name, hostname, state, state_time, \
+         az, launch_phase, launch_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?6)",
+        params![
+            node.provider.as_str(),
+            node.label.as_str(),
+            node.target.as_str(),
+            node.hostname,
+            node.state,
+            now,
+            node.az,
+            node.launch_phase,
+        ],
+    )
+    .context("inserting node")?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Compare-and-set: move node `id` from `from` to `to`. False when the node is gone or its
+/// state is no longer `from` (someone else won).
+pub fn transition(
+    conn: &Connection,
+    id: NodeId,
+    from: NodeState,
+    to: NodeState,
+    now: i64,
+) -> Result<bool> {
+    let changed = conn
+        .execute(
+            "UPDATE node SET state = ?1, state_time = ?2 WHERE id = ?3 AND state = ?4",
+            params![to, now, id, from],
+        )
+        .with_context(|| format!("updating node {id} from {from} to {to}"))?;
+    Ok(changed == 1)
+}
+
+/// Outcome of an operator's request to move a node to a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Done; the node was in `from`.
+    Moved { from: NodeState },
+    /// The node was in that state already.
+    Already,
+    /// The node's state does not allow it.
+    Refused { state: NodeState },
+    /// No node has that id.
+    NoSuchNode,
+}
+
+/// How many times an operator request re-reads a node whose state changed under it.
+const REQUEST_ATTEMPTS: usize = 5;
+
+/// Move node `id` to `to` if `allowed(current state)`, re-reading when a concurrent writer
+/// changes the state between the read and the compare-and-set.
+pub fn request(
+    conn: &Connection,
+    id: NodeId,
+    to: NodeState,
+    allowed: impl Fn(NodeState) -> bool,
+    now: i64,
+) -> Result<Request> {
+    for _ in 0..REQUEST_ATTEMPTS {
+        let Some(node) = get(conn, id)? else {
+            return Ok(Request::NoSuchNode);
+        };
+        if node.state == to {
+            return Ok(Request::Already);
+        }
+        if !allowed(node.state) {
+            return Ok(Request::Refused { state: node.state });
+        }
+        if transition(conn, id, node.state, to, now)? {
+            return Ok(Request::Moved { from: node.state });
+        }
+    }
+    anyhow::bail!("node {id} kept changing state; try again")
+}
+
+/// Counts of nodes per (label, provider, state), for `status`.
+pub fn counts(conn: &Connection) -> Result<Vec<(LabelName, ProviderName, NodeState, u64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT label_name, provider_name, state, COUNT(*) FROM node \
+         GROUP BY label_name, provider_name, state ORDER BY label_name, provider_name",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            LabelName(row.get(0)?),
+            ProviderName(row.get(1)?),
+            row.get(2)?,
+            row.get(3)?,
+        ))
+    })?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context("counting nodes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Db;
+
+    fn new_node(state: NodeState) -> NewNode {
+        NewNode {
+            provider: "p1".into(),
+            label: "small".into(),
+            target: "jenkins".into(),
+            hostname: "small-p1-1".into(),
+            state,
+            az: None,
+            launch_phase: None,
+        }
+    }
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("n.db")).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn compare_and_set_reports_whether_it_won() {
+        let (_dir, db) = db();
+        let id = insert(db.conn(), &new_node(NodeState::Ready), 100).unwrap();
+        assert!(transition(db.conn(), id, NodeState::Ready, NodeState::Used, 200).unwrap());
+        // The second writer expected `ready` and loses.
+        assert!(!transition(db.conn(), id, NodeState::Ready, NodeState::Delete, 300).unwrap());
+        let node = get(db.conn(), id).unwrap().unwrap();
+        assert_eq!((node.state, node.state_time), (NodeState::Used, 200));
+    }
+
+    #[test]
+    fn hold_typed_during_a_pass_wins() {
+        let (_dir, db) = db();
+        let id = insert(db.conn(), &new_node(NodeState::Ready), 100).unwrap();
+        // The pass read the node as ready; the operator holds it before the pass writes.
+        let seen_by_pass = get(db.conn(), id).unwrap().unwrap();
+        let held = request(
+            db.conn(),
+            id,
+            NodeState::Hold,
+            |s| s != NodeState::Delete,
+            150,
+        )
+        .unwrap();
+        assert_eq!(
+            held,
+            Request::Moved {
+                from: NodeState::Ready
+            }
+        );
+        let pass_won =
+            transition(db.conn(), id, seen_by_pass.state, NodeState::Delete, 160).unwrap();
+        assert!(!pass_won);
+        assert_eq!(get(db.conn(), id).unwrap().unwrap().state, NodeState::Hold);
+    }
+
+    #[test]
+    fn requests_report_already_refused_and_missing() {
+        let (_dir, db) = db();
+        let id = insert(db.conn(), &new_node(NodeState::Delete), 100).unwrap();
+        let not_delete = |s| s != NodeState::Delete;
+        assert_eq!(
+            request(db.conn(), id, NodeState::Hold, not_delete, 1).unwrap(),
+            Request::Refused {
+                state: NodeState::Delete
+            }
+        );
+        assert_eq!(
+            request(db.conn(), id, NodeState::Delete, not_delete, 1).unwrap(),
+            Request::Already
+        );
+        assert_eq!(
+            request(db.conn(), 999, NodeState::Delete, not_delete, 1).unwrap(),
+            Request::NoSuchNode
+        );
+    }
+
+    #[test]
+    fn counts_group_by_label_provider_state() {
+        let (_dir, db) = db();
+        for state in [NodeState::Ready, NodeState::Ready, NodeState::Building] {
+            insert(db.conn(), &new_node(state), 1).unwrap();
+        }
+        let counts = counts(db.conn()).unwrap();
+        assert!(counts.contains(&("small".into(), "p1".into(), NodeState::Ready, 2)));
+        assert!(counts.contains(&("small".into(), "p1".into(), NodeState::Building, 1)));
+    }
+}
