@@ -1,26 +1,21 @@
 //! nodepool: keeps pools of ready CI nodes on OpenStack clouds, as a one-shot reconciler.
 //!
-//! `run` loads what a command needs and dispatches to `commands/`; the binary maps its result
-//! to an exit status (`exit`).
+//! `run` dispatches to `commands/` (one file per subcommand); the binary maps its result to
+//! an exit status (`exit`). Pure parts (config validation, planning) take `now` as an
+//! argument; side effects (database, clouds, SSH) stay at the edges.
 
 pub mod cli;
+pub mod clock;
+mod commands;
 pub mod config;
 pub mod exit;
+pub mod lock;
 pub mod logging;
 pub mod model;
+pub mod output;
 pub mod state;
 
-pub fn run(_cli: &cli::Cli) -> anyhow::Result<()> {
-    Ok(())
-}
-
-pub mod lock {
-    #[derive(Debug)]
-    pub struct LockHeld;
-    impl std::fmt::Display for LockHeld {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("held")
-        }
-    }
-    impl std::error::Error for LockHeld {}
+/// Run one command line.
+pub fn run(cli: &cli::Cli) -> anyhow::Result<()> {
+    commands::run(cli)
 }

@@ -73,7 +73,12 @@ pub fn is_toml(path: &Path) -> bool {
 }
 
 fn read_text(path: &Path) -> Result<String, SourceError> {
-    let file = File::open(path).map_err(|e| SourceError::whole(format!("cannot open: {e}")))?;
+    let file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => SourceError::whole(
+            "no such file; name the configuration with -c CONFIG or NODEPOOL_CONFIG",
+        ),
+        _ => SourceError::whole(format!("cannot open: {e}")),
+    })?;
     let meta = file
         .metadata()
         .map_err(|e| SourceError::whole(format!("cannot stat: {e}")))?;

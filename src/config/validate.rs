@@ -88,8 +88,11 @@ fn deserialize_collecting(
         let segments = segments_of(error.path());
         let message = error.inner().to_string();
         if let Some((unknown, expected)) = parse_unknown_field(&message) {
+            // serde_path_to_error's path ends at the unknown key itself.
             let mut key_path = segments.clone();
-            key_path.push(Segment::Key(unknown.clone()));
+            if !matches!(key_path.last(), Some(Segment::Key(k)) if *k == unknown) {
+                key_path.push(Segment::Key(unknown.clone()));
+            }
             let path = path_string(&key_path);
             problems.push(Problem {
                 line: lines.find(&path),
