@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// bounded amount of work, records it in SQLite and exits. Run it from systemd timers, by
 /// hand, or from CI pipelines.
 #[derive(Debug, Parser)]
-#[command(name = "nodepool", version, after_help = EXIT_HELP)]
+#[command(name = "nodepool", version, after_help = crate::exit::Exit::help_text())]
 pub struct Cli {
     /// Configuration file (YAML, or TOML when it ends in .toml)
     #[arg(
@@ -36,9 +36,6 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
-
-const EXIT_HELP: &str = "Exit status: 0 done, 1 could not do its job, 2 usage error, \
-75 another run holds the lock, 78 configuration invalid.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -86,7 +83,8 @@ pub enum Command {
     Acquire(AcquireArgs),
     /// Give back an acquired node; nodes are single use, so it is deleted
     Release(IdArg),
-    /// Show ready, building, used and held nodes per label and provider
+    /// Show ready, building, used and held nodes per label and provider, against min-ready and
+    /// max-servers
     Status,
 }
 

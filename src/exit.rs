@@ -43,6 +43,15 @@ impl Exit {
         Exit::Failure
     }
 
+    /// The catalogue as `--help` prints it.
+    pub fn help_text() -> String {
+        let mut text = String::from("Exit status:");
+        for (exit, meaning) in Exit::CATALOGUE {
+            text.push_str(&format!("\n  {:<3} {meaning}", exit.code()));
+        }
+        text
+    }
+
     pub fn code(self) -> u8 {
         self as u8
     }

@@ -43,8 +43,22 @@ pub fn write_table(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>])
         builder.push_record(row.iter().map(String::as_str));
     }
     let mut table = builder.build();
-    table.with(tabled::settings::Style::ascii());
+    table.with(table_style());
     writeln!(out, "{table}")
+}
+
+/// Borders all round and a rule under the header only, as prettytable drew them in 2015.
+fn table_style() -> impl tabled::settings::TableOption<
+    tabled::grid::records::vec_records::VecRecords<
+        tabled::grid::records::vec_records::Text<String>,
+    >,
+    tabled::grid::config::ColoredConfig,
+    tabled::grid::dimension::CompleteDimension,
+> {
+    use tabled::settings::style::{HorizontalLine, Style};
+    Style::ascii()
+        .remove_horizontal()
+        .horizontals([(1, HorizontalLine::full('-', '+', '+', '+'))])
 }
 
 /// An optional cell: empty when absent.

@@ -1,0 +1,185 @@
+//! The command surface: every command exists with its `--help`, global options work, and
+//! the commands of later releases refuse honestly (exit 1) without touching anything.
+
+mod support;
+
+use std::process::Command;
+
+use support::{status, stderr, stdout, Install, BIN};
+
+/// (command, words its --help must contain): the 2015 names and positional arguments.
+const COMMANDS: &[(&str, &[&str])] = &[
+    ("list", &["List nodes"]),
+    ("image-list", &["List images in the providers"]),
+    ("dib-image-list", &["disk images built locally"]),
+    ("image-build", &["<IMAGE>", "--wait-lock"]),
+    ("image-upload", &["[PROVIDER] IMAGE", "all"]),
+    ("image-update", &["[PROVIDER]", "[IMAGE]", "--missing"]),
+    ("image-delete", &["<ID>"]),
+    ("dib-image-delete", &["<ID>"]),
+    ("hold", &["<ID>", "hold"]),
+    ("delete", &["<ID>", "--now"]),
+    ("alien-list", &["[PROVIDER]"]),
+    ("alien-image-list", &["[PROVIDER]"]),
+    ("config-validate", &["Validate the configuration"]),
+    (
+        "reconcile",
+        &["--dry-run", "--provider", "--duration", "--wait-lock"],
+    ),
+    ("cleanup", &["--wait-lock"]),
+    ("check", &["SSH", "--wait-lock"]),
+    ("acquire", &["<LABEL>", "--count"]),
+    ("release", &["<ID>"]),
+    ("status", &["min-ready"]),
+];
+
+fn help(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).args(args).output().expect("run");
+    (status(&out), stdout(&out))
+}
+
+#[test]
+fn every_command_has_help_with_its_arguments() {
+    for (command, words) in COMMANDS {
+        let (code, text) = help(&[command, "--help"]);
+        assert_eq!(code, 0, "{command} --help");
+        for word in *words {
+            assert!(
+                text.contains(word),
+                "`{command} --help` lacks {word:?}:\n{text}"
+            );
+        }
+        // Global options are accepted after the subcommand too.
+        assert!(
+            text.contains("--config <CONFIG>") && text.contains("--format"),
+            "{command}: {text}"
+        );
+    }
+}
+
+#[test]
+fn top_level_help_lists_every_command_and_the_exit_codes() {
+    let (code, text) = help(&["--help"]);
+    assert_eq!(code, 0);
+    for (command, _) in COMMANDS {
+        assert!(
+            text.contains(&format!("  {command} ")),
+            "--help lacks {command}:\n{text}"
+        );
+    }
+    for exit in [
+        "  0   the command did its job",
+        "  1   the command could not do its job",
+        "  2   usage error",
+        "  75  another run holds the lock",
+        "  78  the configuration is invalid",
+    ] {
+        assert!(text.contains(exit), "--help lacks exit code {exit:?}");
+    }
+    assert!(
+        text.contains("[env: NODEPOOL_CONFIG=]") && text.contains("/etc/nodepool/nodepool.yaml")
+    );
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let (code, text) = help(&["--version"]);
+    assert_eq!(
+        (code, text.trim()),
+        (
+            0,
+            format!("nodepool {}", env!("CARGO_PKG_VERSION")).as_str()
+        )
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["frobnicate"][..],
+        &["hold"],
+        &["hold", "abc"],
+        &["list", "--format", "xml"],
+        &["acquire", "x", "--count", "0"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(status(&out), 2, "{args:?}: {}", stderr(&out));
+    }
+    // No guessing from a prefix: `del` is not `delete`.
+    let out = Command::new(BIN).args(["del", "1"]).output().unwrap();
+    assert_eq!(status(&out), 2);
+}
+
+#[test]
+fn commands_of_later_releases_say_so_and_change_nothing() {
+    let install = Install::new();
+    let cases: &[&[&str]] = &[
+        &["image-build", "trusty"],
+        &["image-upload", "trusty"],
+        &["image-update", "all", "trusty"],
+        &["image-update", "--missing"],
+        &["image-delete", "1"],
+        &["dib-image-delete", "1"],
+        &["alien-list"],
+        &["alien-image-list", "p1"],
+        &["reconcile", "--dry-run"],
+        &["cleanup"],
+        &["check"],
+        &["acquire", "small"],
+        &["release", "1"],
+        &["delete", "1", "--now"],
+    ];
+    for args in cases {
+        let out = install.run(args);
+        let expected = match args[0] {
+            "delete" => "not implemented yet: delete --now".to_string(),
+            command => format!("not implemented yet: {command}"),
+        };
+        assert_eq!(status(&out), 1, "{args:?}");
+        assert!(
+            stderr(&out).contains(&expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty(), "{args:?} printed on stdout");
+    }
+    assert!(
+        !install.database().exists(),
+        "a refused command created the database"
+    );
+}
+
+#[test]
+fn config_comes_from_nodepool_config_when_no_flag_is_given() {
+    let install = Install::new();
+    let out = Command::new(BIN)
+        .arg("config-validate")
+        .env("NODEPOOL_CONFIG", &install.config)
+        .output()
+        .unwrap();
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("configuration valid: 2 labels, 2 providers"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn the_default_config_path_is_etc_nodepool() {
+    // Only meaningful where /etc/nodepool/nodepool.yaml does not exist (test machines).
+    if std::path::Path::new("/etc/nodepool/nodepool.yaml").exists() {
+        return;
+    }
+    let out = Command::new(BIN)
+        .arg("list")
+        .env_remove("NODEPOOL_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(status(&out), 78);
+    assert!(
+        stderr(&out).contains("/etc/nodepool/nodepool.yaml: no such file"),
+        "{}",
+        stderr(&out)
+    );
+}
