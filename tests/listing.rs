@@ -143,10 +143,10 @@ fn empty_listings_are_a_header_or_an_empty_array() {
             "{command}"
         );
         let out = install.run(&[command]);
-        // top border, header, bottom border
+        // top border, header, rule, bottom border
         assert_eq!(
             (status(&out), stdout(&out).lines().count()),
-            (0, 3),
+            (0, 4),
             "{command}: {}",
             stdout(&out)
         );

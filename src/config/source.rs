@@ -123,10 +123,13 @@ fn read_text(path: &Path) -> Result<String, SourceError> {
 fn parse_yaml(text: &str) -> Result<Document, SourceError> {
     // serde_yaml decides the scalar types and refuses alias bombs ("repetition limit
     // exceeded") and deep nesting ("recursion limit exceeded") on its own.
-    let value: Value = serde_yaml::from_str(text).map_err(|e| SourceError {
+    let yaml_error = |e: serde_yaml::Error| SourceError {
         line: e.location().map(|l| l.line()),
         message: format!("invalid YAML: {}", strip_location(&e.to_string())),
-    })?;
+    };
+    let mut value: Value = serde_yaml::from_str(text).map_err(yaml_error)?;
+    // PyYAML applied `<<: *defaults` merge keys, so 2015 files may use them.
+    value.apply_merge().map_err(yaml_error)?;
     let mut locator = YamlLocator::default();
     let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
     // Locations are a convenience: if the second parser disagrees, messages lose line numbers

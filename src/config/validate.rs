@@ -56,8 +56,15 @@ pub fn validate(file: &Path, document: Document) -> Result<Config, Vec<Problem>>
     }
     let (raw, problems, removed) = deserialize_collecting(&mut value, &lines);
     let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dirs = Dirs {
+        script: raw.script_dir.is_some(),
+        images: raw.images_dir.is_some(),
+        elements: raw.elements_dir.is_some(),
+    };
     let mut checker = Checker {
         lines: &lines,
+        dirs,
+        declared: BTreeMap::new(),
         removed,
         problems,
         base_dir,
@@ -270,8 +277,19 @@ fn friendly_serde_message(message: &str) -> String {
     format!("expected {expected}, found {found}")
 }
 
+/// Which directories the file sets; images and labels that need a missing one say so.
+struct Dirs {
+    script: bool,
+    images: bool,
+    elements: bool,
+}
+
 struct Checker<'a> {
     lines: &'a Lines,
+    dirs: Dirs,
+    /// Provider -> image names as written, valid or not, so a label naming an invalid
+    /// provider or image is not told it does not exist (its own problem is reported).
+    declared: BTreeMap<String, BTreeSet<String>>,
     /// Paths already reported by step 1; no second "missing" report for them.
     removed: BTreeSet<String>,
     problems: Vec<Problem>,
@@ -430,7 +448,7 @@ impl Checker<'_> {
         let providers = self.providers(raw.providers.unwrap_or_default(), &diskimages);
         let labels = self.labels(raw.labels.unwrap_or_default(), &providers);
         let targets = self.targets(raw.targets.unwrap_or_default());
-        let config = Config {
+        Config {
             path: file.to_path_buf(),
             script_dir: self.path(&raw.script_dir),
             elements_dir: self.path(&raw.elements_dir),
@@ -443,9 +461,7 @@ impl Checker<'_> {
             providers,
             targets,
             warnings,
-        };
-        self.directories_needed(&config);
-        config
+        }
     }
 
     fn cron(&mut self, raw: RawCron) -> Cron {
@@ -577,7 +593,8 @@ impl Checker<'_> {
             TEMPLATE_FIELDS_IMAGE,
         );
         let networks = self.networks(raw.networks.unwrap_or_default(), path);
-        let images = self.provider_images(raw.images.unwrap_or_default(), path, diskimages);
+        self.declared.entry(name.to_string()).or_default();
+        let images = self.provider_images(raw.images.unwrap_or_default(), path, &name, diskimages);
         let rate = self.seconds(raw.rate, &key(path, "rate"), 1.0, false);
         let boot_timeout = self.seconds(raw.boot_timeout, &key(path, "boot-timeout"), 60.0, true);
         let launch_timeout = self.seconds(
@@ -710,6 +727,7 @@ impl Checker<'_> {
         &mut self,
         raw: Vec<RawProviderImage>,
         provider: &str,
+        provider_name: &ProviderName,
         diskimages: &BTreeMap<DiskImageName, DiskImage>,
     ) -> BTreeMap<ImageName, ProviderImage> {
         let mut out = BTreeMap::new();
@@ -731,7 +749,34 @@ impl Checker<'_> {
                     n >= 0
                 }),
             };
+            self.declared
+                .entry(provider_name.to_string())
+                .or_default()
+                .insert(name.clone());
             let source = self.image_source(&image, &path, diskimages);
+            match &source {
+                Some(ImageSource::Snapshot { .. }) => self.needs_dir(
+                    &path,
+                    "a snapshot image (setup script)",
+                    "script-dir",
+                    self.dirs.script,
+                ),
+                Some(ImageSource::DiskImage { .. }) => {
+                    self.needs_dir(
+                        &path,
+                        "a diskimage-builder image",
+                        "images-dir",
+                        self.dirs.images,
+                    );
+                    self.needs_dir(
+                        &path,
+                        "a diskimage-builder image",
+                        "elements-dir",
+                        self.dirs.elements,
+                    );
+                }
+                _ => {}
+            }
             let meta = self.meta(image.meta.unwrap_or_default(), &key(&path, "meta"));
             let connection_port = self.integer(
                 image.connection_port,
@@ -876,7 +921,13 @@ impl Checker<'_> {
                 let Some(pname) = self.required(&provider.name, &ppath, "name") else {
                     continue;
                 };
+                let declared = self.declared.get(&pname);
                 match providers.get(pname.as_str()) {
+                    // Declared but invalid: its own problem is reported already.
+                    None if declared.is_some() => {}
+                    Some(p)
+                        if !p.images.contains_key(image.as_str())
+                            && declared.is_some_and(|images| images.contains(&image)) => {}
                     None => self.problem(
                         &key(&ppath, "name"),
                         format!(
@@ -897,7 +948,19 @@ impl Checker<'_> {
                     Some(_) => label_providers.push(ProviderName(pname)),
                 }
             }
-            if min_ready > 0 && label.providers.as_ref().is_none_or(|p| p.is_empty()) {
+            if label.ready_script.is_some() {
+                self.needs_dir(
+                    &key(&path, "ready-script"),
+                    "a ready-script",
+                    "script-dir",
+                    self.dirs.script,
+                );
+            }
+            let min_ready_valid = label.min_ready.is_none_or(|n| n >= -1);
+            if min_ready_valid
+                && min_ready > 0
+                && label.providers.as_ref().is_none_or(|p| p.is_empty())
+            {
                 self.problem(
                     &path,
                     format!(
@@ -983,42 +1046,10 @@ impl Checker<'_> {
         out
     }
 
-    /// Directories the configured images need, reported at the image that needs them.
-    fn directories_needed(&mut self, config: &Config) {
-        for (i, provider) in config.providers.values().enumerate() {
-            for image in provider.images.values() {
-                let needs = match &image.source {
-                    ImageSource::Snapshot { .. } if config.script_dir.is_none() => {
-                        Some("script-dir")
-                    }
-                    ImageSource::DiskImage { .. } if config.images_dir.is_none() => {
-                        Some("images-dir")
-                    }
-                    ImageSource::DiskImage { .. } if config.elements_dir.is_none() => {
-                        Some("elements-dir")
-                    }
-                    _ => None,
-                };
-                if let Some(dir) = needs {
-                    let _ = i;
-                    self.problems.push(Problem {
-                        line: None,
-                        path: dir.to_string(),
-                        message: format!(
-                            "missing: provider `{}` image `{}` needs `{dir}`",
-                            provider.name, image.name
-                        ),
-                    });
-                }
-            }
-        }
-        if config.labels.values().any(|l| l.ready_script.is_some()) && config.script_dir.is_none() {
-            self.problems.push(Problem {
-                line: None,
-                path: "script-dir".into(),
-                message: "missing: a label has a `ready-script`, which is run from script-dir"
-                    .into(),
-            });
+    /// A directory a provider image or a label needs, reported where it is needed.
+    fn needs_dir(&mut self, path: &str, what: &str, dir: &str, present: bool) {
+        if !present {
+            self.problem(path, format!("{what} needs `{dir}`, which is not set"));
         }
     }
 }
