@@ -183,3 +183,13 @@ fn the_default_config_path_is_etc_nodepool() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_readme_lists_the_exit_codes_of_the_catalogue() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for (exit, meaning) in nodepool::exit::Exit::CATALOGUE {
+        let row = format!("| {} | {meaning}", exit.code());
+        assert!(readme.contains(&row), "README.md lacks the row {row:?}");
+    }
+}
