@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod cloud;
 mod commands;
 pub mod config;
 pub mod exit;
@@ -13,6 +14,7 @@ pub mod lock;
 pub mod logging;
 pub mod model;
 pub mod output;
+pub mod simulator;
 pub mod state;
 
 /// Run one command line.

@@ -146,7 +146,7 @@ impl fmt::Display for ImageState {
 }
 
 /// A password or API key: printed as `***` by `Debug` so it cannot leak into logs.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(pub String);
 
 impl Secret {

@@ -1,5 +1,7 @@
 //! One file per subcommand; this module only loads what they share and dispatches.
 
+mod alien_image_list;
+mod alien_list;
 mod config_validate;
 mod delete;
 mod dib_image_list;
@@ -11,6 +13,8 @@ mod status;
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, Format};
+use crate::cloud::openstack::http::CallCounter;
+use crate::cloud::openstack::OpenStack;
 use crate::config::{self, Config};
 use crate::exit::NotImplemented;
 use crate::state::Db;
@@ -21,6 +25,8 @@ pub struct Context {
     pub format: Format,
     /// Read once per command (see `clock`).
     pub now: i64,
+    /// Every cloud API call of this command, printed by `--debug`.
+    pub calls: CallCounter,
 }
 
 impl Context {
@@ -38,23 +44,32 @@ pub fn run(cli: &Cli) -> Result<()> {
         config,
         format: cli.format,
         now: crate::clock::now(),
+        calls: CallCounter::default(),
     };
+    let result = dispatch(cli, &ctx);
+    if cli.debug {
+        report_calls(&ctx.calls);
+    }
+    result
+}
+
+fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
     match &cli.command {
         Command::ConfigValidate => unreachable!("handled above"),
-        Command::List => list::run(&ctx),
-        Command::ImageList => image_list::run(&ctx),
-        Command::DibImageList => dib_image_list::run(&ctx),
-        Command::Hold(args) => hold::run(&ctx, args.id),
-        Command::Delete(args) => delete::run(&ctx, args),
-        Command::Status => status::run(&ctx),
+        Command::List => list::run(ctx),
+        Command::ImageList => image_list::run(ctx),
+        Command::DibImageList => dib_image_list::run(ctx),
+        Command::Hold(args) => hold::run(ctx, args.id),
+        Command::Delete(args) => delete::run(ctx, args),
+        Command::Status => status::run(ctx),
         // Capabilities of later releases: refuse honestly, change nothing.
         Command::ImageBuild(_) => Err(NotImplemented("image-build").into()),
         Command::ImageUpload(_) => Err(NotImplemented("image-upload").into()),
         Command::ImageUpdate(_) => Err(NotImplemented("image-update").into()),
         Command::ImageDelete(_) => Err(NotImplemented("image-delete").into()),
         Command::DibImageDelete(_) => Err(NotImplemented("dib-image-delete").into()),
-        Command::AlienList(_) => Err(NotImplemented("alien-list").into()),
-        Command::AlienImageList(_) => Err(NotImplemented("alien-image-list").into()),
+        Command::AlienList(args) => alien_list::run(ctx, args.provider.as_deref()),
+        Command::AlienImageList(args) => alien_image_list::run(ctx, args.provider.as_deref()),
         Command::Reconcile(_) => Err(NotImplemented("reconcile").into()),
         Command::Cleanup(_) => Err(NotImplemented("cleanup").into()),
         Command::Check(_) => Err(NotImplemented("check").into()),
@@ -113,4 +128,55 @@ fn mark_node(
         }),
         Format::Table => crate::output::line(&message),
     }
+}
+
+/// `--debug`: API calls per provider and route, on stderr.
+fn report_calls(calls: &CallCounter) {
+    let counts = calls.snapshot();
+    if counts.is_empty() {
+        return;
+    }
+    eprintln!("nodepool: API calls: {} in all", calls.total());
+    for ((provider, route), n) in counts {
+        eprintln!("nodepool:   {provider}: {route}: {n}");
+    }
+}
+
+/// Run `work` on each selected provider's cloud, providers connected in parallel. A provider
+/// that fails is reported on stderr and the others go on; the command fails only when every
+/// provider failed (or the named provider does not exist).
+fn for_each_provider(
+    ctx: &Context,
+    only: Option<&str>,
+    mut work: impl FnMut(
+        &crate::model::ProviderName,
+        &OpenStack,
+    ) -> Result<(), crate::cloud::CloudError>,
+) -> Result<()> {
+    let providers: Vec<&crate::config::Provider> = match only {
+        None => ctx.config.providers.values().collect(),
+        Some(name) => match ctx.config.providers.get(name) {
+            Some(provider) => vec![provider],
+            None => {
+                let known: Vec<&str> = ctx.config.providers.keys().map(|p| p.as_str()).collect();
+                anyhow::bail!(
+                    "no provider named `{name}` in {}; providers: {}",
+                    ctx.config.path.display(),
+                    known.join(", ")
+                );
+            }
+        },
+    };
+    let mut failed = 0;
+    for (provider, cloud) in crate::cloud::connect_all(providers.iter().copied(), &ctx.calls) {
+        let outcome = cloud.and_then(|cloud| work(&provider.name, &cloud));
+        if let Err(error) = outcome {
+            eprintln!("nodepool: error: {error}");
+            failed += 1;
+        }
+    }
+    if failed > 0 && failed == providers.len() {
+        anyhow::bail!("no provider could be reached ({failed} failed)");
+    }
+    Ok(())
 }

@@ -175,6 +175,14 @@ pub fn request(
     anyhow::bail!("node {id} kept changing state; try again")
 }
 
+/// Server ids of every subnode that has one.
+pub fn subnode_server_ids(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT external_id FROM subnode WHERE external_id IS NOT NULL")?;
+    let rows = stmt.query_map([], |row| row.get(0))?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context("reading subnodes")
+}
+
 /// Counts of nodes per (label, provider, state), for `status`.
 pub fn counts(conn: &Connection) -> Result<Vec<(LabelName, ProviderName, NodeState, u64)>> {
     let mut stmt = conn.prepare(

@@ -1,0 +1,330 @@
+//! What nodepool needs from a cloud, as a trait, so the planner and executor can be tested
+//! without a network; `openstack/` implements it over HTTP.
+
+pub mod clouds_yaml;
+pub mod openstack;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::Serialize;
+
+/// A server as nodepool sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Server {
+    pub id: String,
+    pub name: String,
+    pub status: ServerStatus,
+    /// The server's `metadata`; nodepool's own keys start with `nodepool_`.
+    pub metadata: BTreeMap<String, String>,
+    pub public_v4: Option<String>,
+    pub public_v6: Option<String>,
+    pub private_v4: Option<String>,
+    pub az: Option<String>,
+    pub image_id: Option<String>,
+    pub created: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ServerStatus {
+    Build,
+    Active,
+    Error,
+    Deleted,
+    /// Any other Nova status (SHUTOFF, REBUILD, …).
+    Other,
+}
+
+impl ServerStatus {
+    pub fn parse(status: &str) -> ServerStatus {
+        match status {
+            "BUILD" => ServerStatus::Build,
+            "ACTIVE" => ServerStatus::Active,
+            "ERROR" => ServerStatus::Error,
+            "DELETED" | "SOFT_DELETED" => ServerStatus::Deleted,
+            _ => ServerStatus::Other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    /// Glance status: queued, saving, active, killed, deleted, …
+    pub status: String,
+    pub properties: BTreeMap<String, String>,
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flavor {
+    pub id: String,
+    pub name: String,
+    pub ram_mb: u64,
+    pub vcpus: u64,
+}
+
+/// The smallest flavor with at least `min_ram` MB whose name contains `name_filter`
+/// (ties broken by name, so the choice is stable).
+pub fn choose_flavor<'a>(
+    flavors: &'a [Flavor],
+    min_ram: u64,
+    name_filter: Option<&str>,
+) -> Option<&'a Flavor> {
+    flavors
+        .iter()
+        .filter(|f| f.ram_mb >= min_ram && name_filter.is_none_or(|n| f.name.contains(n)))
+        .min_by(|a, b| (a.ram_mb, a.vcpus, &a.name).cmp(&(b.ram_mb, b.vcpus, &b.name)))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Keypair {
+    pub name: String,
+    pub public_key: String,
+}
+
+/// Absolute compute limits (`GET /limits`); None where the cloud says unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub max_instances: Option<u64>,
+    pub used_instances: u64,
+    pub max_cores: Option<u64>,
+    pub used_cores: u64,
+    pub max_ram_mb: Option<u64>,
+    pub used_ram_mb: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FloatingIp {
+    pub id: String,
+    pub ip: String,
+    pub server_id: Option<String>,
+}
+
+/// What a create call sends.
+#[derive(Debug, Clone, Default)]
+pub struct CreateServer {
+    pub name: String,
+    pub image_id: String,
+    pub flavor_id: String,
+    pub key_name: Option<String>,
+    pub availability_zone: Option<String>,
+    /// Network UUIDs (labels are resolved to ids by the caller through `networks`).
+    pub network_ids: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub config_drive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub external: bool,
+}
+
+/// Errors a caller can act on, by kind; `message` never holds a password or token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    /// The project's quota is used up: a state to wait out, not a failed launch.
+    QuotaExceeded,
+    /// Still rate limited (429/413) after honouring Retry-After within the bound.
+    RateLimited,
+    AuthFailed,
+    /// Any other error answer; the status and the cloud's own message are in `message`.
+    Api {
+        status: u16,
+    },
+    /// No answer: connection refused, timeout, broken body.
+    Transport,
+}
+
+impl CloudError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> CloudError {
+        CloudError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+}
+
+impl fmt::Display for CloudError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CloudError {}
+
+pub type CloudResult<T> = Result<T, CloudError>;
+
+/// The operations the reconciler and the image code need from one provider.
+pub trait Cloud: Send + Sync {
+    fn list_servers(&self) -> CloudResult<Vec<Server>>;
+    /// `Ok(None)` when the server does not exist.
+    fn get_server(&self, id: &str) -> CloudResult<Option<Server>>;
+    /// Returns the new server's id.
+    fn create_server(&self, request: &CreateServer) -> CloudResult<String>;
+    /// Deleting a server that is already gone succeeds.
+    fn delete_server(&self, id: &str) -> CloudResult<()>;
+    /// Start a snapshot of a server; returns the new image's id.
+    fn create_snapshot(
+        &self,
+        server_id: &str,
+        name: &str,
+        metadata: &BTreeMap<String, String>,
+    ) -> CloudResult<String>;
+    fn list_flavors(&self) -> CloudResult<Vec<Flavor>>;
+    fn limits(&self) -> CloudResult<Limits>;
+    fn availability_zones(&self) -> CloudResult<Vec<String>>;
+    fn list_keypairs(&self) -> CloudResult<Vec<Keypair>>;
+    fn create_keypair(&self, name: &str, public_key: &str) -> CloudResult<()>;
+    fn delete_keypair(&self, name: &str) -> CloudResult<()>;
+    fn list_images(&self) -> CloudResult<Vec<Image>>;
+    fn get_image(&self, id: &str) -> CloudResult<Option<Image>>;
+    /// Create an image record (queued) with properties; returns its id.
+    fn create_image(
+        &self,
+        name: &str,
+        disk_format: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> CloudResult<String>;
+    /// Stream `file` into the image; the file is never read into memory whole.
+    fn upload_image(&self, id: &str, file: &Path) -> CloudResult<()>;
+    fn delete_image(&self, id: &str) -> CloudResult<()>;
+    fn list_networks(&self) -> CloudResult<Vec<Network>>;
+    fn list_floating_ips(&self) -> CloudResult<Vec<FloatingIp>>;
+    /// Allocate a floating IP from `pool` and attach it to `server_id`.
+    fn attach_floating_ip(&self, server_id: &str, pool: &str) -> CloudResult<FloatingIp>;
+    fn delete_floating_ip(&self, id: &str) -> CloudResult<()>;
+}
+
+/// Connect to every provider of `providers` in parallel (one token call each). A provider
+/// that fails is returned with its error so the caller can go on with the others.
+pub fn connect_all<'a>(
+    providers: impl IntoIterator<Item = &'a crate::config::Provider>,
+    counter: &openstack::http::CallCounter,
+) -> Vec<(
+    &'a crate::config::Provider,
+    CloudResult<openstack::OpenStack>,
+)> {
+    let providers: Vec<_> = providers.into_iter().collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = providers
+            .iter()
+            .map(|provider| scope.spawn(move || connect(provider, counter.clone())))
+            .collect();
+        providers
+            .iter()
+            .zip(handles)
+            .map(|(provider, handle)| {
+                let result = handle.join().unwrap_or_else(|_| {
+                    Err(CloudError::new(
+                        ErrorKind::Transport,
+                        format!("{}: connecting panicked", provider.name),
+                    ))
+                });
+                (*provider, result)
+            })
+            .collect()
+    })
+}
+
+/// Credentials from nodepool.yaml or clouds.yaml, then authenticate.
+pub fn connect(
+    provider: &crate::config::Provider,
+    counter: openstack::http::CallCounter,
+) -> CloudResult<openstack::OpenStack> {
+    use crate::config::ProviderAuth;
+    let mut credentials = match &provider.auth {
+        ProviderAuth::Inline {
+            auth_url,
+            username,
+            password,
+            project_name,
+            user_domain_name,
+            project_domain_name,
+        } => openstack::auth::Credentials {
+            auth_url: auth_url.clone(),
+            username: username.clone(),
+            password: password.clone(),
+            project_name: Some(project_name.clone()),
+            project_id: None,
+            user_domain_name: user_domain_name.clone(),
+            project_domain_name: project_domain_name.clone(),
+            region_name: None,
+            interface: "public".into(),
+        },
+        ProviderAuth::CloudsYaml { cloud } => {
+            clouds_yaml::credentials(cloud, &clouds_yaml::search_path()).map_err(|e| {
+                CloudError::new(ErrorKind::AuthFailed, format!("{}: {e:#}", provider.name))
+            })?
+        }
+    };
+    if provider.region_name.is_some() {
+        credentials.region_name = provider.region_name.clone();
+    }
+    let mut timeouts = openstack::http::Timeouts::default();
+    if let Some(api_timeout) = provider.api_timeout {
+        timeouts.call = api_timeout;
+    }
+    let settings = openstack::Settings {
+        provider: provider.name.to_string(),
+        credentials,
+        service_type: provider.service_type.clone(),
+        service_name: provider.service_name.clone(),
+        timeouts,
+        retry: openstack::http::RetryPolicy::default(),
+        rate: provider.rate,
+    };
+    openstack::OpenStack::connect(&settings, counter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flavor(name: &str, ram: u64) -> Flavor {
+        Flavor {
+            id: name.into(),
+            name: name.into(),
+            ram_mb: ram,
+            vcpus: 1,
+        }
+    }
+
+    #[test]
+    fn the_smallest_flavor_with_enough_ram_and_a_matching_name_wins() {
+        let flavors = [
+            flavor("m1.large", 8192),
+            flavor("perf.small", 2048),
+            flavor("m1.small", 2048),
+            flavor("m1.tiny", 512),
+        ];
+        assert_eq!(
+            choose_flavor(&flavors, 1024, None).unwrap().name,
+            "m1.small"
+        );
+        assert_eq!(
+            choose_flavor(&flavors, 1024, Some("perf")).unwrap().name,
+            "perf.small"
+        );
+        assert_eq!(
+            choose_flavor(&flavors, 4096, None).unwrap().name,
+            "m1.large"
+        );
+        assert!(choose_flavor(&flavors, 16384, None).is_none());
+    }
+}

@@ -1,0 +1,363 @@
+//! Nova v2.1: servers, snapshots (`createImage`), flavors, keypairs, limits, availability
+//! zones.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use super::http::Body;
+use super::{absolute, string_map, OpenStack, MAX_PAGES};
+use crate::cloud::{CloudResult, CreateServer, Flavor, Keypair, Limits, Server, ServerStatus};
+
+pub(super) fn list_servers(os: &OpenStack) -> CloudResult<Vec<Server>> {
+    let route = "GET compute /servers/detail";
+    let mut servers = Vec::new();
+    let mut url = format!("{}/servers/detail", os.endpoints.compute);
+    for _ in 0..MAX_PAGES {
+        let page = os.get_json(&url, route)?;
+        let items = page
+            .get("servers")
+            .and_then(Value::as_array)
+            .ok_or_else(|| os.malformed(route, "no `servers` list"))?;
+        servers.extend(items.iter().filter_map(parse_server));
+        match next_link(page.get("servers_links")) {
+            Some(next) if !items.is_empty() => url = absolute(&os.endpoints.compute, &next),
+            _ => return Ok(servers),
+        }
+    }
+    Err(os.malformed(route, "more than 10000 pages"))
+}
+
+pub(super) fn get_server(os: &OpenStack, id: &str) -> CloudResult<Option<Server>> {
+    let route = "GET compute /servers/{id}";
+    let Some(document) =
+        os.get_optional(&format!("{}/servers/{id}", os.endpoints.compute), route)?
+    else {
+        return Ok(None);
+    };
+    let server = document
+        .get("server")
+        .ok_or_else(|| os.malformed(route, "no `server`"))?;
+    parse_server(server)
+        .map(Some)
+        .ok_or_else(|| os.malformed(route, "server without id"))
+}
+
+pub(super) fn create_server(os: &OpenStack, request: &CreateServer) -> CloudResult<String> {
+    let route = "POST compute /servers";
+    let mut server = json!({
+        "name": request.name,
+        "imageRef": request.image_id,
+        "flavorRef": request.flavor_id,
+        "metadata": request.metadata,
+    });
+    if let Some(key) = &request.key_name {
+        server["key_name"] = json!(key);
+    }
+    if let Some(az) = &request.availability_zone {
+        server["availability_zone"] = json!(az);
+    }
+    if !request.network_ids.is_empty() {
+        server["networks"] = json!(request
+            .network_ids
+            .iter()
+            .map(|id| json!({"uuid": id}))
+            .collect::<Vec<_>>());
+    }
+    if request.config_drive {
+        server["config_drive"] = json!(true);
+    }
+    let reply = os.call(
+        "POST",
+        &format!("{}/servers", os.endpoints.compute),
+        route,
+        Body::Json(&json!({"server": server})),
+    )?;
+    let document = reply.json()?;
+    document
+        .pointer("/server/id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| os.malformed(route, "no server id"))
+}
+
+pub(super) fn delete_server(os: &OpenStack, id: &str) -> CloudResult<()> {
+    os.delete(
+        &format!("{}/servers/{id}", os.endpoints.compute),
+        "DELETE compute /servers/{id}",
+    )
+}
+
+/// Nova answers `createImage` with the image id in the body (microversion 2.45 and later) or
+/// in the `Location` header (earlier); both are accepted.
+pub(super) fn create_snapshot(
+    os: &OpenStack,
+    server_id: &str,
+    name: &str,
+    metadata: &BTreeMap<String, String>,
+) -> CloudResult<String> {
+    let route = "POST compute /servers/{id}/action createImage";
+    let body = json!({"createImage": {"name": name, "metadata": metadata}});
+    let url = format!("{}/servers/{server_id}/action", os.endpoints.compute);
+    let reply = os.call("POST", &url, route, Body::Json(&body))?;
+    if let Some(id) = reply.json()?.get("image_id").and_then(Value::as_str) {
+        return Ok(id.to_string());
+    }
+    reply
+        .header("location")
+        .and_then(|location| location.trim_end_matches('/').rsplit('/').next())
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| os.malformed(route, "neither an image_id nor a Location header"))
+}
+
+pub(super) fn list_flavors(os: &OpenStack) -> CloudResult<Vec<Flavor>> {
+    let route = "GET compute /flavors/detail";
+    let document = os.get_json(&format!("{}/flavors/detail", os.endpoints.compute), route)?;
+    let flavors = document
+        .get("flavors")
+        .and_then(Value::as_array)
+        .ok_or_else(|| os.malformed(route, "no `flavors`"))?;
+    Ok(flavors
+        .iter()
+        .filter_map(|f| {
+            Some(Flavor {
+                id: id_of(f.get("id")?)?,
+                name: f.get("name")?.as_str()?.to_string(),
+                ram_mb: f.get("ram")?.as_u64()?,
+                vcpus: f.get("vcpus").and_then(Value::as_u64).unwrap_or(0),
+            })
+        })
+        .collect())
+}
+
+pub(super) fn limits(os: &OpenStack) -> CloudResult<Limits> {
+    let route = "GET compute /limits";
+    let document = os.get_json(&format!("{}/limits", os.endpoints.compute), route)?;
+    let absolute = document
+        .pointer("/limits/absolute")
+        .ok_or_else(|| os.malformed(route, "no limits.absolute"))?;
+    // Nova uses -1 for "unlimited".
+    let max = |key: &str| {
+        absolute
+            .get(key)
+            .and_then(Value::as_i64)
+            .filter(|n| *n >= 0)
+            .map(|n| n as u64)
+    };
+    let used = |key: &str| absolute.get(key).and_then(Value::as_u64).unwrap_or(0);
+    Ok(Limits {
+        max_instances: max("maxTotalInstances"),
+        used_instances: used("totalInstancesUsed"),
+        max_cores: max("maxTotalCores"),
+        used_cores: used("totalCoresUsed"),
+        max_ram_mb: max("maxTotalRAMSize"),
+        used_ram_mb: used("totalRAMUsed"),
+    })
+}
+
+pub(super) fn availability_zones(os: &OpenStack) -> CloudResult<Vec<String>> {
+    let route = "GET compute /os-availability-zone";
+    let document = os.get_json(
+        &format!("{}/os-availability-zone", os.endpoints.compute),
+        route,
+    )?;
+    let zones = document
+        .get("availabilityZoneInfo")
+        .and_then(Value::as_array)
+        .ok_or_else(|| os.malformed(route, "no availabilityZoneInfo"))?;
+    Ok(zones
+        .iter()
+        .filter(|z| {
+            z.pointer("/zoneState/available")
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+        })
+        .filter_map(|z| Some(z.get("zoneName")?.as_str()?.to_string()))
+        .collect())
+}
+
+pub(super) fn list_keypairs(os: &OpenStack) -> CloudResult<Vec<Keypair>> {
+    let route = "GET compute /os-keypairs";
+    let document = os.get_json(&format!("{}/os-keypairs", os.endpoints.compute), route)?;
+    let pairs = document
+        .get("keypairs")
+        .and_then(Value::as_array)
+        .ok_or_else(|| os.malformed(route, "no `keypairs`"))?;
+    Ok(pairs
+        .iter()
+        .filter_map(|p| {
+            let pair = p.get("keypair")?;
+            Some(Keypair {
+                name: pair.get("name")?.as_str()?.to_string(),
+                public_key: pair
+                    .get("public_key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+        })
+        .collect())
+}
+
+pub(super) fn create_keypair(os: &OpenStack, name: &str, public_key: &str) -> CloudResult<()> {
+    let body = json!({"keypair": {"name": name, "public_key": public_key}});
+    os.call(
+        "POST",
+        &format!("{}/os-keypairs", os.endpoints.compute),
+        "POST compute /os-keypairs",
+        Body::Json(&body),
+    )?;
+    Ok(())
+}
+
+pub(super) fn delete_keypair(os: &OpenStack, name: &str) -> CloudResult<()> {
+    os.delete(
+        &format!("{}/os-keypairs/{name}", os.endpoints.compute),
+        "DELETE compute /os-keypairs/{name}",
+    )
+}
+
+fn next_link(links: Option<&Value>) -> Option<String> {
+    links?.as_array()?.iter().find_map(|link| {
+        (link.get("rel")?.as_str()? == "next")
+            .then(|| link.get("href")?.as_str().map(str::to_string))?
+    })
+}
+
+fn id_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A server from Nova's JSON; None when it has no id (nothing could be done with it).
+pub(super) fn parse_server(value: &Value) -> Option<Server> {
+    let mut server = Server {
+        id: id_of(value.get("id")?)?,
+        name: value
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        status: ServerStatus::parse(
+            value
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        ),
+        metadata: string_map(value.get("metadata")),
+        public_v4: None,
+        public_v6: None,
+        private_v4: None,
+        az: value
+            .get("OS-EXT-AZ:availability_zone")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        // Boot-from-volume servers have `"image": ""`.
+        image_id: value
+            .pointer("/image/id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        created: value
+            .get("created")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    for address in value
+        .get("addresses")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|a| a.values())
+    {
+        for entry in address.as_array().into_iter().flatten() {
+            let Some(ip) = entry
+                .get("addr")
+                .and_then(Value::as_str)
+                .and_then(|a| a.parse::<IpAddr>().ok())
+            else {
+                continue;
+            };
+            let floating = entry.get("OS-EXT-IPS:type").and_then(Value::as_str) == Some("floating");
+            match ip {
+                IpAddr::V4(v4) if !floating && is_private(v4) => {
+                    server.private_v4.get_or_insert_with(|| v4.to_string());
+                }
+                IpAddr::V4(v4) => {
+                    server.public_v4.get_or_insert_with(|| v4.to_string());
+                }
+                IpAddr::V6(v6) => {
+                    server.public_v6.get_or_insert_with(|| v6.to_string());
+                }
+            }
+        }
+    }
+    for (key, slot) in [
+        ("accessIPv4", &mut server.public_v4),
+        ("accessIPv6", &mut server.public_v6),
+    ] {
+        if let Some(ip) = value
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            slot.get_or_insert_with(|| ip.to_string());
+        }
+    }
+    Some(server)
+}
+
+/// RFC 1918 and shared (RFC 6598) space: reachable only inside the cloud. Loopback counts as
+/// public, so a simulator handing out 127.0.0.1 gives nodes an address nodepool can reach.
+fn is_private(ip: std::net::Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_private() || (a == 100 && (64..128).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_parse_addresses_metadata_and_status() {
+        let value = json!({
+            "id": "s1", "name": "small-p1-1", "status": "ACTIVE",
+            "metadata": {"nodepool_node_id": "7", "groups": 3},
+            "addresses": {"private": [
+                {"addr": "10.0.0.5", "version": 4, "OS-EXT-IPS:type": "fixed"},
+                {"addr": "198.51.100.7", "version": 4, "OS-EXT-IPS:type": "floating"},
+                {"addr": "2001:db8::5", "version": 6}
+            ]},
+            "OS-EXT-AZ:availability_zone": "az1",
+            "image": {"id": "img"},
+            "created": "2026-11-21T10:00:00Z"
+        });
+        let server = parse_server(&value).unwrap();
+        assert_eq!(server.status, ServerStatus::Active);
+        assert_eq!(server.private_v4.as_deref(), Some("10.0.0.5"));
+        assert_eq!(server.public_v4.as_deref(), Some("198.51.100.7"));
+        assert_eq!(server.public_v6.as_deref(), Some("2001:db8::5"));
+        assert_eq!(server.metadata["nodepool_node_id"], "7");
+        assert_eq!(server.metadata["groups"], "3");
+        assert_eq!(
+            (server.az.as_deref(), server.image_id.as_deref()),
+            (Some("az1"), Some("img"))
+        );
+    }
+
+    #[test]
+    fn odd_servers_do_not_panic() {
+        assert!(parse_server(&json!({"name": "no id"})).is_none());
+        let server =
+            parse_server(&json!({"id": 5, "image": "", "addresses": {"x": [{"addr": "garbage"}]}}))
+                .unwrap();
+        assert_eq!(
+            (server.id.as_str(), server.status, server.image_id),
+            ("5", ServerStatus::Other, None)
+        );
+    }
+}

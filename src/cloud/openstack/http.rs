@@ -1,0 +1,416 @@
+//! The one place nodepool talks HTTP to a cloud: a ureq agent with timeouts, bounded retries
+//! with exponential backoff and jitter for idempotent calls, `Retry-After` honoured on 429 and
+//! 413, `rate` spacing of mutating calls, per-route call accounting, error classification, and
+//! redaction of secrets from every message.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::cloud::{CloudError, CloudResult, ErrorKind};
+
+/// How calls are retried; tests shorten the waits.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// First backoff; doubled each retry, plus up to 50% jitter.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// Longest `Retry-After` we wait for; longer answers end as RateLimited.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Timeouts of every call.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Whole call without a body upload (an answer must start and finish within it).
+    pub call: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            call: Duration::from_secs(60),
+        }
+    }
+}
+
+/// API calls per route (`GET compute /servers/detail`), shared by all providers of a run.
+#[derive(Debug, Default, Clone)]
+pub struct CallCounter(Arc<Mutex<BTreeMap<(String, String), u64>>>);
+
+impl CallCounter {
+    fn count(&self, provider: &str, route: &str) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *counts
+            .entry((provider.to_string(), route.to_string()))
+            .or_default() += 1;
+    }
+
+    /// (provider, route) -> calls.
+    pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+
+    pub fn for_provider(&self, provider: &str) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|((p, _), _)| p == provider)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// A request body.
+pub enum Body<'a> {
+    None,
+    Json(&'a Value),
+    /// Streamed; never buffered whole.
+    Stream(&'a mut dyn Read),
+}
+
+/// An answer with a 2xx status.
+pub struct Reply {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> CloudResult<Value> {
+        if self.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| CloudError::new(ErrorKind::Transport, format!("answer is not JSON: {e}")))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// Largest answer body we read; server lists of thousands fit many times over.
+const MAX_BODY: u64 = 256 * 1024 * 1024;
+
+pub struct Http {
+    agent: ureq::Agent,
+    provider: String,
+    counter: CallCounter,
+    retry: RetryPolicy,
+    /// Minimum spacing of mutating calls (`rate`).
+    rate: Duration,
+    last_mutation: Mutex<Option<Instant>>,
+    /// Strings that must never appear in a message (password, token).
+    secrets: Mutex<Vec<String>>,
+}
+
+impl Http {
+    pub fn new(
+        provider: &str,
+        timeouts: &Timeouts,
+        retry: RetryPolicy,
+        rate: Duration,
+        counter: CallCounter,
+    ) -> Http {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_global(Some(timeouts.call))
+            .http_status_as_error(false)
+            .user_agent(concat!("nodepool/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Http {
+            agent,
+            provider: provider.to_string(),
+            counter,
+            retry,
+            rate,
+            last_mutation: Mutex::new(None),
+            secrets: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// Never print `secret` in an error message.
+    pub fn add_secret(&self, secret: &str) {
+        if secret.len() >= 4 {
+            self.secrets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(secret.to_string());
+        }
+    }
+
+    fn redact(&self, message: String) -> String {
+        let secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        secrets
+            .iter()
+            .fold(message, |m, s| m.replace(s.as_str(), "***"))
+    }
+
+    /// One call with retries. `route` names it for accounting and messages
+    /// (`GET compute /servers/detail`); `headers` are extra request headers.
+    pub fn call(
+        &self,
+        method: &str,
+        url: &str,
+        route: &str,
+        headers: &[(&str, &str)],
+        mut body: Body<'_>,
+    ) -> CloudResult<Reply> {
+        let mutating = method != "GET" && method != "HEAD";
+        // GET, HEAD, PUT and DELETE can be repeated safely; a POST may have taken effect.
+        let idempotent = matches!(method, "GET" | "HEAD" | "PUT" | "DELETE");
+        // A streamed body cannot be sent twice.
+        let repeatable = !matches!(body, Body::Stream(_));
+        let mut backoff = self.retry.backoff;
+        let mut attempt = 1;
+        loop {
+            if mutating {
+                self.space_mutation();
+            }
+            self.counter.count(&self.provider, route);
+            log::debug!("{}: {route} (attempt {attempt})", self.provider);
+            let outcome = self.send(method, url, headers, &mut body);
+            let last = attempt >= self.retry.attempts || !repeatable;
+            let wait = match &outcome {
+                Ok(reply) if (200..300).contains(&reply.status) => {
+                    return Ok(outcome.unwrap_or_else(|_| unreachable!()));
+                }
+                Ok(reply)
+                    if reply.status == 429 || reply.status == 413 && !is_quota(&reply.body) =>
+                {
+                    match retry_after(reply) {
+                        Some(wait) if wait <= self.retry.max_retry_after => Some(wait),
+                        Some(_) => None,
+                        None => Some(jittered(backoff)),
+                    }
+                }
+                Ok(reply) if reply.status >= 500 && idempotent => Some(jittered(backoff)),
+                Err(_) if idempotent => Some(jittered(backoff)),
+                _ => None,
+            };
+            match wait {
+                Some(wait) if !last => {
+                    log::debug!(
+                        "{}: {route}: retrying in {} ms",
+                        self.provider,
+                        wait.as_millis()
+                    );
+                    std::thread::sleep(wait);
+                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                    attempt += 1;
+                }
+                _ => return Err(self.classify(route, outcome, attempt)),
+            }
+        }
+    }
+
+    fn space_mutation(&self) {
+        let mut last = self.last_mutation.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(previous) = *last {
+            let since = previous.elapsed();
+            if since < self.rate {
+                std::thread::sleep(self.rate - since);
+            }
+        }
+        *last = Some(Instant::now());
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &mut Body<'_>,
+    ) -> Result<Reply, String> {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Accept", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = match body {
+            Body::None => self.agent.run(request.body(()).map_err(|e| e.to_string())?),
+            Body::Json(value) => {
+                let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+                let request = request
+                    .header("Content-Type", "application/json")
+                    .body(bytes)
+                    .map_err(|e| e.to_string())?;
+                self.agent.run(request)
+            }
+            Body::Stream(reader) => {
+                let request = request
+                    .header("Content-Type", "application/octet-stream")
+                    .body(ureq::SendBody::from_reader(*reader))
+                    .map_err(|e| e.to_string())?;
+                self.agent.run(request)
+            }
+        };
+        let mut response = response.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.as_str().to_ascii_lowercase(),
+                    v.to_str().ok()?.to_string(),
+                ))
+            })
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| e.to_string())?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn classify(&self, route: &str, outcome: Result<Reply, String>, attempts: u32) -> CloudError {
+        let tries = if attempts > 1 {
+            format!(" after {attempts} attempts")
+        } else {
+            String::new()
+        };
+        let (kind, message) = match outcome {
+            Err(transport) => (
+                ErrorKind::Transport,
+                format!("{route}: no answer{tries}: {transport}"),
+            ),
+            Ok(reply) => {
+                let cloud_message = error_message(&reply.body);
+                let kind = match reply.status {
+                    401 => ErrorKind::AuthFailed,
+                    404 => ErrorKind::NotFound,
+                    403 | 413 if is_quota(&reply.body) => ErrorKind::QuotaExceeded,
+                    429 | 413 => ErrorKind::RateLimited,
+                    status => ErrorKind::Api { status },
+                };
+                (
+                    kind,
+                    format!("{route}: HTTP {}{tries}: {cloud_message}", reply.status),
+                )
+            }
+        };
+        CloudError::new(kind, self.redact(format!("{}: {message}", self.provider)))
+    }
+}
+
+fn jittered(backoff: Duration) -> Duration {
+    backoff + backoff.mul_f64(fastrand::f64() * 0.5)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from OpenStack; treated as absent).
+fn retry_after(reply: &Reply) -> Option<Duration> {
+    reply
+        .header("retry-after")?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn is_quota(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    text.contains("quota") || text.contains("limit exceeded")
+}
+
+/// The cloud's own message from the usual OpenStack error shapes:
+/// `{"itemNotFound": {"message": …}}`, `{"error": {"message": …}}`, `{"NeutronError": …}`,
+/// `{"message": …}`, or the text itself.
+pub fn error_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let found = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|value| {
+            if let Some(message) = value.get("message").and_then(Value::as_str) {
+                return Some(message.to_string());
+            }
+            value.as_object()?.values().find_map(|inner| {
+                let message = inner.get("message")?;
+                Some(
+                    message
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| message.to_string()),
+                )
+            })
+        });
+    let message = found.unwrap_or_else(|| text.trim().to_string());
+    let mut message: String = message.chars().take(500).collect();
+    if message.is_empty() {
+        message = "(empty answer)".into();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_messages_are_found_in_the_usual_shapes() {
+        assert_eq!(
+            error_message(
+                br#"{"itemNotFound": {"message": "Instance x could not be found.", "code": 404}}"#
+            ),
+            "Instance x could not be found."
+        );
+        assert_eq!(error_message(br#"{"error": {"message": "The request you have made requires authentication.", "code": 401}}"#), "The request you have made requires authentication.");
+        assert_eq!(
+            error_message(
+                br#"{"NeutronError": {"message": "Network not found", "type": "NetworkNotFound"}}"#
+            ),
+            "Network not found"
+        );
+        assert_eq!(
+            error_message(b"404 Not Found\n\nThe resource could not be found."),
+            "404 Not Found\n\nThe resource could not be found."
+        );
+        assert_eq!(error_message(b""), "(empty answer)");
+    }
+
+    #[test]
+    fn quota_answers_are_recognised() {
+        assert!(is_quota(br#"{"forbidden": {"message": "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances", "code": 403}}"#));
+        assert!(!is_quota(
+            br#"{"forbidden": {"message": "Policy doesn't allow it", "code": 403}}"#
+        ));
+    }
+}

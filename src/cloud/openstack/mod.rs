@@ -1,0 +1,285 @@
+//! `Cloud` over the OpenStack APIs: Keystone (`auth`), Nova (`compute`), Glance (`image`) and
+//! Neutron (`network`), all through one `Http` per provider.
+
+pub mod auth;
+mod compute;
+pub mod http;
+mod image;
+mod network;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use self::auth::{Credentials, Session};
+use self::http::{Body, CallCounter, Http, Reply, RetryPolicy, Timeouts};
+use crate::cloud::{
+    CloudError, CloudResult, CreateServer, ErrorKind, Flavor, FloatingIp, Image, Keypair, Limits,
+    Network, Server,
+};
+
+/// Where a provider's services live, from the catalog.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub compute: String,
+    pub image: String,
+    /// None when the cloud has no Neutron (nova-network floating IPs are used then).
+    pub network: Option<String>,
+}
+
+/// How to reach one provider.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub provider: String,
+    pub credentials: Credentials,
+    pub service_type: Option<String>,
+    pub service_name: Option<String>,
+    pub timeouts: Timeouts,
+    pub retry: RetryPolicy,
+    pub rate: std::time::Duration,
+}
+
+pub struct OpenStack {
+    http: Http,
+    session: Session,
+    endpoints: Endpoints,
+}
+
+/// Max pages followed in one list (a bound, not a limit anyone should reach).
+const MAX_PAGES: usize = 10_000;
+
+impl OpenStack {
+    /// Authenticate and find the endpoints: one token call per provider per run.
+    pub fn connect(settings: &Settings, counter: CallCounter) -> CloudResult<OpenStack> {
+        let http = Http::new(
+            &settings.provider,
+            &settings.timeouts,
+            settings.retry.clone(),
+            settings.rate,
+            counter,
+        );
+        let session = auth::authenticate(&http, &settings.credentials)?;
+        let region = settings.credentials.region_name.as_deref();
+        let interface = settings.credentials.interface.as_str();
+        let lookup = |kind: &str, name: Option<&str>| {
+            session
+                .catalog
+                .endpoint(kind, name, region, interface)
+                .map_err(|message| {
+                    CloudError::new(
+                        ErrorKind::Api { status: 0 },
+                        format!("{}: {message}", settings.provider),
+                    )
+                })
+        };
+        let compute_type = settings.service_type.as_deref().unwrap_or("compute");
+        let endpoints = Endpoints {
+            compute: lookup(compute_type, settings.service_name.as_deref())?,
+            image: with_version(&lookup("image", None)?, "v2"),
+            network: lookup("network", None)
+                .ok()
+                .map(|url| with_version(&url, "v2.0")),
+        };
+        Ok(OpenStack {
+            http,
+            session,
+            endpoints,
+        })
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    fn call(&self, method: &str, url: &str, route: &str, body: Body<'_>) -> CloudResult<Reply> {
+        self.call_with(method, url, route, &[], body)
+    }
+
+    fn call_with(
+        &self,
+        method: &str,
+        url: &str,
+        route: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> CloudResult<Reply> {
+        let mut all = vec![("X-Auth-Token", self.session.token.expose())];
+        all.extend_from_slice(headers);
+        self.http.call(method, url, route, &all, body)
+    }
+
+    fn get_json(&self, url: &str, route: &str) -> CloudResult<Value> {
+        self.call("GET", url, route, Body::None)?.json()
+    }
+
+    /// GET that maps 404 to None.
+    fn get_optional(&self, url: &str, route: &str) -> CloudResult<Option<Value>> {
+        match self.get_json(url, route) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// DELETE where "already gone" counts as done.
+    fn delete(&self, url: &str, route: &str) -> CloudResult<()> {
+        match self.call("DELETE", url, route, Body::None) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn malformed(&self, route: &str, what: &str) -> CloudError {
+        CloudError::new(
+            ErrorKind::Api { status: 200 },
+            format!(
+                "{}: {route}: malformed answer: {what}",
+                self.http.provider()
+            ),
+        )
+    }
+}
+
+/// Glance and Neutron catalogs often list the unversioned root; the APIs live under a version.
+fn with_version(url: &str, version: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if url.ends_with(&format!("/{version}")) {
+        url.to_string()
+    } else {
+        format!("{url}/{version}")
+    }
+}
+
+/// A `next` link may be absolute or relative to the service root.
+fn absolute(root: &str, href: &str) -> String {
+    if href.starts_with("http://") || href.starts_with("https://") {
+        return href.to_string();
+    }
+    // root = scheme://host[:port]/path…; a relative href starting with '/' replaces the path
+    // below the service prefix (Glance answers `/v2/images?marker=…`).
+    let prefix = root
+        .strip_suffix("/v2")
+        .or_else(|| root.strip_suffix("/v2.0"))
+        .unwrap_or(root);
+    format!("{prefix}{href}")
+}
+
+fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl crate::cloud::Cloud for OpenStack {
+    fn list_servers(&self) -> CloudResult<Vec<Server>> {
+        compute::list_servers(self)
+    }
+    fn get_server(&self, id: &str) -> CloudResult<Option<Server>> {
+        compute::get_server(self, id)
+    }
+    fn create_server(&self, request: &CreateServer) -> CloudResult<String> {
+        compute::create_server(self, request)
+    }
+    fn delete_server(&self, id: &str) -> CloudResult<()> {
+        compute::delete_server(self, id)
+    }
+    fn create_snapshot(
+        &self,
+        server_id: &str,
+        name: &str,
+        metadata: &BTreeMap<String, String>,
+    ) -> CloudResult<String> {
+        compute::create_snapshot(self, server_id, name, metadata)
+    }
+    fn list_flavors(&self) -> CloudResult<Vec<Flavor>> {
+        compute::list_flavors(self)
+    }
+    fn limits(&self) -> CloudResult<Limits> {
+        compute::limits(self)
+    }
+    fn availability_zones(&self) -> CloudResult<Vec<String>> {
+        compute::availability_zones(self)
+    }
+    fn list_keypairs(&self) -> CloudResult<Vec<Keypair>> {
+        compute::list_keypairs(self)
+    }
+    fn create_keypair(&self, name: &str, public_key: &str) -> CloudResult<()> {
+        compute::create_keypair(self, name, public_key)
+    }
+    fn delete_keypair(&self, name: &str) -> CloudResult<()> {
+        compute::delete_keypair(self, name)
+    }
+    fn list_images(&self) -> CloudResult<Vec<Image>> {
+        image::list_images(self)
+    }
+    fn get_image(&self, id: &str) -> CloudResult<Option<Image>> {
+        image::get_image(self, id)
+    }
+    fn create_image(
+        &self,
+        name: &str,
+        disk_format: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> CloudResult<String> {
+        image::create_image(self, name, disk_format, properties)
+    }
+    fn upload_image(&self, id: &str, file: &Path) -> CloudResult<()> {
+        image::upload_image(self, id, file)
+    }
+    fn delete_image(&self, id: &str) -> CloudResult<()> {
+        image::delete_image(self, id)
+    }
+    fn list_networks(&self) -> CloudResult<Vec<Network>> {
+        network::list_networks(self)
+    }
+    fn list_floating_ips(&self) -> CloudResult<Vec<FloatingIp>> {
+        network::list_floating_ips(self)
+    }
+    fn attach_floating_ip(&self, server_id: &str, pool: &str) -> CloudResult<FloatingIp> {
+        network::attach_floating_ip(self, server_id, pool)
+    }
+    fn delete_floating_ip(&self, id: &str) -> CloudResult<()> {
+        network::delete_floating_ip(self, id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_appended_once() {
+        assert_eq!(with_version("http://h/image/", "v2"), "http://h/image/v2");
+        assert_eq!(with_version("http://h:9292/v2", "v2"), "http://h:9292/v2");
+        assert_eq!(
+            with_version("http://h/network", "v2.0"),
+            "http://h/network/v2.0"
+        );
+    }
+
+    #[test]
+    fn next_links_resolve_against_the_service_root() {
+        assert_eq!(
+            absolute("http://h/image/v2", "/v2/images?marker=x"),
+            "http://h/image/v2/images?marker=x"
+        );
+        assert_eq!(
+            absolute("http://h/image/v2", "http://h/other"),
+            "http://h/other"
+        );
+    }
+}

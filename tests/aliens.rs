@@ -1,0 +1,204 @@
+//! `alien-list` and `alien-image-list` against the simulator: servers and snapshots the
+//! database does not know, with nodepool's own leaks marked.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nodepool::cloud::openstack::auth::Credentials;
+use nodepool::cloud::openstack::http::{CallCounter, RetryPolicy, Timeouts};
+use nodepool::cloud::openstack::{OpenStack, Settings};
+use nodepool::cloud::{Cloud, CreateServer};
+use nodepool::model::{NodeState, Secret};
+use nodepool::simulator::{Knobs, Simulator};
+use support::{status, stderr, stdout, Install};
+
+fn config(sims: &[&Simulator]) -> String {
+    let providers: String = sims
+        .iter()
+        .enumerate()
+        .map(|(i, sim)| {
+            format!(
+                "  - name: p{}\n    auth-url: {}\n    username: demo\n    password: secret\n    project-id: demo\n    max-servers: 5\n    images:\n      - name: trusty\n        base-image: Ubuntu 22.04\n        min-ram: 512\n",
+                i + 1,
+                sim.auth_url_v3()
+            )
+        })
+        .collect();
+    format!("dburi: state/nodepool.db\nproviders:\n{providers}targets:\n  - name: jenkins\n")
+}
+
+fn client(sim: &Simulator) -> OpenStack {
+    let settings = Settings {
+        provider: "setup".into(),
+        credentials: Credentials {
+            auth_url: sim.auth_url_v3(),
+            username: "demo".into(),
+            password: Secret("secret".into()),
+            project_name: Some("demo".into()),
+            interface: "public".into(),
+            ..Credentials::default()
+        },
+        service_type: None,
+        service_name: None,
+        timeouts: Timeouts::default(),
+        retry: RetryPolicy {
+            backoff: Duration::from_millis(10),
+            ..RetryPolicy::default()
+        },
+        rate: Duration::ZERO,
+    };
+    OpenStack::connect(&settings, CallCounter::default()).unwrap()
+}
+
+fn server(cloud: &OpenStack, name: &str, metadata: &[(&str, &str)]) -> String {
+    let flavor = cloud.list_flavors().unwrap()[0].id.clone();
+    let image = cloud.list_images().unwrap()[0].id.clone();
+    let metadata: BTreeMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    cloud
+        .create_server(&CreateServer {
+            name: name.into(),
+            image_id: image,
+            flavor_id: flavor,
+            metadata,
+            ..Default::default()
+        })
+        .unwrap()
+}
+
+#[test]
+fn alien_list_shows_unknown_servers_and_marks_nodepools_own() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let install = Install::with_config(&config(&[&sim]));
+    let cloud = client(&sim);
+    let known = server(
+        &cloud,
+        "small-p1-1",
+        &[("nodepool_node_id", "1"), ("nodepool_provider_name", "p1")],
+    );
+    let leaked = server(
+        &cloud,
+        "small-p1-2",
+        &[("nodepool_node_id", "2"), ("nodepool_provider_name", "p1")],
+    );
+    let stranger = server(&cloud, "someones-vm", &[]);
+    let db = install.db();
+    let id = install.seed_node(&db, "small", "p1", NodeState::Ready, 10);
+    db.conn()
+        .execute(
+            "UPDATE node SET external_id = ?1 WHERE id = ?2",
+            rusqlite::params![known, id],
+        )
+        .unwrap();
+
+    let out = install.run(&["--format", "json", "alien-list"]);
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    let aliens: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_id = |id: &str| {
+        aliens
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["server_id"] == id)
+            .cloned()
+    };
+    assert!(
+        by_id(&known).is_none(),
+        "a known server is no alien: {aliens}"
+    );
+    let leaked = by_id(&leaked).expect("leaked server listed");
+    assert_eq!(
+        (
+            leaked["nodepool_metadata"].as_bool(),
+            leaked["node_id"].as_str()
+        ),
+        (Some(true), Some("2"))
+    );
+    let stranger = by_id(&stranger).expect("stranger listed");
+    assert_eq!(
+        (
+            stranger["nodepool_metadata"].as_bool(),
+            stranger["hostname"].as_str()
+        ),
+        (Some(false), Some("someones-vm"))
+    );
+    assert_eq!(stranger["ip"], "127.0.0.1");
+
+    let table = stdout(&install.run(&["alien-list", "p1"]));
+    assert!(
+        table.contains("| Provider | Hostname    | Server ID"),
+        "{table}"
+    );
+    assert!(table.contains("leaked"), "{table}");
+}
+
+#[test]
+fn alien_image_list_shows_unknown_snapshots_only() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let install = Install::with_config(&config(&[&sim]));
+    let cloud = client(&sim);
+    let template = server(&cloud, "template", &[]);
+    let mut metadata = BTreeMap::new();
+    metadata.insert("nodepool_provider_name".to_string(), "p1".to_string());
+    let snapshot = cloud
+        .create_snapshot(&template, "trusty-1700000000", &metadata)
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(
+        &install
+            .run(&["--format", "json", "alien-image-list"])
+            .stdout,
+    )
+    .unwrap();
+    let images = doc.as_array().expect("array");
+    assert_eq!(images.len(), 1, "base images are not aliens: {doc}");
+    assert_eq!(
+        (
+            images[0]["image_id"].as_str(),
+            images[0]["nodepool_metadata"].as_bool()
+        ),
+        (Some(snapshot.as_str()), Some(true))
+    );
+}
+
+#[test]
+fn alien_list_over_many_providers_costs_one_token_and_one_list_each() {
+    let sims: Vec<Simulator> = (0..3)
+        .map(|_| Simulator::start(Knobs::default()).unwrap())
+        .collect();
+    let install = Install::with_config(&config(&sims.iter().collect::<Vec<_>>()));
+    let out = install.run(&["--debug", "alien-list"]);
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    for sim in &sims {
+        let calls = sim.calls();
+        assert_eq!(calls.total, 2, "{:?}", calls.by_route);
+        assert_eq!(calls.route("POST /identity/v3/auth/tokens"), 1);
+        assert_eq!(calls.route("GET /compute/servers/detail"), 1);
+    }
+    assert!(
+        stderr(&out).contains("API calls: 6 in all"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn one_unreachable_provider_does_not_hide_the_others() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let text = config(&[&sim]).replace("providers:\n", "providers:\n  - name: p0\n    auth-url: http://127.0.0.1:9/v3\n    username: u\n    password: secretpw\n    project-id: x\n    max-servers: 1\n");
+    let install = Install::with_config(&text);
+    let out = install.run(&["alien-list"]);
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("p0:"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("secretpw"));
+    let unknown = install.run(&["alien-list", "nope"]);
+    assert_eq!(status(&unknown), 1);
+    assert!(
+        stderr(&unknown).contains("no provider named `nope`"),
+        "{}",
+        stderr(&unknown)
+    );
+}

@@ -1,0 +1,333 @@
+//! The OpenStack client against the simulator: every call, and each fault the client must
+//! survive or report by kind.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nodepool::cloud::openstack::auth::Credentials;
+use nodepool::cloud::openstack::http::{CallCounter, RetryPolicy, Timeouts};
+use nodepool::cloud::openstack::{OpenStack, Settings};
+use nodepool::cloud::{Cloud, CreateServer, ErrorKind, ServerStatus};
+use nodepool::model::Secret;
+use nodepool::simulator::{Knobs, Simulator};
+
+fn settings(auth_url: String, password: &str) -> Settings {
+    Settings {
+        provider: "sim".into(),
+        credentials: Credentials {
+            auth_url,
+            username: "demo".into(),
+            password: Secret(password.into()),
+            project_name: Some("demo".into()),
+            interface: "public".into(),
+            ..Credentials::default()
+        },
+        service_type: None,
+        service_name: None,
+        timeouts: Timeouts {
+            connect: Duration::from_secs(2),
+            call: Duration::from_secs(5),
+        },
+        retry: RetryPolicy {
+            attempts: 3,
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            max_retry_after: Duration::from_secs(3),
+        },
+        rate: Duration::ZERO,
+    }
+}
+
+fn connect(sim: &Simulator) -> OpenStack {
+    OpenStack::connect(
+        &settings(sim.auth_url_v3(), "secret"),
+        CallCounter::default(),
+    )
+    .expect("connect")
+}
+
+fn create(cloud: &OpenStack, name: &str) -> String {
+    let flavor = cloud
+        .list_flavors()
+        .unwrap()
+        .into_iter()
+        .next()
+        .expect("a flavor")
+        .id;
+    let image = cloud
+        .list_images()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.name == "Ubuntu 22.04")
+        .expect("base image")
+        .id;
+    let mut metadata = BTreeMap::new();
+    metadata.insert("nodepool_node_id".to_string(), "1".to_string());
+    cloud
+        .create_server(&CreateServer {
+            name: name.into(),
+            image_id: image,
+            flavor_id: flavor,
+            metadata,
+            ..Default::default()
+        })
+        .expect("create")
+}
+
+#[test]
+fn keystone_v3_v2_and_discovery_all_lead_to_the_same_cloud() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    for url in [
+        sim.auth_url_v3(),
+        sim.auth_url_v2(),
+        sim.auth_url_unversioned(),
+    ] {
+        let cloud = OpenStack::connect(&settings(url.clone(), "secret"), CallCounter::default())
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(
+            cloud.endpoints().compute.ends_with("/compute/v2.1"),
+            "{url}: {:?}",
+            cloud.endpoints()
+        );
+        assert!(cloud.endpoints().image.ends_with("/image/v2"));
+        assert!(cloud.list_servers().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn servers_are_created_listed_fetched_and_deleted() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let cloud = connect(&sim);
+    let id = create(&cloud, "small-sim-1");
+    let server = cloud.get_server(&id).unwrap().expect("server");
+    assert_eq!(
+        (
+            server.name.as_str(),
+            server.metadata["nodepool_node_id"].as_str()
+        ),
+        ("small-sim-1", "1")
+    );
+    assert_eq!(
+        server.public_v4.as_deref(),
+        Some("127.0.0.1"),
+        "loopback counts as reachable"
+    );
+    assert_eq!(cloud.list_servers().unwrap().len(), 1);
+    cloud.delete_server(&id).unwrap();
+    cloud
+        .delete_server(&id)
+        .expect("deleting a gone server succeeds");
+    assert_eq!(cloud.get_server(&id).unwrap(), None);
+    assert!(sim.dump().servers.is_empty());
+}
+
+#[test]
+fn a_server_becomes_active_after_the_boot_delay() {
+    let sim = Simulator::start(Knobs {
+        boot_delay: Duration::from_millis(300),
+        ..Knobs::default()
+    })
+    .unwrap();
+    let cloud = connect(&sim);
+    let id = create(&cloud, "n");
+    assert_eq!(
+        cloud.get_server(&id).unwrap().unwrap().status,
+        ServerStatus::Build
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cloud.get_server(&id).unwrap().unwrap().status != ServerStatus::Active {
+        assert!(Instant::now() < deadline, "never became ACTIVE");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn flavors_limits_zones_and_keypairs() {
+    let sim = Simulator::start(Knobs {
+        instance_quota: Some(7),
+        ..Knobs::default()
+    })
+    .unwrap();
+    let cloud = connect(&sim);
+    assert!(!cloud.list_flavors().unwrap().is_empty());
+    assert_eq!(cloud.limits().unwrap().max_instances, Some(7));
+    assert!(!cloud.availability_zones().unwrap().is_empty());
+    cloud
+        .create_keypair("nodepool", "ssh-ed25519 AAAA test")
+        .unwrap();
+    assert_eq!(cloud.list_keypairs().unwrap()[0].name, "nodepool");
+    cloud.delete_keypair("nodepool").unwrap();
+    assert!(cloud.list_keypairs().unwrap().is_empty());
+}
+
+#[test]
+fn lists_follow_pagination() {
+    let sim = Simulator::start(Knobs {
+        page_size: 2,
+        ..Knobs::default()
+    })
+    .unwrap();
+    let cloud = connect(&sim);
+    for i in 0..5 {
+        create(&cloud, &format!("n{i}"));
+    }
+    let before = sim.calls().route("GET /compute/servers/detail");
+    assert_eq!(cloud.list_servers().unwrap().len(), 5);
+    assert_eq!(
+        sim.calls().route("GET /compute/servers/detail") - before,
+        3,
+        "pages of 2, 2 and 1"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_auth_failed_and_never_printed() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let error = OpenStack::connect(
+        &settings(sim.auth_url_v3(), "hunter2-wrong"),
+        CallCounter::default(),
+    )
+    .err()
+    .expect("must fail");
+    assert_eq!(error.kind, ErrorKind::AuthFailed, "{error}");
+    assert!(!error.message.contains("hunter2-wrong"), "{error}");
+    assert!(error.message.contains("HTTP 401"), "{error}");
+}
+
+#[test]
+fn quota_refusals_are_their_own_kind() {
+    let sim = Simulator::start(Knobs {
+        instance_quota: Some(1),
+        ..Knobs::default()
+    })
+    .unwrap();
+    let cloud = connect(&sim);
+    create(&cloud, "first");
+    let flavor = cloud.list_flavors().unwrap()[0].id.clone();
+    let image = cloud.list_images().unwrap()[0].id.clone();
+    let error = cloud
+        .create_server(&CreateServer {
+            name: "second".into(),
+            image_id: image,
+            flavor_id: flavor,
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::QuotaExceeded, "{error}");
+}
+
+#[test]
+fn errors_that_persist_end_after_a_bounded_number_of_attempts() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let cloud = connect(&sim);
+    sim.set_knobs(|k| k.server_error_ratio = 1.0);
+    let before = sim.calls().route("GET /compute/servers/detail");
+    let started = Instant::now();
+    let error = cloud.list_servers().unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Api { status: 500 }, "{error}");
+    assert!(error.message.contains("after 3 attempts"), "{error}");
+    assert_eq!(sim.calls().route("GET /compute/servers/detail") - before, 3);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A POST is not repeated: it may have taken effect.
+    let before = sim.calls().route("POST /compute/servers");
+    let error = cloud
+        .create_server(&CreateServer {
+            name: "x".into(),
+            image_id: "i".into(),
+            flavor_id: "f".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Api { status: 500 });
+    assert_eq!(sim.calls().route("POST /compute/servers") - before, 1);
+}
+
+#[test]
+fn rate_limits_are_waited_out_as_retry_after_says() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let cloud = connect(&sim);
+    sim.set_knobs(|k| k.rate_limit_per_second = Some(2));
+    let started = Instant::now();
+    for _ in 0..4 {
+        cloud
+            .list_flavors()
+            .expect("429 is retried after Retry-After");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After: 1 was honoured"
+    );
+}
+
+#[test]
+fn a_silent_cloud_times_out_within_the_bound() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let mut slow = settings(sim.auth_url_v3(), "secret");
+    slow.timeouts.call = Duration::from_millis(200);
+    let cloud = OpenStack::connect(&slow, CallCounter::default()).unwrap();
+    sim.set_knobs(|k| k.latency = Duration::from_secs(2));
+    let started = Instant::now();
+    let error = cloud.list_servers().unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Transport, "{error}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "3 attempts of 200 ms plus backoff: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn images_are_created_uploaded_as_a_stream_and_deleted() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let cloud = connect(&sim);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    file.as_file().set_len(64 * 1024 * 1024).unwrap();
+    let mut properties = BTreeMap::new();
+    properties.insert("nodepool_provider_name".to_string(), "sim".to_string());
+    let id = cloud
+        .create_image("devstack-1", "qcow2", &properties)
+        .unwrap();
+    cloud.upload_image(&id, file.path()).unwrap();
+    let image = cloud.get_image(&id).unwrap().expect("image");
+    assert_eq!(
+        (image.status.as_str(), image.size),
+        ("active", Some(64 * 1024 * 1024))
+    );
+    assert_eq!(image.properties["nodepool_provider_name"], "sim");
+    cloud.delete_image(&id).unwrap();
+    assert_eq!(cloud.get_image(&id).unwrap(), None);
+}
+
+#[test]
+fn snapshots_return_the_new_image_id() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let cloud = connect(&sim);
+    let server = create(&cloud, "template");
+    let image = cloud
+        .create_snapshot(&server, "trusty-1", &BTreeMap::new())
+        .unwrap();
+    assert!(cloud.get_image(&image).unwrap().is_some());
+}
+
+#[test]
+fn calls_are_counted_per_provider_and_route() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let counter = CallCounter::default();
+    let cloud =
+        OpenStack::connect(&settings(sim.auth_url_v3(), "secret"), counter.clone()).unwrap();
+    cloud.list_servers().unwrap();
+    cloud.list_servers().unwrap();
+    let counts = counter.snapshot();
+    assert_eq!(
+        counts[&(
+            "sim".to_string(),
+            "POST identity /v3/auth/tokens".to_string()
+        )],
+        1
+    );
+    assert_eq!(
+        counts[&("sim".to_string(), "GET compute /servers/detail".to_string())],
+        2
+    );
+    assert_eq!(counter.total(), sim.calls().total);
+}
