@@ -1237,3 +1237,27 @@ fn yaml_merge_keys_are_applied_as_pyyaml_did() {
     assert_eq!(report["checked"]["providers"], 2);
     assert_eq!(report["checked"]["provider_images"], 2);
 }
+
+#[test]
+fn a_project_is_named_by_exactly_one_of_project_id_name_or_uuid() {
+    let provider = |project: &str| {
+        format!(
+            "providers:\n  - name: p\n    auth-url: http://keystone/v3\n    username: u\n    password: pw\n{project}    max-servers: 1\n"
+        )
+    };
+    let file = ConfigFile::raw(
+        "nodepool.yaml",
+        provider("    project-uuid: 0123456789abcdef\n"),
+    );
+    assert_eq!(validate_json(&file.path).0, 0);
+    let file = ConfigFile::raw(
+        "nodepool.yaml",
+        provider("    project-id: ci\n    project-uuid: 0123\n"),
+    );
+    let problems = file.validate().assert_invalid(&file.path);
+    assert_reported(
+        &problems,
+        &file.at(7, "providers[0].project-uuid"),
+        &["set one of", "`project-id` is set too"],
+    );
+}

@@ -4,7 +4,9 @@
 //! Prints `nodepool-simulator listening on http://127.0.0.1:PORT` once it serves, then serves
 //! until killed. Knobs can be changed while it runs with `POST /_sim/knobs`.
 
+use std::convert::Infallible;
 use std::io::Write;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
@@ -30,8 +32,8 @@ struct Args {
     #[arg(long, default_value = "demo")]
     project: String,
     /// Seconds a new server stays in BUILD (and a new snapshot queued).
-    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
-    boot_delay: f64,
+    #[arg(long, default_value = "0", value_name = "SECONDS", value_parser = seconds)]
+    boot_delay: Duration,
     /// Share of new servers that end in ERROR (0 to 1).
     #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
     error_ratio: f64,
@@ -48,11 +50,11 @@ struct Args {
     #[arg(long, value_name = "N")]
     instance_quota: Option<u32>,
     /// Seconds to wait before answering each request.
-    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
-    latency: f64,
+    #[arg(long, default_value = "0", value_name = "SECONDS", value_parser = seconds)]
+    latency: Duration,
     /// Seconds a deleted server stays listed, in status DELETED.
-    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
-    delete_delay: f64,
+    #[arg(long, default_value = "0", value_name = "SECONDS", value_parser = seconds)]
+    delete_delay: Duration,
     /// Deleted servers go to ERROR and stay.
     #[arg(long)]
     delete_fails: bool,
@@ -71,25 +73,27 @@ struct Args {
     images: Vec<String>,
 }
 
-fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|e| anyhow::anyhow!("--{flag} {value}: {e}"))
+/// A duration given as (fractional) seconds.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(value).map_err(|e| e.to_string())
 }
 
 impl Args {
-    fn knobs(self) -> anyhow::Result<Knobs> {
+    fn knobs(self) -> Knobs {
         let defaults = Knobs::default();
-        Ok(Knobs {
+        Knobs {
             username: self.username,
             password: self.password,
             project: self.project,
-            boot_delay: seconds(self.boot_delay, "boot-delay")?,
+            boot_delay: self.boot_delay,
             error_ratio: self.error_ratio,
             stuck_ratio: self.stuck_ratio,
             server_error_ratio: self.server_error_ratio,
             rate_limit_per_second: self.rate_limit,
             instance_quota: self.instance_quota,
-            latency: seconds(self.latency, "latency")?,
-            delete_delay: seconds(self.delete_delay, "delete-delay")?,
+            latency: self.latency,
+            delete_delay: self.delete_delay,
             delete_fails: self.delete_fails,
             seed: self.seed,
             server_ip: self.server_ip,
@@ -100,15 +104,25 @@ impl Args {
                 self.images
             },
             flavors: defaults.flavors,
-        })
+        }
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::parse();
     nodepool::logging::init(false);
-    let port = args.port;
-    let simulator = Simulator::start_on(port, args.knobs()?)?;
+    match serve(args) {
+        Ok(never) => match never {},
+        Err(error) => {
+            eprintln!("nodepool-simulator: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Start, say where, then serve until killed; the accept thread does the work.
+fn serve(args: Args) -> anyhow::Result<Infallible> {
+    let simulator = Simulator::start_on(args.port, args.knobs())?;
     let mut stdout = std::io::stdout();
     writeln!(
         stdout,
@@ -116,7 +130,6 @@ fn main() -> anyhow::Result<()> {
         simulator.url()
     )?;
     stdout.flush()?;
-    // Serve until killed; the accept thread does the work.
     loop {
         std::thread::park();
     }

@@ -113,10 +113,18 @@ pub enum ProviderAuth {
         auth_url: String,
         username: String,
         password: Secret,
-        project_name: String,
+        project: Project,
         user_domain_name: Option<String>,
         project_domain_name: Option<String>,
     },
+}
+
+/// The project to scope the token to. The 2015 key `project-id` held the project's *name*
+/// (novaclient's meaning then), as does `project-name`; `project-uuid` gives the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Project {
+    Name(String),
+    Id(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -80,6 +80,8 @@ pub struct RawProvider {
     /// 2015 meaning (novaclient's): the project's *name*.
     pub project_id: Option<Text>,
     pub project_name: Option<Text>,
+    /// The project's Keystone id, for clouds where the name is ambiguous.
+    pub project_uuid: Option<Text>,
     pub user_domain_name: Option<Text>,
     pub project_domain_name: Option<Text>,
     pub service_type: Option<Text>,

@@ -642,6 +642,7 @@ impl Checker<'_> {
             ("auth-url", &raw.auth_url),
             ("project-id", &raw.project_id),
             ("project-name", &raw.project_name),
+            ("project-uuid", &raw.project_uuid),
         ];
         if let Some(cloud) = &raw.cloud {
             let inline: Vec<&str> = inline_keys
@@ -668,38 +669,55 @@ impl Checker<'_> {
             .filter(|(k, v)| v.is_none() && !self.already_reported(&key(path, k)))
             .map(|(k, _)| *k)
             .collect();
-        let project = match (&raw.project_id, &raw.project_name) {
-            (Some(_), Some(_)) => {
+        let projects: Vec<(&str, Project)> = [
+            (
+                "project-id",
+                raw.project_id.as_ref().map(|t| Project::Name(t.0.clone())),
+            ),
+            (
+                "project-name",
+                raw.project_name
+                    .as_ref()
+                    .map(|t| Project::Name(t.0.clone())),
+            ),
+            (
+                "project-uuid",
+                raw.project_uuid.as_ref().map(|t| Project::Id(t.0.clone())),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, p)| Some((k, p?)))
+        .collect();
+        let project = match projects.as_slice() {
+            [(_, project)] => Some(project.clone()),
+            [] => None,
+            [(first, _), (second, _), ..] => {
                 self.problem(
-                    &key(path, "project-name"),
-                    "set `project-id` or `project-name`, not both (both name the project)",
+                    &key(path, second),
+                    format!("set one of `project-id`, `project-name` or `project-uuid`; `{first}` is set too"),
                 );
-                None
+                return None;
             }
-            (Some(p), None) | (None, Some(p)) => Some(p.0.clone()),
-            (None, None) => None,
         };
-        if !missing.is_empty() || project.is_none() {
-            let mut need = missing.clone();
-            if project.is_none() && raw.project_id.is_none() && raw.project_name.is_none() {
-                need.push("project-id");
-            }
-            if !need.is_empty() {
-                self.problem(
-                    path,
-                    format!(
-                        "no credentials: set `cloud: NAME` (from clouds.yaml) or the inline keys; missing: {}",
-                        need.join(", ")
-                    ),
-                );
-            }
+        let mut need = missing;
+        if project.is_none() {
+            need.push("project-id (or project-name, project-uuid)");
+        }
+        if !need.is_empty() {
+            self.problem(
+                path,
+                format!(
+                    "no credentials: set `cloud: NAME` (from clouds.yaml) or the inline keys; missing: {}",
+                    need.join(", ")
+                ),
+            );
             return None;
         }
         Some(ProviderAuth::Inline {
             auth_url: text(&raw.auth_url)?,
             username: text(&raw.username)?,
             password: Secret(text(&raw.password)?),
-            project_name: project?,
+            project: project?,
             user_domain_name: text(&raw.user_domain_name),
             project_domain_name: text(&raw.project_domain_name),
         })
