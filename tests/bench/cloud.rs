@@ -1,0 +1,143 @@
+//! Benchmarks of the OpenStack client: run with `cargo bench --bench cloud`. Prints figures,
+//! asserts only what would make the figures meaningless.
+//!
+//! 1. A 1 GiB image upload streamed from disk: the uploading process's peak RSS (VmHWM) must
+//!    stay flat. The simulator runs as its own process so only the client is measured.
+//! 2. `nodepool alien-list` over 10 providers (10 simulators): API calls read from the
+//!    simulators' counters, and wall time.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nodepool::cloud::openstack::auth::Credentials;
+use nodepool::cloud::openstack::http::{CallCounter, RetryPolicy, Timeouts};
+use nodepool::cloud::openstack::{OpenStack, Settings};
+use nodepool::cloud::Cloud;
+use nodepool::model::Secret;
+use nodepool::simulator::{Knobs, Simulator};
+
+fn main() {
+    upload_rss();
+    alien_list_calls();
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn upload_rss() {
+    let simulator = env!("CARGO_BIN_EXE_nodepool-simulator");
+    let mut child = Command::new(simulator)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start simulator");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let url = line.trim().rsplit(' ').next().expect("url").to_string();
+    let settings = Settings {
+        provider: "bench".into(),
+        credentials: Credentials {
+            auth_url: format!("{url}/identity/v3"),
+            username: "demo".into(),
+            password: Secret("secret".into()),
+            project_name: Some("demo".into()),
+            interface: "public".into(),
+            ..Credentials::default()
+        },
+        service_type: None,
+        service_name: None,
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            call: Duration::from_secs(600),
+        },
+        retry: RetryPolicy::default(),
+        rate: Duration::ZERO,
+    };
+    let cloud = OpenStack::connect(&settings, CallCounter::default()).expect("connect");
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    file.as_file()
+        .set_len(1024 * 1024 * 1024)
+        .expect("1 GiB sparse file");
+    let id = cloud
+        .create_image("bench-1g", "qcow2", &Default::default())
+        .expect("create image");
+    let before = peak_rss_kib();
+    let started = Instant::now();
+    cloud.upload_image(&id, file.path()).expect("upload");
+    let elapsed = started.elapsed();
+    let after = peak_rss_kib();
+    let size = cloud.get_image(&id).expect("get").and_then(|i| i.size);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(size, Some(1024 * 1024 * 1024), "the whole file arrived");
+    println!(
+        "upload 1 GiB (streamed): {:.2} s, {:.0} MiB/s; client peak RSS {:.1} MiB before, {:.1} MiB after",
+        elapsed.as_secs_f64(),
+        1024.0 / elapsed.as_secs_f64(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+}
+
+fn alien_list_calls() {
+    const PROVIDERS: usize = 10;
+    let sims: Vec<Simulator> = (0..PROVIDERS)
+        .map(|_| Simulator::start(Knobs::default()).expect("simulator"))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = String::from("dburi: nodepool.db\nproviders:\n");
+    for (i, sim) in sims.iter().enumerate() {
+        config.push_str(&format!(
+            "  - name: p{i}\n    auth-url: {}\n    username: demo\n    password: secret\n    project-id: demo\n    max-servers: 10\n",
+            sim.auth_url_v3()
+        ));
+    }
+    let path = dir.path().join("nodepool.yaml");
+    std::fs::write(&path, config).expect("config");
+    let bin = env!("CARGO_BIN_EXE_nodepool");
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let out = Command::new(bin)
+            .arg("-c")
+            .arg(&path)
+            .arg("alien-list")
+            .output()
+            .expect("run");
+        times.push(started.elapsed());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    times.sort();
+    let calls: Vec<u64> = sims.iter().map(|s| s.calls().total).collect();
+    let tokens: u64 = sims
+        .iter()
+        .map(|s| s.calls().route("POST /identity/v3/auth/tokens"))
+        .sum();
+    let lists: u64 = sims
+        .iter()
+        .map(|s| s.calls().route("GET /compute/servers/detail"))
+        .sum();
+    println!(
+        "alien-list over {PROVIDERS} providers, 5 runs: {} calls per run ({} token + {} list servers), \
+         per provider per run {:?}; wall median {:.1} ms (min {:.1}, max {:.1})",
+        calls.iter().sum::<u64>() / 5,
+        tokens / 5,
+        lists / 5,
+        calls.iter().map(|c| c / 5).collect::<Vec<_>>(),
+        times[2].as_secs_f64() * 1000.0,
+        times[0].as_secs_f64() * 1000.0,
+        times[4].as_secs_f64() * 1000.0
+    );
+}
