@@ -331,3 +331,25 @@ fn calls_are_counted_per_provider_and_route() {
     );
     assert_eq!(counter.total(), sim.calls().total);
 }
+
+#[test]
+fn a_server_error_then_success_is_retried_and_succeeds() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let cloud = connect(&sim);
+    sim.set_knobs(|k| k.fail_next = 2);
+    let before = sim.calls().route("GET /compute/servers/detail");
+    assert!(cloud
+        .list_servers()
+        .expect("retried past two 500s")
+        .is_empty());
+    assert_eq!(
+        sim.calls().route("GET /compute/servers/detail") - before,
+        3,
+        "two 500s, then the answer"
+    );
+    // A delete (idempotent) is retried too.
+    let id = create(&cloud, "n");
+    sim.set_knobs(|k| k.fail_next = 1);
+    cloud.delete_server(&id).expect("retried delete");
+    assert!(sim.dump().servers.is_empty());
+}

@@ -90,6 +90,8 @@ impl Args {
             error_ratio: self.error_ratio,
             stuck_ratio: self.stuck_ratio,
             server_error_ratio: self.server_error_ratio,
+            // Only meaningful while running: set through POST /_sim/knobs.
+            fail_next: 0,
             rate_limit_per_second: self.rate_limit,
             instance_quota: self.instance_quota,
             latency: self.latency,

@@ -52,6 +52,9 @@ pub struct Knobs {
     pub stuck_ratio: f64,
     /// Share of requests (identity excluded) answered 500.
     pub server_error_ratio: f64,
+    /// The next this many requests (identity excluded) are answered 500, then none: a
+    /// deterministic "fails, then recovers" for retry tests.
+    pub fail_next: u32,
     /// Past this many requests (identity excluded) in one second, answer 429 with `Retry-After: 1`.
     pub rate_limit_per_second: Option<u32>,
     /// Most servers that may exist at once; creating one more is answered 403.
@@ -86,6 +89,7 @@ impl Default for Knobs {
             error_ratio: 0.0,
             stuck_ratio: 0.0,
             server_error_ratio: 0.0,
+            fail_next: 0,
             rate_limit_per_second: None,
             instance_quota: None,
             latency: Duration::ZERO,
@@ -340,6 +344,13 @@ fn gate(core: &Core, knobs: &Knobs, service: Service, token: Option<&str>) -> Op
         if state.over_rate(limit) {
             let refusal = service.error(429, "This request was rate-limited.");
             return Some(refusal.header("Retry-After", "1"));
+        }
+    }
+    if knobs.fail_next > 0 {
+        let mut current = core.knobs.lock().unwrap_or_else(|e| e.into_inner());
+        if current.fail_next > 0 {
+            current.fail_next -= 1;
+            return Some(service.error(500, "Unexpected API Error (injected by the simulator)."));
         }
     }
     if knobs.server_error_ratio > 0.0 && state.rng.f64() < knobs.server_error_ratio {
