@@ -190,10 +190,19 @@ fn one_unreachable_provider_does_not_hide_the_others() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let text = config(&[&sim]).replace("providers:\n", "providers:\n  - name: p0\n    auth-url: http://127.0.0.1:9/v3\n    username: u\n    password: secretpw\n    project-id: x\n    max-servers: 1\n");
     let install = Install::with_config(&text);
-    let out = install.run(&["alien-list"]);
+    let out = install.run(&["--debug", "alien-list"]);
     assert_eq!(status(&out), 0, "{}", stderr(&out));
     assert!(stderr(&out).contains("p0:"), "{}", stderr(&out));
-    assert!(!stderr(&out).contains("secretpw"));
+    assert!(
+        stderr(&out).contains("API calls"),
+        "--debug reports calls: {}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("secretpw"),
+        "the password leaked: {}",
+        stderr(&out)
+    );
     let unknown = install.run(&["alien-list", "nope"]);
     assert_eq!(status(&unknown), 1);
     assert!(

@@ -353,3 +353,75 @@ fn a_server_error_then_success_is_retried_and_succeeds() {
     cloud.delete_server(&id).expect("retried delete");
     assert!(sim.dump().servers.is_empty());
 }
+
+#[test]
+fn network_labels_resolve_to_ids_and_floating_ips_attach() {
+    use nodepool::config::Network;
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let cloud = connect(&sim);
+    let networks = cloud.list_networks().unwrap();
+    let public = networks
+        .iter()
+        .find(|n| n.external)
+        .expect("an external network");
+    let ids = nodepool::cloud::resolve_networks(
+        &cloud,
+        &[
+            Network::Id("given-id".into()),
+            Network::Label("private".into()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(ids[0], "given-id");
+    assert_eq!(
+        ids[1],
+        networks.iter().find(|n| n.name == "private").unwrap().id
+    );
+    let missing =
+        nodepool::cloud::resolve_networks(&cloud, &[Network::Label("nope".into())]).unwrap_err();
+    assert_eq!(missing.kind, ErrorKind::NotFound);
+    assert!(
+        missing.message.contains("no network named `nope`"),
+        "{missing}"
+    );
+
+    let server = create(&cloud, "needs-a-floating-ip");
+    let ip = cloud.attach_floating_ip(&server, &public.name).unwrap();
+    assert_eq!(ip.server_id.as_deref(), Some(server.as_str()));
+    assert_eq!(cloud.list_floating_ips().unwrap().len(), 1);
+    cloud.delete_floating_ip(&ip.id).unwrap();
+    assert!(cloud.list_floating_ips().unwrap().is_empty());
+}
+
+#[test]
+fn image_lists_follow_pagination() {
+    let images: Vec<String> = (0..5).map(|i| format!("base-{i}")).collect();
+    let sim = Simulator::start(Knobs {
+        page_size: 2,
+        images,
+        ..Knobs::default()
+    })
+    .unwrap();
+    let cloud = connect(&sim);
+    let before = sim.calls().route("GET /image/images");
+    assert_eq!(cloud.list_images().unwrap().len(), 5);
+    assert_eq!(sim.calls().route("GET /image/images") - before, 3);
+}
+
+#[test]
+fn rate_spaces_mutating_calls() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let mut spaced = settings(sim.auth_url_v3(), "secret");
+    spaced.rate = Duration::from_millis(200);
+    let cloud = OpenStack::connect(&spaced, CallCounter::default()).unwrap();
+    let started = Instant::now();
+    for i in 0..3 {
+        cloud
+            .create_keypair(&format!("k{i}"), "ssh-ed25519 AAAA")
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "3 mutations need 2 gaps of 200 ms"
+    );
+}

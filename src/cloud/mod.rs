@@ -298,6 +298,41 @@ pub fn connect(
     openstack::OpenStack::connect(&settings, counter)
 }
 
+/// The network ids a server is created on: `net-id` as it is, `net-label` and `name`
+/// resolved through the cloud's network list (one call, only when a label needs it).
+pub fn resolve_networks(
+    cloud: &dyn Cloud,
+    networks: &[crate::config::Network],
+) -> CloudResult<Vec<String>> {
+    use crate::config::Network as Wanted;
+    let needs_lookup = networks.iter().any(|n| !matches!(n, Wanted::Id(_)));
+    let known = if needs_lookup {
+        cloud.list_networks()?
+    } else {
+        Vec::new()
+    };
+    networks
+        .iter()
+        .map(|wanted| match wanted {
+            Wanted::Id(id) => Ok(id.clone()),
+            Wanted::Label(name) | Wanted::Name { name, .. } => known
+                .iter()
+                .find(|n| &n.name == name)
+                .map(|n| n.id.clone())
+                .ok_or_else(|| {
+                    let have: Vec<&str> = known.iter().map(|n| n.name.as_str()).collect();
+                    CloudError::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "no network named `{name}`; the cloud has: {}",
+                            have.join(", ")
+                        ),
+                    )
+                }),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
