@@ -4,13 +4,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use nodepool::cloud::openstack::auth::Credentials;
-use nodepool::cloud::openstack::http::{CallCounter, RetryPolicy, Timeouts};
-use nodepool::cloud::openstack::{OpenStack, Settings};
+use nodepool::cloud::openstack::http::CallCounter;
+use nodepool::cloud::openstack::OpenStack;
 use nodepool::cloud::{Cloud, CreateServer};
-use nodepool::model::{NodeState, Secret};
+use nodepool::model::NodeState;
 use nodepool::simulator::{Knobs, Simulator};
 use support::{status, stderr, stdout, Install};
 
@@ -30,26 +28,7 @@ fn config(sims: &[&Simulator]) -> String {
 }
 
 fn client(sim: &Simulator) -> OpenStack {
-    let settings = Settings {
-        provider: "setup".into(),
-        credentials: Credentials {
-            auth_url: sim.auth_url_v3(),
-            username: "demo".into(),
-            password: Secret("secret".into()),
-            project_name: Some("demo".into()),
-            interface: "public".into(),
-            ..Credentials::default()
-        },
-        service_type: None,
-        service_name: None,
-        timeouts: Timeouts::default(),
-        retry: RetryPolicy {
-            backoff: Duration::from_millis(10),
-            ..RetryPolicy::default()
-        },
-        rate: Duration::ZERO,
-    };
-    OpenStack::connect(&settings, CallCounter::default()).unwrap()
+    OpenStack::connect(&sim.client_settings("setup"), CallCounter::default()).unwrap()
 }
 
 fn server(cloud: &OpenStack, name: &str, metadata: &[(&str, &str)]) -> String {

@@ -4,43 +4,23 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use nodepool::cloud::openstack::auth::Credentials;
-use nodepool::cloud::openstack::http::{CallCounter, RetryPolicy, Timeouts};
+use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::{OpenStack, Settings};
 use nodepool::cloud::{Cloud, CreateServer, ErrorKind, ServerStatus};
 use nodepool::model::Secret;
 use nodepool::simulator::{Knobs, Simulator};
 
-fn settings(auth_url: String, password: &str) -> Settings {
-    Settings {
-        provider: "sim".into(),
-        credentials: Credentials {
-            auth_url,
-            username: "demo".into(),
-            password: Secret(password.into()),
-            project_name: Some("demo".into()),
-            interface: "public".into(),
-            ..Credentials::default()
-        },
-        service_type: None,
-        service_name: None,
-        timeouts: Timeouts {
-            connect: Duration::from_secs(2),
-            call: Duration::from_secs(5),
-        },
-        retry: RetryPolicy {
-            attempts: 3,
-            backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(50),
-            max_retry_after: Duration::from_secs(3),
-        },
-        rate: Duration::ZERO,
-    }
+/// The simulator's client settings, with another Keystone URL and password.
+fn settings_for(sim: &Simulator, auth_url: String, password: &str) -> Settings {
+    let mut settings = sim.client_settings("sim");
+    settings.credentials.auth_url = auth_url;
+    settings.credentials.password = Secret(password.into());
+    settings
 }
 
 fn connect(sim: &Simulator) -> OpenStack {
     OpenStack::connect(
-        &settings(sim.auth_url_v3(), "secret"),
+        &settings_for(sim, sim.auth_url_v3(), "secret"),
         CallCounter::default(),
     )
     .expect("connect")
@@ -82,8 +62,11 @@ fn keystone_v3_v2_and_discovery_all_lead_to_the_same_cloud() {
         sim.auth_url_v2(),
         sim.auth_url_unversioned(),
     ] {
-        let cloud = OpenStack::connect(&settings(url.clone(), "secret"), CallCounter::default())
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let cloud = OpenStack::connect(
+            &settings_for(&sim, url.clone(), "secret"),
+            CallCounter::default(),
+        )
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
         assert!(
             cloud.endpoints().compute.ends_with("/compute/v2.1"),
             "{url}: {:?}",
@@ -184,7 +167,7 @@ fn lists_follow_pagination() {
 fn a_wrong_password_is_auth_failed_and_never_printed() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let error = OpenStack::connect(
-        &settings(sim.auth_url_v3(), "hunter2-wrong"),
+        &settings_for(&sim, sim.auth_url_v3(), "hunter2-wrong"),
         CallCounter::default(),
     )
     .err()
@@ -262,7 +245,7 @@ fn rate_limits_are_waited_out_as_retry_after_says() {
 #[test]
 fn a_silent_cloud_times_out_within_the_bound() {
     let sim = Simulator::start(Knobs::default()).unwrap();
-    let mut slow = settings(sim.auth_url_v3(), "secret");
+    let mut slow = settings_for(&sim, sim.auth_url_v3(), "secret");
     slow.timeouts.call = Duration::from_millis(200);
     let cloud = OpenStack::connect(&slow, CallCounter::default()).unwrap();
     sim.set_knobs(|k| k.latency = Duration::from_secs(2));
@@ -313,8 +296,11 @@ fn snapshots_return_the_new_image_id() {
 fn calls_are_counted_per_provider_and_route() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let counter = CallCounter::default();
-    let cloud =
-        OpenStack::connect(&settings(sim.auth_url_v3(), "secret"), counter.clone()).unwrap();
+    let cloud = OpenStack::connect(
+        &settings_for(&sim, sim.auth_url_v3(), "secret"),
+        counter.clone(),
+    )
+    .unwrap();
     cloud.list_servers().unwrap();
     cloud.list_servers().unwrap();
     let counts = counter.snapshot();
@@ -411,7 +397,7 @@ fn image_lists_follow_pagination() {
 #[test]
 fn rate_spaces_mutating_calls() {
     let sim = Simulator::start(Knobs::default()).unwrap();
-    let mut spaced = settings(sim.auth_url_v3(), "secret");
+    let mut spaced = settings_for(&sim, sim.auth_url_v3(), "secret");
     spaced.rate = Duration::from_millis(200);
     let cloud = OpenStack::connect(&spaced, CallCounter::default()).unwrap();
     let started = Instant::now();

@@ -206,6 +206,37 @@ impl Simulator {
         format!("{}/identity", self.core.url)
     }
 
+    /// Client settings that log into this simulator through Keystone v3 as the knobs'
+    /// user, with short retry waits (tests and benchmarks).
+    pub fn client_settings(&self, provider: &str) -> crate::cloud::openstack::Settings {
+        use crate::cloud::openstack::http::{RetryPolicy, Timeouts};
+        let knobs = self.knobs();
+        crate::cloud::openstack::Settings {
+            provider: provider.to_string(),
+            credentials: crate::cloud::openstack::auth::Credentials {
+                auth_url: self.auth_url_v3(),
+                username: knobs.username,
+                password: crate::model::Secret(knobs.password),
+                project_name: Some(knobs.project),
+                interface: "public".into(),
+                ..Default::default()
+            },
+            service_type: None,
+            service_name: None,
+            timeouts: Timeouts {
+                connect: Duration::from_secs(2),
+                call: Duration::from_secs(5),
+            },
+            retry: RetryPolicy {
+                attempts: 3,
+                backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(50),
+                max_retry_after: Duration::from_secs(3),
+            },
+            rate: Duration::ZERO,
+        }
+    }
+
     pub fn set_knobs(&self, change: impl FnOnce(&mut Knobs)) {
         change(&mut self.core.knobs.lock().unwrap_or_else(|e| e.into_inner()));
     }

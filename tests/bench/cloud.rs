@@ -10,11 +10,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nodepool::cloud::openstack::auth::Credentials;
-use nodepool::cloud::openstack::http::{CallCounter, RetryPolicy, Timeouts};
-use nodepool::cloud::openstack::{OpenStack, Settings};
+use nodepool::cloud::openstack::http::CallCounter;
+use nodepool::cloud::openstack::OpenStack;
 use nodepool::cloud::Cloud;
-use nodepool::model::Secret;
 use nodepool::simulator::{Knobs, Simulator};
 
 fn main() {
@@ -42,25 +40,12 @@ fn upload_rss() {
         .read_line(&mut line)
         .expect("listening line");
     let url = line.trim().rsplit(' ').next().expect("url").to_string();
-    let settings = Settings {
-        provider: "bench".into(),
-        credentials: Credentials {
-            auth_url: format!("{url}/identity/v3"),
-            username: "demo".into(),
-            password: Secret("secret".into()),
-            project_name: Some("demo".into()),
-            interface: "public".into(),
-            ..Credentials::default()
-        },
-        service_type: None,
-        service_name: None,
-        timeouts: Timeouts {
-            connect: Duration::from_secs(5),
-            call: Duration::from_secs(600),
-        },
-        retry: RetryPolicy::default(),
-        rate: Duration::ZERO,
-    };
+    // The simulator runs in its own process here; only its URL differs from the in-process one.
+    let local = Simulator::start(Knobs::default()).expect("simulator");
+    let mut settings = local.client_settings("bench");
+    settings.credentials.auth_url = format!("{url}/identity/v3");
+    settings.timeouts.call = Duration::from_secs(600);
+    drop(local);
     let cloud = OpenStack::connect(&settings, CallCounter::default()).expect("connect");
     let file = tempfile::NamedTempFile::new().expect("temp file");
     file.as_file()
