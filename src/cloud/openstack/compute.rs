@@ -101,15 +101,19 @@ pub(super) fn create_snapshot(
     let body = json!({"createImage": {"name": name, "metadata": metadata}});
     let url = format!("{}/servers/{server_id}/action", os.endpoints.compute);
     let reply = os.call("POST", &url, route, Body::Json(&body))?;
-    if let Some(id) = reply.json()?.get("image_id").and_then(Value::as_str) {
-        return Ok(id.to_string());
+    snapshot_image_id(&reply.json()?, reply.header("location"))
+        .ok_or_else(|| os.malformed(route, "neither an image_id nor a Location header"))
+}
+
+/// `{"image_id": …}` (2.45 and later) or the last segment of the `Location` header.
+fn snapshot_image_id(body: &Value, location: Option<&str>) -> Option<String> {
+    if let Some(id) = body.get("image_id").and_then(Value::as_str) {
+        return Some(id.to_string());
     }
-    reply
-        .header("location")
+    location
         .and_then(|location| location.trim_end_matches('/').rsplit('/').next())
         .filter(|id| !id.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| os.malformed(route, "neither an image_id nor a Location header"))
 }
 
 pub(super) fn list_flavors(os: &OpenStack) -> CloudResult<Vec<Flavor>> {
@@ -347,6 +351,20 @@ mod tests {
             (server.az.as_deref(), server.image_id.as_deref()),
             (Some("az1"), Some("img"))
         );
+    }
+
+    #[test]
+    fn snapshot_ids_come_from_the_body_or_the_location_header() {
+        assert_eq!(
+            snapshot_image_id(&json!({"image_id": "abc"}), None).as_deref(),
+            Some("abc")
+        );
+        let location = Some("http://glance/v2/images/def");
+        assert_eq!(
+            snapshot_image_id(&Value::Null, location).as_deref(),
+            Some("def")
+        );
+        assert_eq!(snapshot_image_id(&Value::Null, None), None);
     }
 
     #[test]
