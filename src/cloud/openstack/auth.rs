@@ -161,36 +161,20 @@ fn authenticate_v3(http: &Http, base: &str, c: &Credentials) -> CloudResult<Sess
             )
         })?;
     let document = reply.json()?;
-    let services = document
-        .pointer("/token/catalog")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let catalog = services
-        .iter()
-        .map(|s| Service {
-            kind: text(s, "type"),
-            name: text(s, "name"),
-            endpoints: s
-                .get("endpoints")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(|e| Endpoint {
-                    interface: text(e, "interface"),
-                    region: e
-                        .get("region_id")
-                        .or_else(|| e.get("region"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    url: text(e, "url"),
-                })
-                .collect(),
-        })
-        .collect();
+    let catalog = parse_catalog(document.pointer("/token/catalog"), |e| {
+        vec![Endpoint {
+            interface: text(e, "interface"),
+            region: e
+                .get("region_id")
+                .or_else(|| e.get("region"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            url: text(e, "url"),
+        }]
+    });
     Ok(Session {
         token: Secret(token),
-        catalog: Catalog(catalog),
+        catalog,
     })
 }
 
@@ -223,44 +207,56 @@ fn authenticate_v2(http: &Http, base: &str, c: &Credentials) -> CloudResult<Sess
                 ),
             )
         })?;
-    let services = document
-        .pointer("/access/serviceCatalog")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let catalog = services
-        .iter()
-        .map(|s| Service {
-            kind: text(s, "type"),
-            name: text(s, "name"),
-            endpoints: s
-                .get("endpoints")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .flat_map(|e| {
-                    let region = e.get("region").and_then(Value::as_str).map(str::to_string);
-                    [
-                        ("public", "publicURL"),
-                        ("internal", "internalURL"),
-                        ("admin", "adminURL"),
-                    ]
-                    .into_iter()
-                    .filter_map(move |(interface, key)| {
-                        Some(Endpoint {
-                            interface: interface.into(),
-                            region: region.clone(),
-                            url: e.get(key)?.as_str()?.to_string(),
-                        })
-                    })
-                })
-                .collect(),
+    // v2.0 lists one entry per region with a URL per interface.
+    let catalog = parse_catalog(document.pointer("/access/serviceCatalog"), |e| {
+        let region = e.get("region").and_then(Value::as_str).map(str::to_string);
+        [
+            ("public", "publicURL"),
+            ("internal", "internalURL"),
+            ("admin", "adminURL"),
+        ]
+        .into_iter()
+        .filter_map(|(interface, key)| {
+            Some(Endpoint {
+                interface: interface.into(),
+                region: region.clone(),
+                url: e.get(key)?.as_str()?.to_string(),
+            })
         })
-        .collect();
+        .collect()
+    });
     Ok(Session {
         token: Secret(token.to_string()),
-        catalog: Catalog(catalog),
+        catalog,
     })
+}
+
+/// Services with their endpoints; `endpoints_of` reads one endpoint entry of the version at
+/// hand.
+fn parse_catalog(
+    services: Option<&Value>,
+    endpoints_of: impl Fn(&Value) -> Vec<Endpoint>,
+) -> Catalog {
+    let services = services
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    Catalog(
+        services
+            .iter()
+            .map(|s| Service {
+                kind: text(s, "type"),
+                name: text(s, "name"),
+                endpoints: s
+                    .get("endpoints")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(&endpoints_of)
+                    .collect(),
+            })
+            .collect(),
+    )
 }
 
 fn text(value: &Value, key: &str) -> String {
