@@ -11,6 +11,20 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
     write_out(|out| write_table(out, headers, rows))
 }
 
+/// Print a listing: a table of `row(item)` under `headers`, or a JSON array of `json(item)`.
+pub fn listing<'a, T, J: Serialize>(
+    format: crate::cli::Format,
+    headers: &[&str],
+    items: &'a [T],
+    json: impl Fn(&'a T) -> J,
+    row: impl Fn(&'a T) -> Vec<String>,
+) -> Result<()> {
+    match format {
+        crate::cli::Format::Json => self::json(&items.iter().map(json).collect::<Vec<_>>()),
+        crate::cli::Format::Table => table(headers, &items.iter().map(row).collect::<Vec<_>>()),
+    }
+}
+
 /// Print one JSON document.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     write_out(|out| {

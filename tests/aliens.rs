@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::OpenStack;
-use nodepool::cloud::{Cloud, CreateServer};
+use nodepool::cloud::Cloud;
 use nodepool::model::NodeState;
 use nodepool::simulator::{Knobs, Simulator};
 use support::{status, stderr, stdout, Install};
@@ -31,40 +31,22 @@ fn client(sim: &Simulator) -> OpenStack {
     OpenStack::connect(&sim.client_settings("setup"), CallCounter::default()).unwrap()
 }
 
-fn server(cloud: &OpenStack, name: &str, metadata: &[(&str, &str)]) -> String {
-    let flavor = cloud.list_flavors().unwrap()[0].id.clone();
-    let image = cloud.list_images().unwrap()[0].id.clone();
-    let metadata: BTreeMap<String, String> = metadata
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    cloud
-        .create_server(&CreateServer {
-            name: name.into(),
-            image_id: image,
-            flavor_id: flavor,
-            metadata,
-            ..Default::default()
-        })
-        .unwrap()
-}
-
 #[test]
 fn alien_list_shows_unknown_servers_and_marks_nodepools_own() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let install = Install::with_config(&config(&[&sim]));
     let cloud = client(&sim);
-    let known = server(
+    let known = support::create_server(
         &cloud,
         "small-p1-1",
         &[("nodepool_node_id", "1"), ("nodepool_provider_name", "p1")],
     );
-    let leaked = server(
+    let leaked = support::create_server(
         &cloud,
         "small-p1-2",
         &[("nodepool_node_id", "2"), ("nodepool_provider_name", "p1")],
     );
-    let stranger = server(&cloud, "someones-vm", &[]);
+    let stranger = support::create_server(&cloud, "someones-vm", &[]);
     let db = install.db();
     let id = install.seed_node(&db, "small", "p1", NodeState::Ready, 10);
     db.conn()
@@ -120,7 +102,7 @@ fn alien_image_list_shows_unknown_snapshots_only() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let install = Install::with_config(&config(&[&sim]));
     let cloud = client(&sim);
-    let template = server(&cloud, "template", &[]);
+    let template = support::create_server(&cloud, "template", &[]);
     let mut metadata = BTreeMap::new();
     metadata.insert("nodepool_provider_name".to_string(), "p1".to_string());
     let snapshot = cloud

@@ -1,6 +1,8 @@
 //! The OpenStack client against the simulator: every call, and each fault the client must
 //! survive or report by kind.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -24,34 +26,6 @@ fn connect(sim: &Simulator) -> OpenStack {
         CallCounter::default(),
     )
     .expect("connect")
-}
-
-fn create(cloud: &OpenStack, name: &str) -> String {
-    let flavor = cloud
-        .list_flavors()
-        .unwrap()
-        .into_iter()
-        .next()
-        .expect("a flavor")
-        .id;
-    let image = cloud
-        .list_images()
-        .unwrap()
-        .into_iter()
-        .find(|i| i.name == "Ubuntu 22.04")
-        .expect("base image")
-        .id;
-    let mut metadata = BTreeMap::new();
-    metadata.insert("nodepool_node_id".to_string(), "1".to_string());
-    cloud
-        .create_server(&CreateServer {
-            name: name.into(),
-            image_id: image,
-            flavor_id: flavor,
-            metadata,
-            ..Default::default()
-        })
-        .expect("create")
 }
 
 #[test]
@@ -81,7 +55,7 @@ fn keystone_v3_v2_and_discovery_all_lead_to_the_same_cloud() {
 fn servers_are_created_listed_fetched_and_deleted() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let cloud = connect(&sim);
-    let id = create(&cloud, "small-sim-1");
+    let id = support::create_server(&cloud, "small-sim-1", &[("nodepool_node_id", "1")]);
     let server = cloud.get_server(&id).unwrap().expect("server");
     assert_eq!(
         (
@@ -112,7 +86,7 @@ fn a_server_becomes_active_after_the_boot_delay() {
     })
     .unwrap();
     let cloud = connect(&sim);
-    let id = create(&cloud, "n");
+    let id = support::create_server(&cloud, "n", &[("nodepool_node_id", "1")]);
     assert_eq!(
         cloud.get_server(&id).unwrap().unwrap().status,
         ServerStatus::Build
@@ -152,7 +126,7 @@ fn lists_follow_pagination() {
     .unwrap();
     let cloud = connect(&sim);
     for i in 0..5 {
-        create(&cloud, &format!("n{i}"));
+        support::create_server(&cloud, &format!("n{i}"), &[("nodepool_node_id", "1")]);
     }
     let before = sim.calls().route("GET /compute/servers/detail");
     assert_eq!(cloud.list_servers().unwrap().len(), 5);
@@ -185,7 +159,7 @@ fn quota_refusals_are_their_own_kind() {
     })
     .unwrap();
     let cloud = connect(&sim);
-    create(&cloud, "first");
+    support::create_server(&cloud, "first", &[("nodepool_node_id", "1")]);
     let flavor = cloud.list_flavors().unwrap()[0].id.clone();
     let image = cloud.list_images().unwrap()[0].id.clone();
     let error = cloud
@@ -285,7 +259,7 @@ fn images_are_created_uploaded_as_a_stream_and_deleted() {
 fn snapshots_return_the_new_image_id() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let cloud = connect(&sim);
-    let server = create(&cloud, "template");
+    let server = support::create_server(&cloud, "template", &[("nodepool_node_id", "1")]);
     let image = cloud
         .create_snapshot(&server, "trusty-1", &BTreeMap::new())
         .unwrap();
@@ -334,7 +308,7 @@ fn a_server_error_then_success_is_retried_and_succeeds() {
         "two 500s, then the answer"
     );
     // A delete (idempotent) is retried too.
-    let id = create(&cloud, "n");
+    let id = support::create_server(&cloud, "n", &[("nodepool_node_id", "1")]);
     sim.set_knobs(|k| k.fail_next = 1);
     cloud.delete_server(&id).expect("retried delete");
     assert!(sim.dump().servers.is_empty());
@@ -371,7 +345,8 @@ fn network_labels_resolve_to_ids_and_floating_ips_attach() {
         "{missing}"
     );
 
-    let server = create(&cloud, "needs-a-floating-ip");
+    let server =
+        support::create_server(&cloud, "needs-a-floating-ip", &[("nodepool_node_id", "1")]);
     let ip = cloud.attach_floating_ip(&server, &public.name).unwrap();
     assert_eq!(ip.server_id.as_deref(), Some(server.as_str()));
     assert_eq!(cloud.list_floating_ips().unwrap().len(), 1);

@@ -7,7 +7,6 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{for_each_provider, Context};
-use crate::cli::Format;
 use crate::cloud::Cloud;
 use crate::output;
 use crate::state::images;
@@ -51,25 +50,18 @@ pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
         }
         Ok(())
     })?;
-    match ctx.format {
-        Format::Json => output::json(&aliens),
-        Format::Table => {
-            let rows: Vec<Vec<String>> = aliens
-                .iter()
-                .map(|a| {
-                    vec![
-                        a.provider.clone(),
-                        a.name.clone(),
-                        a.image_id.clone(),
-                        if a.nodepool_metadata {
-                            "leaked".into()
-                        } else {
-                            String::new()
-                        },
-                    ]
-                })
-                .collect();
-            output::table(&HEADERS, &rows)
-        }
-    }
+    output::listing(
+        ctx.format,
+        &HEADERS,
+        &aliens,
+        |a| a,
+        |a| {
+            vec![
+                a.provider.clone(),
+                a.name.clone(),
+                a.image_id.clone(),
+                super::alien_list::leaked(a.nodepool_metadata),
+            ]
+        },
+    )
 }

@@ -8,7 +8,6 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{for_each_provider, Context};
-use crate::cli::Format;
 use crate::cloud::Cloud;
 use crate::output;
 use crate::state::{images, nodes};
@@ -58,23 +57,24 @@ pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
         }
         Ok(())
     })?;
-    match ctx.format {
-        Format::Json => output::json(&aliens),
-        Format::Table => {
-            let rows: Vec<Vec<String>> = aliens
-                .iter()
-                .map(|a| {
-                    let marker = if a.nodepool_metadata { "leaked" } else { "" };
-                    vec![
-                        a.provider.clone(),
-                        a.hostname.clone(),
-                        a.server_id.clone(),
-                        a.ip.clone().unwrap_or_default(),
-                        marker.into(),
-                    ]
-                })
-                .collect();
-            output::table(&HEADERS, &rows)
-        }
-    }
+    output::listing(
+        ctx.format,
+        &HEADERS,
+        &aliens,
+        |a| a,
+        |a| {
+            vec![
+                a.provider.clone(),
+                a.hostname.clone(),
+                a.server_id.clone(),
+                a.ip.clone().unwrap_or_default(),
+                leaked(a.nodepool_metadata),
+            ]
+        },
+    )
+}
+
+/// The `Nodepool` column: `leaked` for resources carrying nodepool's metadata.
+pub(super) fn leaked(nodepool_metadata: bool) -> String {
+    if nodepool_metadata { "leaked" } else { "" }.to_string()
 }

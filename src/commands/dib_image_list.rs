@@ -4,7 +4,6 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::Context;
-use crate::cli::Format;
 use crate::clock::{age_hours, rfc3339};
 use crate::output::{self, cell};
 use crate::state::images::{self, DibImageRow};
@@ -25,21 +24,13 @@ struct DibImageJson<'a> {
 pub fn run(ctx: &Context) -> Result<()> {
     let db = ctx.open_db()?;
     let images = images::list_dib_images(db.conn())?;
-    match ctx.format {
-        Format::Json => output::json(
-            &images
-                .iter()
-                .map(|i| to_json(i, ctx.now))
-                .collect::<Vec<_>>(),
-        ),
-        Format::Table => output::table(
-            &HEADERS,
-            &images
-                .iter()
-                .map(|i| to_row(i, ctx.now))
-                .collect::<Vec<_>>(),
-        ),
-    }
+    output::listing(
+        ctx.format,
+        &HEADERS,
+        &images,
+        |i| to_json(i, ctx.now),
+        |i| to_row(i, ctx.now),
+    )
 }
 
 fn to_json(image: &DibImageRow, now: i64) -> DibImageJson<'_> {

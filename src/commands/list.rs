@@ -4,7 +4,6 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::Context;
-use crate::cli::Format;
 use crate::clock::{age_hours, rfc3339};
 use crate::output::{self, cell};
 use crate::state::nodes::{self, Node};
@@ -48,16 +47,13 @@ struct NodeJson<'a> {
 pub fn run(ctx: &Context) -> Result<()> {
     let db = ctx.open_db()?;
     let nodes = nodes::list(db.conn())?;
-    match ctx.format {
-        Format::Json => {
-            let json: Vec<NodeJson> = nodes.iter().map(|n| to_json(n, ctx.now)).collect();
-            output::json(&json)
-        }
-        Format::Table => {
-            let rows: Vec<Vec<String>> = nodes.iter().map(|n| to_row(n, ctx.now)).collect();
-            output::table(&HEADERS, &rows)
-        }
-    }
+    output::listing(
+        ctx.format,
+        &HEADERS,
+        &nodes,
+        |n| to_json(n, ctx.now),
+        |n| to_row(n, ctx.now),
+    )
 }
 
 fn to_json(node: &Node, now: i64) -> NodeJson<'_> {

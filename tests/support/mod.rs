@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use nodepool::cloud::{Cloud, CreateServer};
 use nodepool::model::{NodeState, ProviderName};
 use nodepool::state::nodes::{self, NewNode};
 use nodepool::state::Db;
@@ -137,4 +138,36 @@ pub fn stderr(output: &Output) -> String {
 
 pub fn status(output: &Output) -> i32 {
     output.status.code().expect("exited with a status")
+}
+
+/// Create a server on a simulator cloud from its "Ubuntu 22.04" image and first flavor, with
+/// `metadata`; returns its id.
+pub fn create_server(cloud: &dyn Cloud, name: &str, metadata: &[(&str, &str)]) -> String {
+    let flavor = cloud
+        .list_flavors()
+        .expect("flavors")
+        .into_iter()
+        .next()
+        .expect("a flavor")
+        .id;
+    let image = cloud
+        .list_images()
+        .expect("images")
+        .into_iter()
+        .find(|i| i.name == "Ubuntu 22.04")
+        .expect("the simulator's Ubuntu 22.04 image")
+        .id;
+    let metadata = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    cloud
+        .create_server(&CreateServer {
+            name: name.into(),
+            image_id: image,
+            flavor_id: flavor,
+            metadata,
+            ..Default::default()
+        })
+        .expect("create server")
 }

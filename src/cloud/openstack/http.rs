@@ -198,14 +198,15 @@ impl Http {
             }
             self.counter.count(&self.provider, route);
             log::debug!("{}: {route} (attempt {attempt})", self.provider);
-            let outcome = self.send(method, url, headers, &mut body);
+            let outcome = match self.send(method, url, headers, &mut body) {
+                Ok(reply) if (200..300).contains(&reply.status) => return Ok(reply),
+                other => other,
+            };
             let last = attempt >= self.retry.attempts || !repeatable;
             let wait = match &outcome {
-                Ok(reply) if (200..300).contains(&reply.status) => {
-                    return Ok(outcome.unwrap_or_else(|_| unreachable!()));
-                }
+                // A 413 about quota is final; other 413s and every 429 are rate limits.
                 Ok(reply)
-                    if reply.status == 429 || reply.status == 413 && !is_quota(&reply.body) =>
+                    if reply.status == 429 || (reply.status == 413 && !is_quota(&reply.body)) =>
                 {
                     match retry_after(reply) {
                         Some(wait) if wait <= self.retry.max_retry_after => Some(wait),
