@@ -13,7 +13,9 @@ pub mod exit;
 pub mod lock;
 pub mod logging;
 pub mod model;
+pub mod observe;
 pub mod output;
+pub mod plan;
 pub mod simulator;
 pub mod state;
 

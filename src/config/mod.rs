@@ -100,6 +100,8 @@ pub struct Provider {
     pub clean_floating_ips: bool,
     /// False: a node is ready once ACTIVE with an address, without SSH.
     pub host_key_checking: bool,
+    /// Mutating cloud calls one reconcile round may make here (`max-actions-per-pass`).
+    pub max_actions_per_pass: u32,
     pub images: BTreeMap<ImageName, ProviderImage>,
 }
 
@@ -239,3 +241,43 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 #[cfg(test)]
 mod tests;
+
+/// Fill a hostname template (Python `str.format` style, as validated: `{label.name}`,
+/// `{node_id}`, `{{`/`}}`, and a zero-padded width such as `{node_id:05d}`). A field without
+/// a value is left empty; validation has already refused unknown ones.
+pub fn render_template(template: &str, fields: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                out.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                out.push('}');
+            }
+            '{' => {
+                let field: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                let (name, spec) = field.split_once(':').unwrap_or((&field, ""));
+                let value = fields
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map_or("", |(_, value)| *value);
+                let width: usize = spec
+                    .trim_start_matches('0')
+                    .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                    .parse()
+                    .unwrap_or(0);
+                let fill = if spec.starts_with('0') { '0' } else { ' ' };
+                for _ in value.chars().count()..width {
+                    out.push(fill);
+                }
+                out.push_str(value);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -102,6 +102,8 @@ pub struct RawProvider {
     pub clean_floating_ips: Option<Flag>,
     /// Newer Nodepool's switch: false skips SSH for clouds nodepool cannot reach.
     pub host_key_checking: Option<Flag>,
+    /// Ours: how many mutating cloud calls one reconcile round may make on this provider.
+    pub max_actions_per_pass: Option<i64>,
     pub images: Option<Vec<RawProviderImage>>,
 }
 

@@ -59,3 +59,16 @@ fn suggestions_pick_the_closest_key() {
     assert_eq!(did_you_mean("imgae", &keys), "; did you mean `image`?");
     assert!(did_you_mean("colour", &keys).starts_with("; expected one of"));
 }
+
+#[test]
+fn templates_render_fields_escapes_and_padding() {
+    let fields = [("label.name", "small"), ("node_id", "42")];
+    assert_eq!(
+        super::render_template("{label.name}-{node_id}", &fields),
+        "small-42"
+    );
+    assert_eq!(
+        super::render_template("n{node_id:05d}{{x}}", &fields),
+        "n00042{x}"
+    );
+}

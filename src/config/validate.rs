@@ -19,6 +19,9 @@ use super::*;
 const MAX_SERDE_RETRIES: usize = 500;
 
 pub const DEFAULT_DATABASE: &str = "/var/lib/nodepool/nodepool.db";
+/// Mutating calls per provider per reconcile round: enough to fill a large pool in a few
+/// rounds, small enough that one round never hogs a cloud's API.
+const DEFAULT_MAX_ACTIONS_PER_PASS: i64 = 100;
 pub const DEFAULT_TEMPLATE_HOSTNAME: &str = "{image.name}-{timestamp}.template.openstack.org";
 pub const DEFAULT_TARGET_HOSTNAME: &str = "{label.name}-{provider.name}-{node_id}";
 pub const DEFAULT_SUBNODE_HOSTNAME: &str = "{label.name}-{provider.name}-{node_id}-{subnode_id}";
@@ -603,6 +606,13 @@ impl Checker<'_> {
             3600.0,
             true,
         );
+        let max_actions_per_pass = self.integer(
+            raw.max_actions_per_pass,
+            &key(path, "max-actions-per-pass"),
+            DEFAULT_MAX_ACTIONS_PER_PASS as u32,
+            "1 or more",
+            |n| n >= 1,
+        );
         let api_timeout = raw
             .api_timeout
             .map(|t| self.seconds(Some(t), &key(path, "api-timeout"), 60.0, true));
@@ -631,6 +641,7 @@ impl Checker<'_> {
             image_type: text(&raw.image_type),
             clean_floating_ips: raw.clean_floating_ips.is_some_and(|f| f.0),
             host_key_checking: raw.host_key_checking.is_none_or(|f| f.0),
+            max_actions_per_pass,
             images,
         })
     }

@@ -79,4 +79,56 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX subnode_by_node ON subnode (node_id);
     "#,
+    // 2: what the reconciler remembers between runs, since no process lives between them.
+    r#"
+    -- Marks the servers this installation creates, so a leak is told from a stranger's server.
+    CREATE TABLE installation (id TEXT NOT NULL);
+    INSERT INTO installation (id) VALUES (lower(hex(randomblob(16))));
+
+    -- When launch_phase last changed (boot-timeout counts from the server turning ACTIVE).
+    ALTER TABLE node ADD COLUMN phase_time INTEGER;
+    ALTER TABLE subnode ADD COLUMN phase_time INTEGER;
+
+    -- Repeated launch failures, and quota refusals (label_name ''), back off per provider.
+    CREATE TABLE cooldown (
+        provider_name  TEXT NOT NULL,
+        label_name     TEXT NOT NULL,
+        reason         TEXT NOT NULL,
+        failures       INTEGER NOT NULL,
+        until          INTEGER NOT NULL,
+        last_error     TEXT,
+        PRIMARY KEY (provider_name, label_name)
+    );
+
+    -- The last pass's allocation per label and provider: fairness history, and what
+    -- blocked the label, for `status`.
+    CREATE TABLE allocation (
+        label_name     TEXT NOT NULL,
+        provider_name  TEXT NOT NULL,
+        deficit        INTEGER NOT NULL,
+        granted        INTEGER NOT NULL,
+        blocker        TEXT,
+        time           INTEGER NOT NULL,
+        PRIMARY KEY (label_name, provider_name)
+    );
+
+    -- Servers carrying this installation's metadata but no row: deleted only when seen on
+    -- two passes, older than a grace period.
+    CREATE TABLE leak (
+        provider_name  TEXT NOT NULL,
+        server_id      TEXT NOT NULL,
+        first_seen     INTEGER NOT NULL,
+        last_seen      INTEGER NOT NULL,
+        PRIMARY KEY (provider_name, server_id)
+    );
+
+    -- The run journal: one row per reconcile/cleanup/check run.
+    CREATE TABLE run (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        command   TEXT NOT NULL,
+        started   INTEGER NOT NULL,
+        finished  INTEGER,
+        summary   TEXT
+    );
+    "#,
 ];

@@ -5,6 +5,8 @@
 pub mod images;
 mod migrations;
 pub mod nodes;
+pub mod pass;
+pub mod subnodes;
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

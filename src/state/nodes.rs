@@ -33,6 +33,8 @@ pub struct Node {
     pub image_external_id: Option<String>,
     /// Who acquired the node (`acquire --owner`).
     pub owner: Option<String>,
+    /// When `launch_phase` last changed.
+    pub phase_time: Option<i64>,
 }
 
 /// What the launcher knows before the cloud call: enough to find the server again.
@@ -41,15 +43,16 @@ pub struct NewNode {
     pub provider: ProviderName,
     pub label: LabelName,
     pub target: TargetName,
-    pub hostname: String,
     pub state: NodeState,
     pub az: Option<String>,
     pub launch_phase: Option<String>,
+    /// The cloud image the server boots from.
+    pub image_external_id: Option<String>,
 }
 
 const COLUMNS: &str = "id, provider_name, label_name, target_name, manager_name, hostname, \
     nodename, external_id, az, ip, ip_private, state, state_time, comment, launch_phase, \
-    launch_time, last_error, host_keys, snapshot_image_id, image_external_id, owner";
+    launch_time, last_error, host_keys, snapshot_image_id, image_external_id, owner, phase_time";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
     Ok(Node {
@@ -74,6 +77,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
         snapshot_image_id: row.get(18)?,
         image_external_id: row.get(19)?,
         owner: row.get(20)?,
+        phase_time: row.get(21)?,
     })
 }
 
@@ -95,24 +99,142 @@ pub fn get(conn: &Connection, id: NodeId) -> Result<Option<Node>> {
     .with_context(|| format!("reading node {id}"))
 }
 
-/// Insert a node row (the intent, committed before any cloud call) and return its id.
-pub fn insert(conn: &Connection, node: &NewNode, now: i64) -> Result<NodeId> {
-    conn.execute(
-        "INSERT INTO node (provider_name, label_name, target_name, hostname, state, state_time, \
-         az, launch_phase, launch_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?6)",
-        params![
-            node.provider.as_str(),
-            node.label.as_str(),
-            node.target.as_str(),
-            node.hostname,
-            node.state,
+/// Insert a node row (the intent, committed before any cloud call) and return its id. The
+/// hostname may depend on the id (`{node_id}`), so it is set in the same transaction.
+pub fn insert(
+    conn: &Connection,
+    node: &NewNode,
+    now: i64,
+    hostname: impl FnOnce(NodeId) -> String,
+) -> Result<(NodeId, String)> {
+    // A savepoint, not a transaction, so callers may batch inserts in their own.
+    conn.execute_batch("SAVEPOINT node_insert")?;
+    let inserted = (|| -> Result<(NodeId, String)> {
+        conn.execute(
+            "INSERT INTO node (provider_name, label_name, target_name, hostname, state, \
+             state_time, az, launch_phase, launch_time, phase_time, image_external_id) \
+             VALUES (?1, ?2, ?3, '', ?4, ?5, ?6, ?7, ?5, ?5, ?8)",
+            params![
+                node.provider.as_str(),
+                node.label.as_str(),
+                node.target.as_str(),
+                node.state,
+                now,
+                node.az,
+                node.launch_phase,
+                node.image_external_id,
+            ],
+        )?;
+        let id = conn.last_insert_rowid();
+        let hostname = hostname(id);
+        conn.execute(
+            "UPDATE node SET hostname = ?1 WHERE id = ?2",
+            params![hostname, id],
+        )?;
+        Ok((id, hostname))
+    })();
+    match inserted {
+        Ok(done) => {
+            conn.execute_batch("RELEASE node_insert")?;
+            Ok(done)
+        }
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK TO node_insert; RELEASE node_insert");
+            Err(error.context("inserting node"))
+        }
+    }
+}
+
+/// What a launch step learned about a node; None leaves a column as it is.
+#[derive(Debug, Default, Clone)]
+pub struct Progress<'a> {
+    pub phase: Option<&'a str>,
+    pub external_id: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub ip_private: Option<&'a str>,
+    pub host_keys: Option<&'a str>,
+    pub last_error: Option<&'a str>,
+}
+
+/// Record launch progress on a node that is still in `state` (compare-and-set: a node held
+/// or deleted meanwhile is left alone). A new phase restarts `phase_time`.
+pub fn progress(
+    conn: &Connection,
+    id: NodeId,
+    state: NodeState,
+    step: &Progress<'_>,
+    now: i64,
+) -> Result<bool> {
+    progress_in(conn, "node", id, state, step, now)
+}
+
+/// `progress` for the `node` or `subnode` table (same columns).
+pub(super) fn progress_in(
+    conn: &Connection,
+    table: &str,
+    id: i64,
+    state: NodeState,
+    step: &Progress<'_>,
+    now: i64,
+) -> Result<bool> {
+    let changed = conn
+        .prepare_cached(&format!(
+            "UPDATE {table} SET \
+               launch_phase = COALESCE(?1, launch_phase), \
+               phase_time = CASE WHEN ?1 IS NULL THEN phase_time ELSE ?2 END, \
+               external_id = COALESCE(?3, external_id), \
+               ip = COALESCE(?4, ip), ip_private = COALESCE(?5, ip_private), \
+               host_keys = COALESCE(?6, host_keys), last_error = COALESCE(?7, last_error) \
+             WHERE id = ?8 AND state = ?9"
+        ))?
+        .execute(params![
+            step.phase,
             now,
-            node.az,
-            node.launch_phase,
-        ],
-    )
-    .context("inserting node")?;
-    Ok(conn.last_insert_rowid())
+            step.external_id,
+            step.ip,
+            step.ip_private,
+            step.host_keys,
+            step.last_error,
+            id,
+            state,
+        ])
+        .with_context(|| format!("updating {table} {id}"))?;
+    Ok(changed == 1)
+}
+
+/// Move a node to `delete` from `from` (compare-and-set), noting why.
+pub fn mark_delete(
+    conn: &Connection,
+    id: NodeId,
+    from: NodeState,
+    why: &str,
+    now: i64,
+) -> Result<bool> {
+    let changed = conn
+        .execute(
+            "UPDATE node SET state = 'delete', state_time = ?1, launch_phase = NULL, \
+             phase_time = ?1, last_error = ?2 WHERE id = ?3 AND state = ?4",
+            params![now, why, id, from],
+        )
+        .with_context(|| format!("marking node {id} for deletion"))?;
+    if changed == 1 {
+        conn.execute(
+            "UPDATE subnode SET state = 'delete', state_time = ?1 WHERE node_id = ?2",
+            params![now, id],
+        )?;
+    }
+    Ok(changed == 1)
+}
+
+/// Remove a node row (and its subnodes) if it is still in `state`; true when removed.
+pub fn remove(conn: &Connection, id: NodeId, state: NodeState) -> Result<bool> {
+    let removed = conn
+        .execute(
+            "DELETE FROM node WHERE id = ?1 AND state = ?2",
+            params![id, state],
+        )
+        .with_context(|| format!("removing node {id}"))?;
+    Ok(removed == 1)
 }
 
 /// Compare-and-set: move node `id` from `from` to `to`. False when the node is gone or its
@@ -211,10 +333,10 @@ mod tests {
             provider: "p1".into(),
             label: "small".into(),
             target: "jenkins".into(),
-            hostname: "small-p1-1".into(),
             state,
             az: None,
             launch_phase: None,
+            image_external_id: None,
         }
     }
 
@@ -227,7 +349,9 @@ mod tests {
     #[test]
     fn compare_and_set_reports_whether_it_won() {
         let (_dir, db) = db();
-        let id = insert(db.conn(), &new_node(NodeState::Ready), 100).unwrap();
+        let id = insert(db.conn(), &new_node(NodeState::Ready), 100, |_| "n".into())
+            .unwrap()
+            .0;
         assert!(transition(db.conn(), id, NodeState::Ready, NodeState::Used, 200).unwrap());
         // The second writer expected `ready` and loses.
         assert!(!transition(db.conn(), id, NodeState::Ready, NodeState::Delete, 300).unwrap());
@@ -238,7 +362,9 @@ mod tests {
     #[test]
     fn hold_typed_during_a_pass_wins() {
         let (_dir, db) = db();
-        let id = insert(db.conn(), &new_node(NodeState::Ready), 100).unwrap();
+        let id = insert(db.conn(), &new_node(NodeState::Ready), 100, |_| "n".into())
+            .unwrap()
+            .0;
         // The pass read the node as ready; the operator holds it before the pass writes.
         let seen_by_pass = get(db.conn(), id).unwrap().unwrap();
         let held = request(
@@ -264,7 +390,9 @@ mod tests {
     #[test]
     fn requests_report_already_refused_and_missing() {
         let (_dir, db) = db();
-        let id = insert(db.conn(), &new_node(NodeState::Delete), 100).unwrap();
+        let id = insert(db.conn(), &new_node(NodeState::Delete), 100, |_| "n".into())
+            .unwrap()
+            .0;
         let not_delete = |s| s != NodeState::Delete;
         assert_eq!(
             request(db.conn(), id, NodeState::Hold, not_delete, 1).unwrap(),
@@ -286,7 +414,7 @@ mod tests {
     fn counts_group_by_label_provider_state() {
         let (_dir, db) = db();
         for state in [NodeState::Ready, NodeState::Ready, NodeState::Building] {
-            insert(db.conn(), &new_node(state), 1).unwrap();
+            insert(db.conn(), &new_node(state), 1, |_| "n".into()).unwrap();
         }
         let counts = counts(db.conn()).unwrap();
         assert!(counts.contains(&("small".into(), "p1".into(), NodeState::Ready, 2)));

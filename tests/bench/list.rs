@@ -75,14 +75,16 @@ fn seed(path: &std::path::Path) {
                 provider: format!("p{}", i % 50).as_str().into(),
                 label: ["small", "large", "multi"][i % 3].into(),
                 target: "jenkins".into(),
-                hostname: format!("small-p{}-{i}", i % 50),
                 state,
                 az: Some("nova".into()),
                 launch_phase: None,
+                image_external_id: None,
             },
             now - (i as i64 % 7200),
+            |id| format!("small-p{}-{id}", i % 50),
         )
-        .expect("insert");
+        .expect("insert")
+        .0;
         db.conn()
             .execute(
                 "UPDATE node SET nodename = hostname, external_id = ?2, ip = ?3 WHERE id = ?1",

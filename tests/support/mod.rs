@@ -93,14 +93,16 @@ impl Install {
                 provider: ProviderName(provider.into()),
                 label: label.into(),
                 target: "jenkins".into(),
-                hostname: format!("{label}-{provider}-{}", now),
                 state,
                 az: Some("nova".into()),
                 launch_phase: None,
+                image_external_id: None,
             },
             now - age_s,
+            |id| format!("{label}-{provider}-{id}"),
         )
-        .expect("insert node");
+        .expect("insert node")
+        .0;
         db.conn()
             .execute(
                 "UPDATE node SET hostname = ?2, nodename = ?2, external_id = ?3, ip = ?4, ip_private = ?5 WHERE id = ?1",
@@ -171,3 +173,4 @@ pub fn create_server(cloud: &dyn Cloud, name: &str, metadata: &[(&str, &str)]) -
         })
         .expect("create server")
 }
+

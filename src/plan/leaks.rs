@@ -1,0 +1,76 @@
+//! Step 4 of the plan: servers that carry this installation's metadata but belong to no row.
+//! They are deleted only when seen on two passes, first seen at least the grace period ago,
+//! and still there on a direct GET (done by the executor) — a slow listing or a row being
+//! written must never cost a healthy node. Servers without our metadata are never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{meta, Action, Kind, Plan, Servers, LEAK_GRACE_S};
+use crate::model::ProviderName;
+use crate::observe::Observed;
+
+pub(super) fn plan(
+    observed: &Observed,
+    servers: &BTreeMap<&ProviderName, Servers<'_>>,
+    known: &BTreeSet<String>,
+    plan: &mut Plan,
+) {
+    let now = observed.now;
+    for (provider, index) in servers {
+        let action = |kind: Kind, reason: String| Action {
+            provider: (*provider).clone(),
+            label: None,
+            node: None,
+            kind,
+            reason,
+        };
+        let mut leaked = BTreeSet::new();
+        let mut ids: Vec<&&str> = index.by_id.keys().collect();
+        ids.sort();
+        for id in ids {
+            let server = index.by_id[*id];
+            let ours = server.metadata.get(meta::INSTALLATION) == Some(&observed.installation)
+                && server.metadata.get(meta::PROVIDER).map(String::as_str)
+                    == Some(provider.as_str());
+            if !ours || known.contains(&server.id) {
+                continue;
+            }
+            leaked.insert(server.id.clone());
+            let sighting = observed
+                .leaks
+                .get(&((*provider).clone(), server.id.clone()));
+            let kind = match sighting {
+                Some(seen) if seen.first_seen + LEAK_GRACE_S <= now && seen.last_seen < now => {
+                    Kind::DeleteLeak {
+                        server_id: server.id.clone(),
+                    }
+                }
+                _ => Kind::SightLeak {
+                    server_id: server.id.clone(),
+                },
+            };
+            let reason = match sighting {
+                None => format!(
+                    "server `{}` has this installation's metadata but no row: first sighting",
+                    server.name
+                ),
+                Some(seen) => format!(
+                    "server `{}` has no row; first seen {} s ago",
+                    server.name,
+                    now - seen.first_seen
+                ),
+            };
+            plan.actions.push(action(kind, reason));
+        }
+        for ((sighted_on, server_id), _) in observed.leaks.iter() {
+            if sighted_on == *provider && !leaked.contains(server_id) {
+                plan.actions.push(action(
+                    Kind::ForgetLeak {
+                        server_id: server_id.clone(),
+                    },
+                    "the leaked server is gone or has a row again".into(),
+                ));
+            }
+        }
+    }
+}
