@@ -2,7 +2,12 @@
 //! `RUST_LOG` overrides both.
 
 pub fn init(debug: bool) {
-    let default = if debug { "debug" } else { "warn" };
+    // The HTTP stack's own debug lines (one per socket event) would drown ours.
+    let default = if debug {
+        "debug,ureq=warn,ureq_proto=warn,rustls=warn"
+    } else {
+        "warn"
+    };
     let env = env_logger::Env::default().default_filter_or(default);
     let _ = env_logger::Builder::from_env(env)
         .format_timestamp(None)

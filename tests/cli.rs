@@ -120,7 +120,6 @@ fn commands_of_later_releases_say_so_and_change_nothing() {
         &["image-update", "--missing"],
         &["image-delete", "1"],
         &["dib-image-delete", "1"],
-        &["reconcile", "--dry-run"],
         &["cleanup"],
         &["check"],
         &["acquire", "small"],

@@ -8,6 +8,7 @@ mod dib_image_list;
 mod hold;
 mod image_list;
 mod list;
+mod reconcile;
 mod status;
 
 use anyhow::Result;
@@ -70,7 +71,7 @@ fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::DibImageDelete(_) => Err(NotImplemented("dib-image-delete").into()),
         Command::AlienList(args) => alien_list::run(ctx, args.provider.as_deref()),
         Command::AlienImageList(args) => alien_image_list::run(ctx, args.provider.as_deref()),
-        Command::Reconcile(_) => Err(NotImplemented("reconcile").into()),
+        Command::Reconcile(args) => reconcile::run(ctx, args),
         Command::Cleanup(_) => Err(NotImplemented("cleanup").into()),
         Command::Check(_) => Err(NotImplemented("check").into()),
         Command::Acquire(_) => Err(NotImplemented("acquire").into()),

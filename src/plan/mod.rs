@@ -174,8 +174,7 @@ fn ready_image(
                     && row.state == crate::model::ImageState::Ready
             })
             .filter_map(|row| row.external_id.clone())
-            .filter(|id| active(id))
-            .next_back(),
+            .rfind(|id| active(id)),
     }
 }
 

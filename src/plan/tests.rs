@@ -1,1 +1,1609 @@
+//! Table tests of the planner: a configuration loaded from YAML, an `Observed` written by hand,
+//! and the plan it gives. Each test states one behaviour; the helpers below keep each case to
+//! a few lines.
+//!
+//! The fixture's pool is settled (min-ready 0) unless a test asks for a deficit, so the only
+//! actions in a plan are the ones the test is about.
 
+use std::collections::BTreeMap;
+
+use super::{plan, Action, Kind, Mode, Plan, DELETE_RETRY_S, LEAK_GRACE_S, STALE_AFTER_S};
+use crate::cloud::{Image, Server, ServerStatus};
+use crate::config::{Config, Provider};
+use crate::model::{ImageState, NodeId, NodeState};
+use crate::observe::{CloudView, Observed};
+use crate::state::images::ProviderImageRow;
+use crate::state::nodes::Node;
+use crate::state::pass::{Allocation, Cooldown, Sighting};
+use crate::state::subnodes::Subnode;
+
+const NOW: i64 = 1_700_000_000;
+const INSTALLATION: &str = "install-a";
+/// The cloud image the fixture's providers boot `trusty` from (`base-image`).
+const BASE_IMAGE: &str = "Ubuntu Trusty";
+const IMAGE_ID: &str = "img-trusty";
+
+/// Two providers: p1 (max-servers 10, two zones, SSH on port 2222, boot-timeout 60 s,
+/// launch-timeout 3600 s) and p2 (max-servers 5, inline credentials, floating IPs from `public`,
+/// no SSH); labels `trusty`, `precise` and `multi` (two subnodes); two targets.
+const CONFIG: &str = r#"
+labels:
+  - name: trusty
+    image: trusty
+    min-ready: 0
+    providers:
+      - name: p1
+      - name: p2
+  - name: precise
+    image: trusty
+    min-ready: 0
+    providers:
+      - name: p1
+  - name: multi
+    image: trusty
+    min-ready: 0
+    subnodes: 2
+    providers:
+      - name: p1
+      - name: p2
+
+providers:
+  - name: p1
+    cloud: cloud1
+    max-servers: 10
+    availability-zones: [az1, az2]
+    max-actions-per-pass: 100
+    images:
+      - name: trusty
+        base-image: 'Ubuntu Trusty'
+        min-ram: 2048
+        connection-port: 2222
+  - name: p2
+    username: jenkins
+    password: secret
+    auth-url: https://keystone.example.com/v3
+    project-id: ci
+    max-servers: 5
+    boot-timeout: 120
+    launch-timeout: 1800
+    pool: public
+    host-key-checking: false
+    images:
+      - name: trusty
+        base-image: 'Ubuntu Trusty'
+        min-ram: 2048
+
+targets:
+  - name: jenkins1
+  - name: jenkins2
+"#;
+
+fn load_config(yaml: &str) -> Config {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nodepool.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    crate::config::load(&path).unwrap_or_else(|e| panic!("fixture config invalid:\n{e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The world a test plans over.
+// ---------------------------------------------------------------------------------------------
+
+struct World {
+    config: Config,
+    observed: Observed,
+}
+
+impl World {
+    /// A settled pool: both providers reachable, listing the base image, no nodes, no servers.
+    fn new() -> World {
+        let seen = CloudView::Seen {
+            servers: Vec::new(),
+            images: vec![cloud_image(IMAGE_ID, BASE_IMAGE)],
+        };
+        World {
+            config: load_config(CONFIG),
+            observed: Observed {
+                now: NOW,
+                installation: INSTALLATION.into(),
+                clouds: [("p1".into(), seen.clone()), ("p2".into(), seen)]
+                    .into_iter()
+                    .collect(),
+                ..Observed::default()
+            },
+        }
+    }
+
+    fn min_ready(&mut self, label: &str, n: u32) -> &mut Self {
+        self.config.labels.get_mut(label).expect("label").min_ready = Some(n);
+        self
+    }
+
+    /// Restrict a label to the given providers.
+    fn only_on(&mut self, label: &str, providers: &[&str]) -> &mut Self {
+        self.config.labels.get_mut(label).expect("label").providers =
+            providers.iter().map(|p| (*p).into()).collect();
+        self
+    }
+
+    fn provider(&mut self, name: &str) -> &mut Provider {
+        self.config.providers.get_mut(name).expect("provider")
+    }
+
+    fn add(&mut self, node: Node) -> &mut Self {
+        self.observed.nodes.push(node);
+        self
+    }
+
+    fn add_subnode(&mut self, subnode: Subnode) -> &mut Self {
+        self.observed.subnodes.push(subnode);
+        self
+    }
+
+    /// A node row and, listed on its provider, its ACTIVE server.
+    fn add_live(&mut self, node: Node) -> &mut Self {
+        let server = server_on(node.provider.as_str(), &srv(node.id), node.id);
+        self.serve(node.provider.as_str(), server).add(node)
+    }
+
+    /// A subnode row of a node on `provider` and its ACTIVE server.
+    fn add_live_subnode(&mut self, provider: &str, subnode: Subnode) -> &mut Self {
+        let id = subnode.external_id.clone().expect("subnode with a server");
+        let server = subnode_server_on(provider, &id, subnode.node_id, subnode.id);
+        self.serve(provider, server).add_subnode(subnode)
+    }
+
+    fn serve(&mut self, provider: &str, server: Server) -> &mut Self {
+        match self.observed.clouds.get_mut(provider) {
+            Some(CloudView::Seen { servers, .. }) => servers.push(server),
+            _ => panic!("{provider} is not listed"),
+        }
+        self
+    }
+
+    fn images_on(&mut self, provider: &str, listed: Vec<Image>) -> &mut Self {
+        match self.observed.clouds.get_mut(provider) {
+            Some(CloudView::Seen { images, .. }) => *images = listed,
+            _ => panic!("{provider} is not listed"),
+        }
+        self
+    }
+
+    fn unreachable(&mut self, provider: &str) -> &mut Self {
+        self.observed.clouds.insert(
+            provider.into(),
+            CloudView::Unreachable {
+                error: "connection refused".into(),
+            },
+        );
+        self
+    }
+
+    fn cooldown(&mut self, provider: &str, label: Option<&str>, until: i64) -> &mut Self {
+        self.observed.cooldowns.push(Cooldown {
+            provider: provider.into(),
+            label: label.map(Into::into),
+            reason: if label.is_some() { "failures" } else { "quota" }.into(),
+            failures: 3,
+            until,
+            last_error: Some("No valid host was found".into()),
+        });
+        self
+    }
+
+    fn sighted(&mut self, provider: &str, server_id: &str, first: i64, last: i64) -> &mut Self {
+        self.observed.leaks.insert(
+            (provider.into(), server_id.into()),
+            Sighting {
+                first_seen: first,
+                last_seen: last,
+            },
+        );
+        self
+    }
+
+    fn plan(&self) -> Plan {
+        plan(&self.config, &self.observed, Mode::Reconcile)
+    }
+
+    fn cleanup(&self) -> Plan {
+        plan(&self.config, &self.observed, Mode::Cleanup)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows and servers.
+// ---------------------------------------------------------------------------------------------
+
+/// The server id the fixtures give node `id`.
+fn srv(id: NodeId) -> String {
+    format!("srv-{id}")
+}
+
+/// A node of label `trusty` on p1 for target jenkins1, in `state` for a minute, with its
+/// server recorded.
+fn node(id: NodeId, state: NodeState) -> Node {
+    Node {
+        id,
+        provider: "p1".into(),
+        label: "trusty".into(),
+        target: "jenkins1".into(),
+        manager: None,
+        hostname: format!("trusty-p1-{id}"),
+        nodename: Some(format!("trusty-p1-{id}")),
+        external_id: Some(srv(id)),
+        az: None,
+        ip: Some(format!("203.0.113.{id}")),
+        ip_private: Some(format!("10.0.0.{id}")),
+        state,
+        state_time: NOW - 60,
+        comment: None,
+        launch_phase: None,
+        launch_time: Some(NOW - 60),
+        last_error: None,
+        host_keys: None,
+        snapshot_image_id: None,
+        image_external_id: Some(IMAGE_ID.into()),
+        owner: None,
+        phase_time: Some(NOW - 60),
+    }
+}
+
+/// A building node in `phase` (entered 10 s ago), launched 30 s ago, its server recorded.
+fn building(id: NodeId, phase: &str) -> Node {
+    Node {
+        launch_phase: Some(phase.into()),
+        phase_time: Some(NOW - 10),
+        launch_time: Some(NOW - 30),
+        state_time: NOW - 30,
+        ..node(id, NodeState::Building)
+    }
+}
+
+/// Subnode `id` of node `node_id`, building in `phase`, its server (`sub-ID`) recorded.
+fn subnode(id: i64, node_id: NodeId, phase: &str) -> Subnode {
+    Subnode {
+        id,
+        node_id,
+        hostname: format!("multi-{node_id}-{id}"),
+        external_id: Some(format!("sub-{id}")),
+        ip: Some(format!("203.0.113.{id}")),
+        ip_private: None,
+        state: NodeState::Building,
+        state_time: NOW - 30,
+        launch_phase: Some(phase.into()),
+        phase_time: Some(NOW - 10),
+        last_error: None,
+        host_keys: None,
+    }
+}
+
+/// An ACTIVE server on p1 carrying this installation's metadata for node `node`.
+fn server(id: &str, node: NodeId) -> Server {
+    server_on("p1", id, node)
+}
+
+fn server_on(provider: &str, id: &str, node: NodeId) -> Server {
+    let metadata: BTreeMap<String, String> = [
+        (super::meta::INSTALLATION, INSTALLATION.to_string()),
+        (super::meta::PROVIDER, provider.to_string()),
+        (super::meta::NODE_ID, node.to_string()),
+        (super::meta::LABEL, "trusty".to_string()),
+        (super::meta::IMAGE, "trusty".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Server {
+        id: id.into(),
+        name: format!("server-{id}"),
+        status: ServerStatus::Active,
+        metadata,
+        public_v4: Some(format!("198.51.100.{node}")),
+        public_v6: None,
+        private_v4: Some(format!("10.1.0.{node}")),
+        az: None,
+        image_id: Some(IMAGE_ID.into()),
+        created: None,
+    }
+}
+
+fn subnode_server_on(provider: &str, id: &str, node: NodeId, subnode: i64) -> Server {
+    let mut server = server_on(provider, id, node);
+    server
+        .metadata
+        .insert(super::meta::SUBNODE_ID.into(), subnode.to_string());
+    server
+}
+
+/// A server with `status` and no public address.
+fn private_only(server: Server, status: ServerStatus) -> Server {
+    Server {
+        status,
+        public_v4: None,
+        ..server
+    }
+}
+
+fn cloud_image(id: &str, name: &str) -> Image {
+    Image {
+        id: id.into(),
+        name: name.into(),
+        status: "active".into(),
+        properties: BTreeMap::new(),
+        size: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading a plan.
+// ---------------------------------------------------------------------------------------------
+
+fn kinds(plan: &Plan) -> Vec<&Kind> {
+    plan.actions.iter().map(|a| &a.kind).collect()
+}
+
+fn names(plan: &Plan) -> Vec<&'static str> {
+    plan.actions.iter().map(|a| a.kind.name()).collect()
+}
+
+fn of_node(plan: &Plan, id: NodeId) -> Vec<&Kind> {
+    plan.actions
+        .iter()
+        .filter(|a| a.node == Some(id))
+        .map(|a| &a.kind)
+        .collect()
+}
+
+fn launches(plan: &Plan) -> Vec<&Action> {
+    plan.actions
+        .iter()
+        .filter(|a| matches!(a.kind, Kind::Launch { .. }))
+        .collect()
+}
+
+/// Launches per provider, as (provider, count), providers in name order.
+fn launches_per_provider(plan: &Plan) -> Vec<(String, usize)> {
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for action in launches(plan) {
+        *count.entry(action.provider.to_string()).or_default() += 1;
+    }
+    count.into_iter().collect()
+}
+
+fn allocation<'a>(plan: &'a Plan, label: &str, provider: &str) -> &'a Allocation {
+    plan.allocation
+        .iter()
+        .find(|a| a.label.as_str() == label && a.provider.as_str() == provider)
+        .unwrap_or_else(|| panic!("no allocation row for {label} on {provider}: {plan:#?}"))
+}
+
+fn blocker<'a>(plan: &'a Plan, label: &str, provider: &str) -> &'a str {
+    allocation(plan, label, provider)
+        .blocker
+        .as_deref()
+        .unwrap_or_else(|| panic!("no blocker for {label} on {provider}: {plan:#?}"))
+}
+
+fn delete(from: NodeState, server_ids: &[&str], failure: bool) -> Kind {
+    Kind::Delete {
+        from,
+        server_ids: server_ids.iter().map(|s| (*s).to_string()).collect(),
+        failure,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocation: how many new nodes, where.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn an_empty_pool_launches_min_ready_spread_over_providers_by_room() {
+    let mut world = World::new();
+    world.min_ready("trusty", 6);
+    let plan = world.plan();
+
+    // p1 has room for 10, p2 for 5: two thirds of the nodes go to p1.
+    assert_eq!(
+        launches_per_provider(&plan),
+        [("p1".to_string(), 4), ("p2".to_string(), 2)]
+    );
+    assert_eq!(launches(&plan).len(), plan.actions.len(), "{plan:#?}");
+    let mut per_target: BTreeMap<String, usize> = BTreeMap::new();
+    for action in launches(&plan) {
+        let Kind::Launch {
+            target,
+            image,
+            image_id,
+            ..
+        } = &action.kind
+        else {
+            unreachable!()
+        };
+        assert_eq!(action.label.as_ref().map(|l| l.as_str()), Some("trusty"));
+        assert_eq!((image.as_str(), image_id.as_str()), ("trusty", IMAGE_ID));
+        assert!(
+            action.reason.contains("min-ready 6"),
+            "reason: {}",
+            action.reason
+        );
+        *per_target.entry(target.to_string()).or_default() += 1;
+    }
+    assert_eq!(
+        per_target.into_iter().collect::<Vec<_>>(),
+        [("jenkins1".to_string(), 3), ("jenkins2".to_string(), 3)]
+    );
+    // p1 lists two zones and fills them evenly; p2 lists none.
+    let zones: Vec<(&str, Option<&str>)> = launches(&plan)
+        .iter()
+        .map(|a| match &a.kind {
+            Kind::Launch { az, .. } => (a.provider.as_str(), az.as_deref()),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        zones,
+        [
+            ("p1", Some("az1")),
+            ("p1", Some("az2")),
+            ("p1", Some("az1")),
+            ("p1", Some("az2")),
+            ("p2", None),
+            ("p2", None),
+        ]
+    );
+    let row = allocation(&plan, "trusty", "p1");
+    assert_eq!((row.deficit, row.granted, row.time), (6, 4, NOW));
+    assert_eq!(row.blocker, None);
+    assert_eq!(allocation(&plan, "trusty", "p2").granted, 2);
+}
+
+#[test]
+fn new_nodes_go_to_the_target_and_zone_with_fewest_nodes() {
+    let mut world = World::new();
+    world.min_ready("precise", 3);
+    for id in 1..=2 {
+        world.add_live(Node {
+            label: "precise".into(),
+            az: Some("az1".into()),
+            ..node(id, NodeState::Ready)
+        });
+    }
+    let plan = world.plan();
+    let launched: Vec<(String, Option<String>)> = launches(&plan)
+        .iter()
+        .map(|a| match &a.kind {
+            Kind::Launch { target, az, .. } => (target.to_string(), az.clone()),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        launched,
+        [("jenkins2".to_string(), Some("az2".to_string()))]
+    );
+}
+
+#[test]
+fn ready_building_and_test_nodes_count_against_min_ready() {
+    let mut world = World::new();
+    world.min_ready("trusty", 4).only_on("trusty", &["p1"]);
+    world
+        .add_live(node(1, NodeState::Ready))
+        .add_live(building(2, "ssh"))
+        .add_live(node(3, NodeState::Test));
+    let plan = world.plan();
+    assert_eq!(launches(&plan).len(), 1, "{plan:#?}");
+    assert!(launches(&plan)[0]
+        .reason
+        .contains("3 ready/building/test < min-ready 4"));
+    assert_eq!(allocation(&plan, "trusty", "p1").deficit, 1);
+}
+
+#[test]
+fn used_held_and_deleting_nodes_do_not_count_against_min_ready() {
+    let mut world = World::new();
+    world.min_ready("trusty", 3).only_on("trusty", &["p1"]);
+    world
+        .add_live(node(1, NodeState::Used))
+        .add_live(node(2, NodeState::Hold))
+        .add_live(node(3, NodeState::Delete));
+    let plan = world.plan();
+    assert_eq!(launches(&plan).len(), 3, "{plan:#?}");
+    assert_eq!(allocation(&plan, "trusty", "p1").deficit, 3);
+}
+
+#[test]
+fn a_disabled_label_launches_nothing() {
+    let mut world = World::new();
+    world.config.labels.get_mut("trusty").unwrap().min_ready = None;
+    let plan = world.plan();
+    assert!(plan.actions.is_empty(), "{plan:#?}");
+    assert!(plan.allocation.iter().all(|a| a.label.as_str() != "trusty"));
+}
+
+#[test]
+fn a_full_pool_launches_nothing() {
+    let mut world = World::new();
+    world.min_ready("trusty", 2);
+    world
+        .add_live(node(1, NodeState::Ready))
+        .add_live(node(2, NodeState::Ready));
+    let plan = world.plan();
+    assert!(plan.actions.is_empty(), "{plan:#?}");
+    let row = allocation(&plan, "trusty", "p1");
+    assert_eq!(
+        (row.deficit, row.granted, row.blocker.as_deref()),
+        (0, 0, None)
+    );
+}
+
+#[test]
+fn a_provider_without_the_image_gets_no_launch() {
+    let mut world = World::new();
+    world.min_ready("trusty", 3);
+    // The image is listed but not usable yet, then not listed at all.
+    world.images_on(
+        "p2",
+        vec![Image {
+            status: "queued".into(),
+            ..cloud_image(IMAGE_ID, BASE_IMAGE)
+        }],
+    );
+    let plan = world.plan();
+    assert_eq!(launches_per_provider(&plan), [("p1".to_string(), 3)]);
+    assert_eq!(blocker(&plan, "trusty", "p2"), "no ready image `trusty`");
+
+    world.images_on("p2", Vec::new());
+    assert_eq!(
+        blocker(&world.plan(), "trusty", "p2"),
+        "no ready image `trusty`"
+    );
+}
+
+#[test]
+fn a_cloud_image_is_found_by_id_as_well_as_by_name() {
+    let mut world = World::new();
+    world.min_ready("precise", 1);
+    world.images_on("p1", vec![cloud_image(BASE_IMAGE, "renamed")]);
+    let plan = world.plan();
+    match &launches(&plan)[..] {
+        [action] => {
+            assert!(matches!(&action.kind, Kind::Launch { image_id, .. } if image_id == BASE_IMAGE))
+        }
+        other => panic!("expected one launch: {other:#?}"),
+    }
+}
+
+#[test]
+fn an_unreachable_provider_gets_no_launch_and_says_why() {
+    let mut world = World::new();
+    world.min_ready("trusty", 3).unreachable("p2");
+    let plan = world.plan();
+    assert_eq!(launches_per_provider(&plan), [("p1".to_string(), 3)]);
+    let why = blocker(&plan, "trusty", "p2");
+    assert!(why.starts_with("unreachable") && why.contains("connection refused"));
+}
+
+#[test]
+fn a_label_cooling_down_on_a_provider_launches_elsewhere() {
+    let mut world = World::new();
+    world
+        .min_ready("trusty", 3)
+        .cooldown("p2", Some("trusty"), NOW + 30);
+    let plan = world.plan();
+    assert_eq!(launches_per_provider(&plan), [("p1".to_string(), 3)]);
+    let why = blocker(&plan, "trusty", "p2");
+    assert!(
+        why.starts_with("cooldown, 30 s left after 3 failures"),
+        "{why}"
+    );
+    assert!(why.contains("No valid host"), "{why}");
+}
+
+#[test]
+fn a_cooldown_of_another_label_does_not_block() {
+    let mut world = World::new();
+    world
+        .min_ready("trusty", 3)
+        .cooldown("p2", Some("multi"), NOW + 30);
+    assert_eq!(
+        launches_per_provider(&world.plan()),
+        [("p1".to_string(), 2), ("p2".to_string(), 1)]
+    );
+}
+
+#[test]
+fn an_expired_cooldown_launches_again() {
+    let mut world = World::new();
+    world
+        .min_ready("trusty", 3)
+        .cooldown("p2", Some("trusty"), NOW);
+    let plan = world.plan();
+    assert_eq!(
+        launches_per_provider(&plan),
+        [("p1".to_string(), 2), ("p2".to_string(), 1)]
+    );
+    assert_eq!(allocation(&plan, "trusty", "p2").blocker, None);
+}
+
+#[test]
+fn a_provider_out_of_quota_launches_no_label() {
+    let mut world = World::new();
+    world
+        .min_ready("trusty", 3)
+        .min_ready("multi", 1)
+        .cooldown("p2", None, NOW + 60);
+    let plan = world.plan();
+    assert!(launches(&plan).iter().all(|a| a.provider.as_str() == "p1"));
+    for label in ["trusty", "multi"] {
+        let why = blocker(&plan, label, "p2");
+        assert!(why.starts_with("quota, 60 s left"), "{label}: {why}");
+    }
+}
+
+#[test]
+fn a_provider_at_max_servers_counts_nodes_and_subnodes() {
+    let mut world = World::new();
+    world.min_ready("trusty", 20);
+    // p2 (max-servers 5): one node of `multi` with its two subnodes, and two of `trusty`.
+    world.add_live(Node {
+        provider: "p2".into(),
+        label: "multi".into(),
+        ..node(1, NodeState::Ready)
+    });
+    world
+        .add_live_subnode(
+            "p2",
+            Subnode {
+                state: NodeState::Ready,
+                ..subnode(11, 1, "reachable")
+            },
+        )
+        .add_live_subnode(
+            "p2",
+            Subnode {
+                state: NodeState::Ready,
+                ..subnode(12, 1, "reachable")
+            },
+        );
+    for id in 2..=3 {
+        world.add_live(Node {
+            provider: "p2".into(),
+            ..node(id, NodeState::Ready)
+        });
+    }
+    let plan = world.plan();
+    assert_eq!(launches_per_provider(&plan), [("p1".to_string(), 10)]);
+    assert_eq!(blocker(&plan, "trusty", "p2"), "at max-servers");
+    assert_eq!(blocker(&plan, "trusty", "p1"), "at max-servers");
+}
+
+#[test]
+fn a_node_with_subnodes_needs_room_for_all_its_servers() {
+    let mut world = World::new();
+    world.min_ready("multi", 5).only_on("multi", &["p2"]);
+    let plan = world.plan();
+    // p2 has room for 5 servers: one node of three.
+    assert_eq!(launches_per_provider(&plan), [("p2".to_string(), 1)]);
+    assert_eq!(blocker(&plan, "multi", "p2"), "at max-servers");
+}
+
+#[test]
+fn subnodes_still_to_launch_are_reserved_under_max_servers() {
+    let mut world = World::new();
+    world.min_ready("multi", 2).only_on("multi", &["p1"]);
+    world.provider("p1").max_servers = 4;
+    // A primary whose two subnodes are not launched yet: it will take three servers.
+    world
+        .add_live(Node {
+            label: "multi".into(),
+            ..building(1, "booting")
+        })
+        .serve("p1", private_only(server("srv-1", 1), ServerStatus::Build));
+    let plan = world.plan();
+    assert_eq!(
+        names(&plan),
+        ["launch-subnode", "launch-subnode"],
+        "{plan:#?}"
+    );
+    assert_eq!(blocker(&plan, "multi", "p1"), "at max-servers");
+}
+
+#[test]
+fn launches_stop_at_max_actions_per_pass() {
+    let mut world = World::new();
+    world.min_ready("trusty", 5).only_on("trusty", &["p1"]);
+    world.provider("p1").max_actions_per_pass = 3;
+    let plan = world.plan();
+    assert_eq!(launches_per_provider(&plan), [("p1".to_string(), 3)]);
+    assert_eq!(blocker(&plan, "trusty", "p1"), "per-pass bound");
+}
+
+#[test]
+fn max_actions_per_pass_keeps_deletes_first_and_defers_the_rest() {
+    let mut world = World::new();
+    world.min_ready("trusty", 2).only_on("trusty", &["p1"]);
+    world.provider("p1").max_actions_per_pass = 2;
+    // Node 1 wants two subnodes (mutating), nodes 2 and 3 want their servers deleted.
+    world
+        .add_live(Node {
+            label: "multi".into(),
+            ..building(1, "booting")
+        })
+        .add_live(node(2, NodeState::Delete))
+        .add_live(node(3, NodeState::Delete));
+    let plan = world.plan();
+    assert_eq!(
+        kinds(&plan),
+        [
+            &delete(NodeState::Delete, &["srv-2"], false),
+            &delete(NodeState::Delete, &["srv-3"], false),
+        ]
+    );
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("p1: 2 actions deferred") && n.contains("max-actions-per-pass")),
+        "{:?}",
+        plan.notes
+    );
+    assert!(plan.in_flight > 0);
+    assert_eq!(blocker(&plan, "trusty", "p1"), "per-pass bound");
+}
+
+#[test]
+fn a_label_starved_last_pass_goes_first_when_room_is_short() {
+    let mut world = World::new();
+    world
+        .min_ready("trusty", 5)
+        .min_ready("precise", 5)
+        .unreachable("p2");
+    world.provider("p1").max_servers = 1;
+    let launched = |plan: &Plan| -> Vec<String> {
+        launches(plan)
+            .iter()
+            .map(|a| a.label.as_ref().unwrap().to_string())
+            .collect()
+    };
+    // Equal need: the first by name wins the one server.
+    assert_eq!(launched(&world.plan()), ["precise"]);
+
+    world.observed.allocations = vec![
+        Allocation {
+            label: "trusty".into(),
+            provider: "p1".into(),
+            deficit: 5,
+            granted: 0,
+            blocker: Some("at max-servers".into()),
+            time: NOW - 60,
+        },
+        Allocation {
+            label: "precise".into(),
+            provider: "p1".into(),
+            deficit: 5,
+            granted: 1,
+            blocker: None,
+            time: NOW - 60,
+        },
+    ];
+    assert_eq!(launched(&world.plan()), ["trusty"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Held nodes and nodes the configuration no longer knows.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn held_nodes_are_never_touched() {
+    let mut world = World::new();
+    // Server vanished; server in ERROR; label left the configuration; old and used.
+    world.add(node(1, NodeState::Hold));
+    world.add(node(2, NodeState::Hold)).serve(
+        "p1",
+        Server {
+            status: ServerStatus::Error,
+            ..server("srv-2", 2)
+        },
+    );
+    world.add_live(Node {
+        label: "gone".into(),
+        ..node(3, NodeState::Hold)
+    });
+    world.add_live(Node {
+        state_time: NOW - STALE_AFTER_S - 1,
+        ..node(4, NodeState::Hold)
+    });
+    let plan = world.plan();
+    assert!(plan.actions.is_empty(), "{plan:#?}");
+    assert_eq!(plan.in_flight, 0);
+    assert_eq!(
+        plan.notes,
+        ["node 3 is held; kept although its label `gone` is no longer configured"]
+    );
+}
+
+#[test]
+fn a_server_made_for_a_held_node_is_not_a_leak() {
+    let mut world = World::new();
+    // Held while building, after the create call but before its answer was recorded.
+    world
+        .add(Node {
+            external_id: None,
+            ..Node {
+                state: NodeState::Hold,
+                ..building(1, "requested")
+            }
+        })
+        .serve("p1", server("srv-made", 1))
+        .sighted("p1", "srv-made", NOW - LEAK_GRACE_S - 60, NOW - 60);
+    let plan = world.plan();
+    assert!(plan.actions.is_empty(), "{plan:#?}");
+}
+
+#[test]
+fn a_node_whose_label_left_the_config_is_deleted() {
+    let mut world = World::new();
+    world.add_live(Node {
+        label: "gone".into(),
+        ..node(1, NodeState::Ready)
+    });
+    let plan = world.plan();
+    assert_eq!(kinds(&plan), [&delete(NodeState::Ready, &["srv-1"], false)]);
+    assert!(plan.actions[0].reason.contains("label `gone`"));
+}
+
+#[test]
+fn a_node_whose_target_left_the_config_is_deleted() {
+    let mut world = World::new();
+    world.add_live(Node {
+        target: "jenkins9".into(),
+        ..building(1, "ssh")
+    });
+    let plan = world.plan();
+    assert_eq!(
+        kinds(&plan),
+        [&delete(NodeState::Building, &["srv-1"], false)]
+    );
+    assert!(plan.actions[0].reason.contains("target `jenkins9`"));
+}
+
+#[test]
+fn a_node_whose_provider_left_the_config_gets_a_note_and_no_action() {
+    let mut world = World::new();
+    world.add(Node {
+        provider: "p9".into(),
+        ..node(1, NodeState::Ready)
+    });
+    let plan = world.plan();
+    assert!(plan.actions.is_empty(), "{plan:#?}");
+    assert_eq!(plan.notes.len(), 1);
+    assert!(plan.notes[0].contains("node 1: provider `p9` is no longer configured"));
+}
+
+#[test]
+fn nodes_on_an_unreachable_provider_are_left_alone() {
+    let mut world = World::new();
+    world
+        .add(node(1, NodeState::Ready))
+        .add(node(2, NodeState::Delete))
+        .add(building(3, "ssh"))
+        .unreachable("p1");
+    let plan = world.plan();
+    assert!(plan.actions.is_empty(), "{plan:#?}");
+    assert!(plan.notes.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building nodes: one step per round.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn building_nodes_take_one_step_per_round() {
+    struct Case {
+        name: &'static str,
+        node: Node,
+        servers: Vec<Server>,
+        expect: Vec<Kind>,
+    }
+    let on_p2 = |node: Node| Node {
+        provider: "p2".into(),
+        ..node
+    };
+    let cases = vec![
+        Case {
+            name: "create call left no server: forget the row",
+            node: Node {
+                external_id: None,
+                ..building(1, "requested")
+            },
+            servers: vec![],
+            expect: vec![Kind::Forget { subnode: None }],
+        },
+        Case {
+            name: "a server names the row but the row never recorded it: adopt it",
+            node: Node {
+                external_id: None,
+                ..building(1, "requested")
+            },
+            servers: vec![server("srv-made", 1)],
+            expect: vec![Kind::Adopt {
+                subnode: None,
+                server_id: "srv-made".into(),
+            }],
+        },
+        Case {
+            name: "a server of another installation naming the same id is not ours",
+            node: Node {
+                external_id: None,
+                ..building(1, "requested")
+            },
+            servers: vec![{
+                let mut alien = server("srv-alien", 1);
+                alien
+                    .metadata
+                    .insert(super::meta::INSTALLATION.into(), "install-b".into());
+                alien
+            }],
+            expect: vec![Kind::Forget { subnode: None }],
+        },
+        Case {
+            name: "server still BUILD: wait",
+            node: building(1, "booting"),
+            servers: vec![private_only(server("srv-1", 1), ServerStatus::Build)],
+            expect: vec![],
+        },
+        Case {
+            name: "ACTIVE with a public address: record it, SSH next",
+            node: building(1, "booting"),
+            servers: vec![server("srv-1", 1)],
+            expect: vec![Kind::RecordAddress {
+                subnode: None,
+                ip: "198.51.100.1".into(),
+                ip_private: Some("10.1.0.1".into()),
+                next_phase: "ssh".into(),
+            }],
+        },
+        Case {
+            name: "ACTIVE with only a private address and no pool: use it",
+            node: building(1, "booting"),
+            servers: vec![private_only(server("srv-1", 1), ServerStatus::Active)],
+            expect: vec![Kind::RecordAddress {
+                subnode: None,
+                ip: "10.1.0.1".into(),
+                ip_private: Some("10.1.0.1".into()),
+                next_phase: "ssh".into(),
+            }],
+        },
+        Case {
+            name: "host-key-checking off: an address makes it reachable",
+            node: on_p2(building(1, "booting")),
+            servers: vec![server_on("p2", "srv-1", 1)],
+            expect: vec![Kind::RecordAddress {
+                subnode: None,
+                ip: "198.51.100.1".into(),
+                ip_private: Some("10.1.0.1".into()),
+                next_phase: "reachable".into(),
+            }],
+        },
+        Case {
+            name: "ACTIVE without a public address on a provider with a pool: floating IP",
+            node: on_p2(building(1, "booting")),
+            servers: vec![private_only(
+                server_on("p2", "srv-1", 1),
+                ServerStatus::Active,
+            )],
+            expect: vec![Kind::AttachFloatingIp {
+                subnode: None,
+                server_id: "srv-1".into(),
+                pool: "public".into(),
+            }],
+        },
+        Case {
+            name: "floating IP asked for: wait",
+            node: on_p2(building(1, "floating-ip")),
+            servers: vec![private_only(
+                server_on("p2", "srv-1", 1),
+                ServerStatus::Active,
+            )],
+            expect: vec![],
+        },
+        Case {
+            name: "no floating IP within boot-timeout: fail",
+            node: Node {
+                phase_time: Some(NOW - 121),
+                ..on_p2(building(1, "floating-ip"))
+            },
+            servers: vec![private_only(
+                server_on("p2", "srv-1", 1),
+                ServerStatus::Active,
+            )],
+            expect: vec![delete(NodeState::Building, &["srv-1"], true)],
+        },
+        Case {
+            name: "address recorded: scan host keys on the image's connection-port",
+            node: building(1, "ssh"),
+            servers: vec![server("srv-1", 1)],
+            expect: vec![Kind::ScanHostKeys {
+                subnode: None,
+                ip: "203.0.113.1".into(),
+                port: 2222,
+            }],
+        },
+        Case {
+            name: "SSH silent past boot-timeout: delete as a failure",
+            node: Node {
+                phase_time: Some(NOW - 61),
+                ..building(1, "ssh")
+            },
+            servers: vec![server("srv-1", 1)],
+            expect: vec![delete(NodeState::Building, &["srv-1"], true)],
+        },
+        Case {
+            name: "server in ERROR: delete as a failure",
+            node: building(1, "booting"),
+            servers: vec![Server {
+                status: ServerStatus::Error,
+                ..server("srv-1", 1)
+            }],
+            expect: vec![delete(NodeState::Building, &["srv-1"], true)],
+        },
+        Case {
+            name: "past launch-timeout: delete as a failure",
+            node: Node {
+                launch_time: Some(NOW - 3601),
+                ..building(1, "booting")
+            },
+            servers: vec![private_only(server("srv-1", 1), ServerStatus::Build)],
+            expect: vec![delete(NodeState::Building, &["srv-1"], true)],
+        },
+        Case {
+            name: "recorded server vanished: delete",
+            node: building(1, "booting"),
+            servers: vec![],
+            expect: vec![delete(NodeState::Building, &[], true)],
+        },
+        Case {
+            name: "host keys recorded: bootstrap",
+            node: building(1, "reachable"),
+            servers: vec![server("srv-1", 1)],
+            expect: vec![Kind::Bootstrap],
+        },
+        Case {
+            name: "reachable without SSH: mark ready",
+            node: on_p2(building(1, "reachable")),
+            servers: vec![server_on("p2", "srv-1", 1)],
+            expect: vec![Kind::MarkReady],
+        },
+    ];
+    for case in cases {
+        let mut world = World::new();
+        let provider = case.node.provider.to_string();
+        world.add(case.node);
+        for server in case.servers {
+            world.serve(&provider, server);
+        }
+        let plan = world.plan();
+        let expect: Vec<&Kind> = case.expect.iter().collect();
+        // The whole plan: an adopted or alien server is no leak either.
+        assert_eq!(kinds(&plan), expect, "{}: {plan:#?}", case.name);
+        assert!(
+            plan.actions.iter().all(|a| a.node == Some(1)),
+            "{}: {plan:#?}",
+            case.name
+        );
+        assert!(plan.in_flight > 0, "{}: nothing in flight", case.name);
+    }
+}
+
+#[test]
+fn an_adopted_server_is_not_a_leak_even_when_sighted_before() {
+    let mut world = World::new();
+    world
+        .add(Node {
+            external_id: None,
+            ..building(1, "requested")
+        })
+        .serve("p1", server("srv-made", 1))
+        .sighted("p1", "srv-made", NOW - LEAK_GRACE_S - 60, NOW - 60);
+    let plan = world.plan();
+    assert_eq!(
+        kinds(&plan),
+        [
+            &Kind::Adopt {
+                subnode: None,
+                server_id: "srv-made".into()
+            },
+            &Kind::ForgetLeak {
+                server_id: "srv-made".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_primary_launches_its_missing_subnodes_first() {
+    let mut world = World::new();
+    world.min_ready("multi", 2).only_on("multi", &["p1"]);
+    world
+        .add(Node {
+            label: "multi".into(),
+            ..building(1, "booting")
+        })
+        .serve("p1", private_only(server("srv-1", 1), ServerStatus::Build));
+    let plan = world.plan();
+    assert_eq!(
+        names(&plan),
+        ["launch-subnode", "launch-subnode", "launch"],
+        "{plan:#?}"
+    );
+    assert_eq!(of_node(&plan, 1).len(), 2);
+}
+
+#[test]
+fn a_primary_not_yet_created_launches_no_subnodes() {
+    let mut world = World::new();
+    world.add(Node {
+        label: "multi".into(),
+        external_id: None,
+        ..building(1, "requested")
+    });
+    assert_eq!(kinds(&world.plan()), [&Kind::Forget { subnode: None }]);
+}
+
+/// A `multi` node on `provider`: primary and subnodes 11, 12 in the given phases, all ACTIVE.
+fn multi_world(provider: &str, primary: &str, subnodes: [&str; 2]) -> World {
+    let mut world = World::new();
+    world.add_live(Node {
+        provider: provider.into(),
+        label: "multi".into(),
+        ..building(1, primary)
+    });
+    for (id, phase) in [11, 12].into_iter().zip(subnodes) {
+        world.add_live_subnode(provider, subnode(id, 1, phase));
+    }
+    world
+}
+
+#[test]
+fn a_set_is_bootstrapped_only_when_every_member_is_reachable() {
+    let plan = multi_world("p1", "reachable", ["reachable", "ssh"]).plan();
+    assert_eq!(
+        kinds(&plan),
+        [&Kind::ScanHostKeys {
+            subnode: Some(12),
+            ip: "203.0.113.12".into(),
+            port: 2222
+        }]
+    );
+
+    let mut world = multi_world("p1", "reachable", ["reachable", "booting"]);
+    if let Some(CloudView::Seen { servers, .. }) = world.observed.clouds.get_mut("p1") {
+        let sub = servers.iter_mut().find(|s| s.id == "sub-12").unwrap();
+        sub.status = ServerStatus::Build;
+    }
+    let plan = world.plan();
+    assert!(plan.actions.is_empty(), "{plan:#?}");
+    assert!(plan.in_flight > 0);
+
+    let plan = multi_world("p1", "reachable", ["reachable", "reachable"]).plan();
+    assert_eq!(kinds(&plan), [&Kind::Bootstrap]);
+
+    let plan = multi_world("p2", "reachable", ["reachable", "reachable"]).plan();
+    assert_eq!(kinds(&plan), [&Kind::MarkReady]);
+}
+
+#[test]
+fn a_failed_subnode_fails_the_whole_set() {
+    let mut world = multi_world("p1", "reachable", ["reachable", "ssh"]);
+    if let Some(CloudView::Seen { servers, .. }) = world.observed.clouds.get_mut("p1") {
+        servers.retain(|s| s.id != "sub-12");
+    }
+    let plan = world.plan();
+    assert_eq!(
+        kinds(&plan),
+        [&delete(NodeState::Building, &["srv-1", "sub-11"], true)]
+    );
+    assert!(plan.actions[0].reason.starts_with("subnode 12:"));
+}
+
+#[test]
+fn a_subnode_row_without_a_server_is_forgotten() {
+    let mut world = multi_world("p1", "reachable", ["reachable", "reachable"]);
+    world.observed.subnodes[1].external_id = None;
+    if let Some(CloudView::Seen { servers, .. }) = world.observed.clouds.get_mut("p1") {
+        servers.retain(|s| s.id != "sub-12");
+    }
+    assert_eq!(kinds(&world.plan()), [&Kind::Forget { subnode: Some(12) }]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes in use, and nodes to delete.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn ready_and_used_nodes_are_deleted_when_broken_or_stale() {
+    struct Case {
+        name: &'static str,
+        node: Node,
+        server: Option<Server>,
+        expect: Vec<Kind>,
+    }
+    let cases = vec![
+        Case {
+            name: "healthy ready node: nothing",
+            node: node(1, NodeState::Ready),
+            server: Some(server("srv-1", 1)),
+            expect: vec![],
+        },
+        Case {
+            name: "ready node whose server vanished",
+            node: node(1, NodeState::Ready),
+            server: None,
+            expect: vec![delete(NodeState::Ready, &[], false)],
+        },
+        Case {
+            name: "ready node whose server is in ERROR",
+            node: node(1, NodeState::Ready),
+            server: Some(Server {
+                status: ServerStatus::Error,
+                ..server("srv-1", 1)
+            }),
+            expect: vec![delete(NodeState::Ready, &["srv-1"], false)],
+        },
+        Case {
+            name: "used for an hour: nothing",
+            node: Node {
+                state_time: NOW - 3600,
+                ..node(1, NodeState::Used)
+            },
+            server: Some(server("srv-1", 1)),
+            expect: vec![],
+        },
+        Case {
+            name: "used for over 8 hours",
+            node: Node {
+                state_time: NOW - STALE_AFTER_S - 1,
+                ..node(1, NodeState::Used)
+            },
+            server: Some(server("srv-1", 1)),
+            expect: vec![delete(NodeState::Used, &["srv-1"], false)],
+        },
+        Case {
+            name: "ready for over 8 hours: nothing (only used and building go stale)",
+            node: Node {
+                state_time: NOW - STALE_AFTER_S - 1,
+                ..node(1, NodeState::Ready)
+            },
+            server: Some(server("srv-1", 1)),
+            expect: vec![],
+        },
+    ];
+    for case in cases {
+        let mut world = World::new();
+        world.add(case.node);
+        if let Some(server) = case.server {
+            world.serve("p1", server);
+        }
+        let plan = world.plan();
+        let expect: Vec<&Kind> = case.expect.iter().collect();
+        assert_eq!(kinds(&plan), expect, "{}: {plan:#?}", case.name);
+    }
+}
+
+#[test]
+fn a_deleted_node_loses_every_server_then_its_row() {
+    let mut world = World::new();
+    world
+        .add_live(Node {
+            label: "multi".into(),
+            ..node(1, NodeState::Delete)
+        })
+        .add_live_subnode("p1", subnode(11, 1, "reachable"))
+        .add_live_subnode("p1", subnode(12, 1, "reachable"))
+        // A second server a killed run made for the same node.
+        .serve("p1", server("srv-extra", 1));
+    let plan = world.plan();
+    match &kinds(&plan)[..] {
+        [Kind::Delete {
+            from: NodeState::Delete,
+            server_ids,
+            failure: false,
+        }] => {
+            let mut ids = server_ids.clone();
+            ids.sort();
+            assert_eq!(ids, ["srv-1", "srv-extra", "sub-11", "sub-12"]);
+        }
+        other => panic!("expected one delete: {other:#?}"),
+    }
+    assert_eq!(plan.in_flight, 1);
+
+    let mut world = World::new();
+    world.add(node(1, NodeState::Delete));
+    let plan = world.plan();
+    assert_eq!(
+        kinds(&plan),
+        [&Kind::RemoveRow {
+            from: NodeState::Delete
+        }]
+    );
+}
+
+#[test]
+fn a_delete_just_asked_for_is_not_repeated_until_the_retry_time() {
+    let deleting = |since: i64| Node {
+        launch_phase: Some("deleting".into()),
+        phase_time: Some(NOW - since),
+        ..node(1, NodeState::Delete)
+    };
+    let mut world = World::new();
+    world.add_live(deleting(10));
+    let plan = world.plan();
+    assert!(plan.actions.is_empty(), "{plan:#?}");
+    assert_eq!(plan.in_flight, 1);
+
+    let mut world = World::new();
+    world.add_live(deleting(DELETE_RETRY_S));
+    assert_eq!(
+        kinds(&world.plan()),
+        [&delete(NodeState::Delete, &["srv-1"], false)]
+    );
+}
+
+#[test]
+fn a_delete_reason_is_the_nodes_last_error() {
+    let mut world = World::new();
+    world.add_live(Node {
+        last_error: Some("ready-script failed".into()),
+        ..node(1, NodeState::Delete)
+    });
+    assert_eq!(world.plan().actions[0].reason, "ready-script failed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leaked servers.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn leaks_are_sighted_then_deleted_after_the_grace_period() {
+    struct Case {
+        name: &'static str,
+        sighting: Option<(i64, i64)>,
+        expect: Kind,
+    }
+    let sight = Kind::SightLeak {
+        server_id: "srv-leak".into(),
+    };
+    let cases = vec![
+        Case {
+            name: "first sighting",
+            sighting: None,
+            expect: sight.clone(),
+        },
+        Case {
+            name: "sighted recently: sight again",
+            sighting: Some((NOW - 10, NOW - 10)),
+            expect: sight.clone(),
+        },
+        Case {
+            name: "sighted just inside the grace period",
+            sighting: Some((NOW - LEAK_GRACE_S + 1, NOW - 60)),
+            expect: sight.clone(),
+        },
+        Case {
+            name: "first seen a grace period ago, seen on an earlier pass: delete",
+            sighting: Some((NOW - LEAK_GRACE_S, NOW - 60)),
+            expect: Kind::DeleteLeak {
+                server_id: "srv-leak".into(),
+            },
+        },
+        Case {
+            name: "old sighting but only recorded this very second: sight again",
+            sighting: Some((NOW - LEAK_GRACE_S, NOW)),
+            expect: sight.clone(),
+        },
+    ];
+    for case in cases {
+        let mut world = World::new();
+        world.serve("p1", server("srv-leak", 42));
+        if let Some((first, last)) = case.sighting {
+            world.sighted("p1", "srv-leak", first, last);
+        }
+        let plan = world.plan();
+        assert_eq!(kinds(&plan), [&case.expect], "{}", case.name);
+        assert_eq!(plan.actions[0].node, None);
+        assert_eq!(plan.actions[0].provider.as_str(), "p1");
+    }
+}
+
+#[test]
+fn a_sighted_leak_that_is_gone_is_forgotten() {
+    let mut world = World::new();
+    world.sighted("p1", "srv-gone", NOW - 600, NOW - 60);
+    assert_eq!(
+        kinds(&world.plan()),
+        [&Kind::ForgetLeak {
+            server_id: "srv-gone".into()
+        }]
+    );
+}
+
+#[test]
+fn a_sighting_on_an_unreachable_provider_is_kept() {
+    let mut world = World::new();
+    world
+        .sighted("p1", "srv-leak", NOW - 600, NOW - 60)
+        .unreachable("p1");
+    assert!(world.plan().actions.is_empty());
+}
+
+#[test]
+fn servers_that_are_not_ours_or_belong_to_a_row_are_no_leak() {
+    let mut world = World::new();
+    let mut stranger = server("srv-stranger", 42);
+    stranger.metadata.clear();
+    let mut other_installation = server("srv-other", 43);
+    other_installation
+        .metadata
+        .insert(super::meta::INSTALLATION.into(), "install-b".into());
+    // Ours, but made for the other provider: that provider's business.
+    let other_provider = server_on("p2", "srv-p2", 44);
+    world
+        .serve("p1", stranger)
+        .serve("p1", other_installation)
+        .serve("p1", other_provider)
+        // The server an image snapshot is being taken from.
+        .serve("p1", server("srv-template", 0));
+    world.observed.images.push(ProviderImageRow {
+        id: 1,
+        provider: "p1".into(),
+        image: "trusty".into(),
+        hostname: Some("trusty-1.template.openstack.org".into()),
+        version: Some(1),
+        external_id: None,
+        server_external_id: Some("srv-template".into()),
+        dib_image_id: None,
+        state: ImageState::Building,
+        state_time: NOW - 60,
+        phase: Some("server-active".into()),
+        last_error: None,
+    });
+    // A node's recorded server is known whatever the node's state.
+    world.add_live(node(5, NodeState::Used));
+    let plan = world.plan();
+    assert!(plan.actions.is_empty(), "{plan:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup mode.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn cleanup_only_removes_things() {
+    let mut world = World::new();
+    world.min_ready("trusty", 3);
+    world
+        // Would record its address.
+        .add_live(building(1, "booting"))
+        // Would scan host keys.
+        .add_live(building(2, "ssh"))
+        // Stale: building for over 8 hours.
+        .add_live(Node {
+            state_time: NOW - STALE_AFTER_S - 1,
+            launch_time: Some(NOW - STALE_AFTER_S - 1),
+            ..building(3, "booting")
+        })
+        // To delete.
+        .add_live(node(4, NodeState::Delete))
+        // Its create call left no server.
+        .add(Node {
+            external_id: None,
+            ..building(5, "requested")
+        })
+        // An old leak.
+        .serve("p2", server_on("p2", "srv-leak", 42))
+        .sighted("p2", "srv-leak", NOW - LEAK_GRACE_S - 1, NOW - 60);
+    let plan = world.cleanup();
+    assert_eq!(
+        kinds(&plan),
+        [
+            &delete(NodeState::Building, &["srv-3"], true),
+            &delete(NodeState::Delete, &["srv-4"], false),
+            &Kind::DeleteLeak {
+                server_id: "srv-leak".into()
+            },
+            &Kind::Forget { subnode: None },
+        ],
+        "{plan:#?}"
+    );
+    assert_eq!(plan.actions[0].reason, "building for over 8 hours");
+    assert!(plan.allocation.is_empty());
+}
+
+#[test]
+fn cleanup_defers_only_what_it_would_do() {
+    let mut world = World::new();
+    world.provider("p2").max_actions_per_pass = 1;
+    world
+        // Wants a floating IP (not a cleanup action).
+        .add_live(Node {
+            provider: "p2".into(),
+            ..building(1, "booting")
+        })
+        .add_live(Node {
+            provider: "p2".into(),
+            ..node(2, NodeState::Delete)
+        });
+    if let Some(CloudView::Seen { servers, .. }) = world.observed.clouds.get_mut("p2") {
+        servers[0].public_v4 = None;
+    }
+    let plan = world.cleanup();
+    assert_eq!(names(&plan), ["delete"]);
+    assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Same input, same plan.
+// ---------------------------------------------------------------------------------------------
+
+/// A bit of everything: deficits, every lifecycle step, deletes, leaks, notes.
+fn busy_world() -> World {
+    let mut world = World::new();
+    world
+        .min_ready("trusty", 7)
+        .min_ready("precise", 2)
+        .min_ready("multi", 1);
+    world
+        .add_live(node(1, NodeState::Ready))
+        .add_live(building(2, "booting"))
+        .add_live(building(3, "ssh"))
+        .add_live(node(4, NodeState::Delete))
+        .add_live(Node {
+            label: "gone".into(),
+            ..node(5, NodeState::Hold)
+        })
+        .add(Node {
+            external_id: None,
+            ..building(6, "requested")
+        })
+        .serve("p1", server("srv-made", 6))
+        .serve("p1", server("srv-leak-a", 40))
+        .serve("p2", server_on("p2", "srv-leak-b", 41))
+        .sighted("p1", "srv-leak-a", NOW - 900, NOW - 60)
+        .sighted("p2", "srv-gone", NOW - 900, NOW - 60)
+        .cooldown("p2", Some("precise"), NOW + 100);
+    world
+}
+
+#[test]
+fn the_same_input_gives_the_same_plan() {
+    let world = busy_world();
+    let first = world.plan();
+    let second = world.plan();
+    assert!(!first.actions.is_empty());
+    assert_eq!(first.actions, second.actions);
+    assert_eq!(first.notes, second.notes);
+    assert_eq!(first.allocation, second.allocation);
+    assert_eq!(first.in_flight, second.in_flight);
+}
+
+#[test]
+fn the_order_of_a_cloud_listing_does_not_change_the_plan() {
+    let world = busy_world();
+    let mut reversed = busy_world();
+    for view in reversed.observed.clouds.values_mut() {
+        if let CloudView::Seen { servers, images } = view {
+            servers.reverse();
+            images.reverse();
+        }
+    }
+    assert_eq!(world.plan().actions, reversed.plan().actions);
+}
+
+#[test]
+fn every_action_says_why() {
+    let plan = busy_world().plan();
+    for action in &plan.actions {
+        assert!(!action.reason.is_empty(), "{action:?}");
+        assert!(action.to_string().contains(&action.reason));
+    }
+}

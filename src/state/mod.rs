@@ -93,6 +93,39 @@ impl Db {
         Ok(())
     }
 
+    /// For `--dry-run`: read the database without writing a byte. A database that does not
+    /// exist yet reads as empty (an in-memory one); one that needs a migration is refused.
+    pub fn open_read_only(path: &Path) -> Result<Db> {
+        if !path.exists() {
+            let mut db = Db {
+                conn: Connection::open_in_memory()?,
+                path: path.to_path_buf(),
+            };
+            db.migrate()?;
+            return Ok(db);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening database {} read-only", path.display()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let db = Db {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let version = db.schema_version()?;
+        if version != migrations::MIGRATIONS.len() {
+            bail!(
+                "database {} has schema version {version}, this nodepool uses {}; \
+                 run once without --dry-run to migrate it",
+                path.display(),
+                migrations::MIGRATIONS.len()
+            );
+        }
+        Ok(db)
+    }
+
     pub fn schema_version(&self) -> Result<usize> {
         Ok(self
             .conn

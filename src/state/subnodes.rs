@@ -109,3 +109,29 @@ pub fn remove(conn: &Connection, id: i64) -> Result<()> {
         .with_context(|| format!("removing subnode {id}"))?;
     Ok(())
 }
+
+/// Move every subnode of `node_id` in state `from` to `to`.
+pub fn transition_all(
+    conn: &Connection,
+    node_id: NodeId,
+    from: NodeState,
+    to: NodeState,
+    now: i64,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE subnode SET state = ?1, state_time = ?2 WHERE node_id = ?3 AND state = ?4",
+        params![to, now, node_id, from],
+    )
+    .with_context(|| format!("updating the subnodes of node {node_id}"))?;
+    Ok(())
+}
+
+/// The subnodes of one node.
+pub fn of_node(conn: &Connection, node_id: NodeId) -> Result<Vec<Subnode>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM subnode WHERE node_id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([node_id], from_row)?;
+    rows.collect::<rusqlite::Result<_>>()
+        .with_context(|| format!("reading the subnodes of node {node_id}"))
+}

@@ -174,3 +174,4 @@ pub fn create_server(cloud: &dyn Cloud, name: &str, metadata: &[(&str, &str)]) -
         .expect("create server")
 }
 
+pub mod sshd;

@@ -1,0 +1,316 @@
+//! `nodepool reconcile [--dry-run] [--provider P] [--duration S]`: rounds of observe → plan →
+//! execute while work is in flight, for at most S seconds; one summary line at the end.
+//! `--dry-run` prints the first round's plan and changes nothing, not even the database.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use super::Context;
+use crate::cli::{Format, LockArgs, ReconcileArgs};
+use crate::cloud::openstack::OpenStack;
+use crate::config::Provider;
+use crate::execute::{LaunchCache, Runner, Tally};
+use crate::lock::{Lock, LockKind};
+use crate::model::ProviderName;
+use crate::observe::{self, CloudView};
+use crate::output;
+use crate::plan::{self, Mode, Plan};
+use crate::state::{pass, Db};
+
+/// A run with `--duration 0` still gets this long to start mutating calls in its one round.
+const MIN_ROUND_BUDGET: Duration = Duration::from_secs(45);
+/// Polling between rounds starts here after progress and backs off to `POLL_MAX`.
+const POLL_MIN: Duration = Duration::from_millis(100);
+const POLL_MAX: Duration = Duration::from_secs(2);
+
+pub fn run(ctx: &Context, args: &ReconcileArgs) -> Result<()> {
+    let providers = select_providers(ctx, args.provider.as_deref())?;
+    if args.dry_run {
+        return dry_run(ctx, &providers);
+    }
+    let _lock = take_lock(ctx, "reconcile", &args.lock)?;
+    let summary = rounds(
+        ctx,
+        &providers,
+        Mode::Reconcile,
+        Duration::from_secs(args.duration),
+    )?;
+    summary.print(ctx.format, "reconcile")
+}
+
+pub(super) fn take_lock(ctx: &Context, command: &str, args: &LockArgs) -> Result<Lock> {
+    Lock::acquire(
+        &ctx.config.database,
+        LockKind::Run,
+        command,
+        args.wait_lock.map(Duration::from_secs),
+    )
+}
+
+/// The providers of this run: all, or the one named (an unknown name is an error).
+pub(super) fn select_providers<'a>(
+    ctx: &'a Context,
+    only: Option<&str>,
+) -> Result<Vec<&'a Provider>> {
+    match only {
+        None => Ok(ctx.config.providers.values().collect()),
+        Some(name) => match ctx.config.providers.get(name) {
+            Some(provider) => Ok(vec![provider]),
+            None => {
+                let known: Vec<&str> = ctx.config.providers.keys().map(|p| p.as_str()).collect();
+                bail!(
+                    "no provider named `{name}` in {}; providers: {}",
+                    ctx.config.path.display(),
+                    known.join(", ")
+                )
+            }
+        },
+    }
+}
+
+/// What a run did, printed as one line (or one JSON document).
+#[derive(Debug, Serialize)]
+pub(super) struct Summary {
+    pub rounds: u32,
+    #[serde(flatten)]
+    pub tally: Tally,
+    pub errors: usize,
+    pub api_calls: u64,
+    pub seconds: f64,
+}
+
+impl Summary {
+    pub(super) fn print(&self, format: Format, command: &str) -> Result<()> {
+        match format {
+            Format::Json => output::json(self),
+            Format::Table => {
+                let t = &self.tally;
+                let mut line = format!(
+                    "{command}: {} round{}; launched {}, became ready {}, deleting {}, \
+                     deleted {}, failed {}",
+                    self.rounds,
+                    if self.rounds == 1 { "" } else { "s" },
+                    t.launched,
+                    t.ready,
+                    t.deleting,
+                    t.deleted,
+                    t.failed
+                );
+                if t.leaks_deleted > 0 {
+                    line.push_str(&format!(", leaked servers deleted {}", t.leaks_deleted));
+                }
+                if t.deferred > 0 {
+                    line.push_str(&format!(", deferred {}", t.deferred));
+                }
+                line.push_str(&format!(
+                    "; {} API calls; {:.1} s",
+                    self.api_calls, self.seconds
+                ));
+                output::line(&line)
+            }
+        }
+    }
+}
+
+/// Connect to the providers (in parallel, one token each). The unreachable ones are kept
+/// as such, so plans say why nothing happens there.
+fn connect(
+    ctx: &Context,
+    providers: &[&Provider],
+) -> (
+    BTreeMap<ProviderName, OpenStack>,
+    BTreeMap<ProviderName, String>,
+) {
+    let mut clouds = BTreeMap::new();
+    let mut unreachable = BTreeMap::new();
+    for (provider, cloud) in crate::cloud::connect_all(providers.iter().copied(), &ctx.calls) {
+        match cloud {
+            Ok(cloud) => {
+                clouds.insert(provider.name.clone(), cloud);
+            }
+            Err(error) => {
+                log::warn!("{}: {error}", provider.name);
+                unreachable.insert(provider.name.clone(), error.to_string());
+            }
+        }
+    }
+    (clouds, unreachable)
+}
+
+/// Observe the database and the clouds for one round.
+fn observe_round(
+    db: &Db,
+    clouds: &BTreeMap<ProviderName, OpenStack>,
+    unreachable: &BTreeMap<ProviderName, String>,
+) -> Result<observe::Observed> {
+    let mut observed = observe::database(db.conn(), crate::clock::now())?;
+    observed.clouds = observe::clouds(clouds);
+    for (name, error) in unreachable {
+        observed.clouds.insert(
+            name.clone(),
+            CloudView::Unreachable {
+                error: error.clone(),
+            },
+        );
+    }
+    for (name, view) in &observed.clouds {
+        if let CloudView::Unreachable { error } = view {
+            log::warn!("{name}: cannot list: {error}");
+        }
+    }
+    Ok(observed)
+}
+
+/// Rounds of observe → plan → execute until nothing is in flight or `duration` is spent.
+pub(super) fn rounds(
+    ctx: &Context,
+    providers: &[&Provider],
+    mode: Mode,
+    duration: Duration,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let db = ctx.open_db()?;
+    let (clouds, unreachable) = connect(ctx, providers);
+    if clouds.is_empty() && !providers.is_empty() {
+        bail!(
+            "no provider could be reached ({} failed)",
+            unreachable.len()
+        );
+    }
+    let command = match mode {
+        Mode::Reconcile => "reconcile",
+        Mode::Cleanup => "cleanup",
+    };
+    let journal = pass::begin_run(db.conn(), command, ctx.now)?;
+    let installation = pass::installation(db.conn())?;
+    let cache = LaunchCache::default();
+    let runner = Runner {
+        config: &ctx.config,
+        db_path: db.path(),
+        clouds: &clouds,
+        installation: &installation,
+        deadline: started + duration.max(MIN_ROUND_BUDGET),
+        cache: &cache,
+    };
+    let mut tally = Tally::default();
+    let mut rounds = 0;
+    let mut poll = POLL_MIN;
+    loop {
+        rounds += 1;
+        let observed = observe_round(&db, &clouds, &unreachable)?;
+        let plan = plan::plan(&ctx.config, &observed, mode);
+        log_plan(&plan, rounds);
+        let done = runner.execute(&db, &plan, observed.now);
+        let progressed = done.progressed;
+        let acted = !plan.actions.is_empty();
+        tally.add(done);
+        let spent = started.elapsed();
+        if (plan.in_flight == 0 && !acted) || spent >= duration {
+            break;
+        }
+        poll = if progressed {
+            POLL_MIN
+        } else {
+            (poll * 3 / 2).min(POLL_MAX)
+        };
+        std::thread::sleep(poll.min(duration - spent));
+    }
+    let summary = Summary {
+        rounds,
+        errors: tally.errors.len(),
+        tally,
+        api_calls: ctx.calls.total(),
+        seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    };
+    let json = serde_json::to_string(&summary).unwrap_or_default();
+    pass::finish_run(db.conn(), journal, &json, crate::clock::now())?;
+    Ok(summary)
+}
+
+/// With `--debug`, every action of every round, with its reason.
+fn log_plan(plan: &Plan, round: u32) {
+    for action in &plan.actions {
+        log::debug!("round {round}: {action}");
+    }
+    for note in &plan.notes {
+        log::info!("{note}");
+    }
+}
+
+#[derive(Serialize)]
+struct DryRun<'a> {
+    actions: &'a [plan::Action],
+    notes: &'a [String],
+    allocation: Vec<AllocationJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct AllocationJson<'a> {
+    label: &'a str,
+    provider: &'a str,
+    deficit: u32,
+    granted: u32,
+    blocker: Option<&'a str>,
+}
+
+const DRY_RUN_HEADERS: [&str; 5] = ["Provider", "Label", "Node", "Action", "Reason"];
+
+/// Observe and plan one round; print the plan; write nothing anywhere.
+fn dry_run(ctx: &Context, providers: &[&Provider]) -> Result<()> {
+    let db = Db::open_read_only(&ctx.config.database)?;
+    let (clouds, unreachable) = connect(ctx, providers);
+    let observed = observe_round(&db, &clouds, &unreachable)?;
+    let plan = plan::plan(&ctx.config, &observed, Mode::Reconcile);
+    match ctx.format {
+        Format::Json => output::json(&DryRun {
+            actions: &plan.actions,
+            notes: &plan.notes,
+            allocation: plan
+                .allocation
+                .iter()
+                .map(|a| AllocationJson {
+                    label: a.label.as_str(),
+                    provider: a.provider.as_str(),
+                    deficit: a.deficit,
+                    granted: a.granted,
+                    blocker: a.blocker.as_deref(),
+                })
+                .collect(),
+        }),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = plan
+                .actions
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.provider.to_string(),
+                        a.label.as_ref().map(|l| l.to_string()).unwrap_or_default(),
+                        a.node.map(|n| n.to_string()).unwrap_or_default(),
+                        a.kind.name().to_string(),
+                        a.reason.clone(),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                output::line("nothing to do")?;
+            } else {
+                output::table(&DRY_RUN_HEADERS, &rows)?;
+            }
+            for note in &plan.notes {
+                output::line(&format!("note: {note}"))?;
+            }
+            for a in plan.allocation.iter().filter(|a| a.blocker.is_some()) {
+                output::line(&format!(
+                    "blocked: label {} on {}: {}",
+                    a.label,
+                    a.provider,
+                    a.blocker.as_deref().unwrap_or_default()
+                ))?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Test-only crash points. `NODEPOOL_FAILPOINT=after-create` (or `after-create:3` for the
+//! third time the point is reached) kills this process with SIGKILL at that point, so the
+//! kill -9 tests can prove that the next run converges from any instant. Unset, a point
+//! costs one comparison.
+//!
+//! Points: after-intent, after-create, after-record, after-floating-ip, after-keyscan,
+//! mid-ssh (the set is bootstrapped, not yet marked ready), after-delete-call,
+//! after-leak-delete.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+pub const ENV: &str = "NODEPOOL_FAILPOINT";
+
+/// Every point, for the tests that cover them all.
+pub const POINTS: &[&str] = &[
+    "after-intent",
+    "after-create",
+    "after-record",
+    "after-floating-ip",
+    "after-keyscan",
+    "mid-ssh",
+    "after-delete-call",
+    "after-leak-delete",
+];
+
+static ARMED: OnceLock<Option<(String, u32)>> = OnceLock::new();
+static HITS: AtomicU32 = AtomicU32::new(0);
+
+fn armed() -> &'static Option<(String, u32)> {
+    ARMED.get_or_init(|| {
+        let value = std::env::var(ENV).ok()?;
+        let (name, nth) = match value.split_once(':') {
+            Some((name, nth)) => (name.to_string(), nth.parse().unwrap_or(1)),
+            None => (value, 1),
+        };
+        Some((name, nth.max(1)))
+    })
+}
+
+/// Die here if the environment names this point.
+pub fn hit(point: &str) {
+    let Some((name, nth)) = armed() else { return };
+    if name != point || HITS.fetch_add(1, Ordering::SeqCst) + 1 != *nth {
+        return;
+    }
+    eprintln!("nodepool: failpoint {point}: killing this process");
+    // SIGKILL, as an operator's kill -9 or the OOM killer would: no destructors, no flush.
+    let pid = std::process::id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status();
+    std::process::abort();
+}

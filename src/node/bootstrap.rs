@@ -1,0 +1,847 @@
+//! The bootstrap every node of a set gets before it is ready, as 2015 Nodepool did it: the
+//! files under `/etc/nodepool`, then the label's ready script.
+//!
+//! A *set* is a primary node and its subnodes (a multi-node label). Each member gets:
+//!
+//! | file | contents |
+//! |---|---|
+//! | `role` | `primary` or `sub` |
+//! | `node`, `node_private` | this node's public and private IP |
+//! | `primary_node`, `primary_node_private` | the primary's public and private IP |
+//! | `sub_nodes`, `sub_nodes_private` | the subnodes' IPs, one a line (empty without subnodes) |
+//! | `id_rsa`, `id_rsa.pub` | one RSA key pair for the whole set, the same on every member |
+//! | `provider` | `NODEPOOL_PROVIDER=`, `NODEPOOL_CLOUD=`, `NODEPOOL_REGION=`, `NODEPOOL_AZ=` lines, for `source` |
+//! | `uuid` | this node's cloud server id |
+//!
+//! Every file ends with a newline. A missing private IP falls back to the public one (as 2015
+//! did for devstack-gate). `id_rsa` is mode 0600, the rest 0644.
+//!
+//! Order, as 2015: the files go to every member (subnodes first, primary last), then the ready
+//! script runs on every member in the same order, so each ready script finds the files on
+//! every node of its set. The ready script runs as
+//! `cd /opt/nodepool-scripts && NODEPOOL_…=… ./READY-SCRIPT HOSTNAME` with every `NODEPOOL_*`
+//! variable of nodepool's environment, with its stdin at /dev/null.
+//!
+//! What travels is one POSIX sh script on ssh's stdin, built by the pure functions
+//! `files_for` and `script`, so it can be tested without a node. Both directories are under
+//! `${NODEPOOL_NODE_ROOT:-}` on the node: empty on real nodes; tests set it (sshd `SetEnv`)
+//! so they never write the machine's `/etc`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::ssh;
+
+/// One node of a set, as bootstrap reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub hostname: String,
+    /// The cloud server id (written to `uuid`).
+    pub server_id: String,
+    pub public_ip: String,
+    /// Empty when the cloud gave none; `public_ip` is written instead.
+    pub private_ip: String,
+    pub endpoint: ssh::Endpoint,
+    /// The host keys recorded for it (known_hosts lines, from `ssh::keyscan`).
+    pub known_hosts: String,
+}
+
+/// A primary node and its subnodes, bootstrapped together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSet {
+    /// The provider's name (`NODEPOOL_PROVIDER`).
+    pub provider: String,
+    /// The provider's `cloud` from clouds.yaml, if it names one (`NODEPOOL_CLOUD`).
+    pub cloud: Option<String>,
+    /// The provider's `region-name` (`NODEPOOL_REGION`).
+    pub region: Option<String>,
+    /// The set's availability zone (`NODEPOOL_AZ`).
+    pub az: Option<String>,
+    pub primary: Member,
+    pub subnodes: Vec<Member>,
+}
+
+impl NodeSet {
+    /// Member `index`: 0 is the primary, 1.. the subnodes.
+    ///
+    /// # Panics
+    /// When there is no such member (a caller's bug).
+    pub fn member(&self, index: usize) -> &Member {
+        match index {
+            0 => &self.primary,
+            i => self.subnodes.get(i - 1).unwrap_or_else(|| {
+                panic!(
+                    "node set has no member {i} (it has {} subnodes)",
+                    self.subnodes.len()
+                )
+            }),
+        }
+    }
+
+    /// Member indexes in bootstrap order: subnodes first, the primary last (as 2015).
+    pub fn bootstrap_order(&self) -> Vec<usize> {
+        (1..=self.subnodes.len()).chain([0]).collect()
+    }
+}
+
+/// A file for a node: (name or relative path, contents, mode).
+pub type NodeFile = (String, String, u32);
+/// A file of the script-dir: (relative path, bytes, mode).
+pub type ScriptFile = (String, Vec<u8>, u32);
+
+/// Total size of script-dir copied to every node.
+pub const SCRIPT_DIR_LIMIT: u64 = 16 << 20;
+/// Files in script-dir.
+const SCRIPT_DIR_MAX_FILES: usize = 10_000;
+/// The heredoc delimiter for base64 text. It has `_`, which base64 never produces, so no
+/// line of encoded content can end the heredoc early.
+const HEREDOC_END: &str = "NODEPOOL_B64_END";
+/// Width of the base64 lines in the script.
+const BASE64_LINE: usize = 76;
+
+/// Pure: the files under `/etc/nodepool` for member `index` (0 = primary, 1.. = subnodes).
+///
+/// # Panics
+/// When `index` is not a member of `set`.
+pub fn files_for(set: &NodeSet, index: usize, key: &ssh::KeyPair) -> Vec<NodeFile> {
+    let member = set.member(index);
+    let role = if index == 0 { "primary" } else { "sub" };
+    let line = |s: &str| format!("{s}\n");
+    let sub_nodes: String = set.subnodes.iter().map(|n| line(&n.public_ip)).collect();
+    let sub_nodes_private: String = set.subnodes.iter().map(|n| line(private_ip(n))).collect();
+    let mut private_key = key.private.clone();
+    if !private_key.ends_with('\n') {
+        private_key.push('\n');
+    }
+    let file = |name: &str, contents: String, mode: u32| (name.to_owned(), contents, mode);
+    vec![
+        file("role", line(role), 0o644),
+        file("node", line(&member.public_ip), 0o644),
+        file("node_private", line(private_ip(member)), 0o644),
+        file("primary_node", line(&set.primary.public_ip), 0o644),
+        file(
+            "primary_node_private",
+            line(private_ip(&set.primary)),
+            0o644,
+        ),
+        file("sub_nodes", sub_nodes, 0o644),
+        file("sub_nodes_private", sub_nodes_private, 0o644),
+        file("id_rsa", private_key, 0o600),
+        file("id_rsa.pub", line(key.public.trim_end()), 0o644),
+        file("provider", provider_file(set), 0o644),
+        file("uuid", line(&member.server_id), 0o644),
+    ]
+}
+
+/// The private IP, or the public one when the cloud gave none.
+fn private_ip(member: &Member) -> &str {
+    if member.private_ip.is_empty() {
+        &member.public_ip
+    } else {
+        &member.private_ip
+    }
+}
+
+/// `/etc/nodepool/provider`: shell assignments, so scripts can `source` it.
+fn provider_file(set: &NodeSet) -> String {
+    let value = |v: &Option<String>| v.clone().unwrap_or_default();
+    [
+        ("NODEPOOL_PROVIDER", set.provider.clone()),
+        ("NODEPOOL_CLOUD", value(&set.cloud)),
+        ("NODEPOOL_REGION", value(&set.region)),
+        ("NODEPOOL_AZ", value(&set.az)),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}\n", shell_word(v)))
+    .collect()
+}
+
+/// `s` as one shell word: as it is when that is safe (as 2015 wrote these values), else
+/// single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.,:/@+%".contains(c);
+    if s.chars().all(plain) {
+        s.to_owned()
+    } else {
+        quote(s)
+    }
+}
+
+/// `s` single-quoted for sh: safe for any content.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A name sh accepts for a variable.
+fn is_shell_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The start of every script: strict mode, the root, and two helpers.
+const PRELUDE: &str = r#"set -eu
+umask 022
+root="${NODEPOOL_NODE_ROOT:-}"
+# np_dir DIR: make DIR, which the login user must be able to write to.
+np_dir() {
+    mkdir -p "$1"
+    if [ ! -w "$1" ]; then
+        echo "nodepool: $1 is not writable by $(id -un)" >&2
+        exit 1
+    fi
+}
+# np_write PATH MODE: PATH gets the base64 text on stdin, decoded, with MODE. It is written
+# beside PATH (readable by nobody else until its mode is set) and renamed over it.
+np_write() {
+    (umask 077 && base64 -d > "$1.nodepool-new")
+    chmod "$2" "$1.nodepool-new"
+    mv -f "$1.nodepool-new" "$1"
+}
+"#;
+
+/// Pure: the POSIX sh script sent on ssh's stdin.
+///
+/// It writes `files` to `$root/etc/nodepool`, copies `scripts` to `$root/opt/nodepool-scripts`
+/// (making subdirectories), then, if `ready_script` is given, runs it from there as
+/// `./READY HOSTNAME` with `env` exported and stdin at /dev/null. Contents travel base64
+/// encoded in quoted heredocs, names single-quoted: safe for any bytes. `set -eu`: the
+/// script stops, non-zero, at the first failure (the ready script's own exit status is the
+/// script's). `env` entries whose names sh cannot take are left out.
+pub fn script(
+    files: &[NodeFile],
+    scripts: &[ScriptFile],
+    ready_script: Option<&str>,
+    hostname: &str,
+    env: &[(String, String)],
+) -> String {
+    let mut s = String::from(PRELUDE);
+    if !files.is_empty() {
+        s.push_str("np_dir \"$root/etc/nodepool\"\n");
+        for (name, contents, mode) in files {
+            write_file(
+                &mut s,
+                "$root/etc/nodepool",
+                name,
+                contents.as_bytes(),
+                *mode,
+            );
+        }
+    }
+    if !scripts.is_empty() {
+        s.push_str("np_dir \"$root/opt/nodepool-scripts\"\n");
+        let subdirs: BTreeSet<&str> = scripts
+            .iter()
+            .filter_map(|(path, _, _)| path.rsplit_once('/').map(|(dir, _)| dir))
+            .collect();
+        for dir in subdirs {
+            let _ = writeln!(s, "mkdir -p \"$root/opt/nodepool-scripts\"/{}", quote(dir));
+        }
+        for (path, bytes, mode) in scripts {
+            write_file(&mut s, "$root/opt/nodepool-scripts", path, bytes, *mode);
+        }
+    }
+    if let Some(ready) = ready_script {
+        s.push_str(
+            "if ! cd \"$root/opt/nodepool-scripts\"; then\n    \
+             echo \"nodepool: no $root/opt/nodepool-scripts for the ready script\" >&2\n    \
+             exit 1\nfi\n(\n",
+        );
+        for (name, value) in env.iter().filter(|(name, _)| is_shell_name(name)) {
+            let _ = writeln!(s, "export {name}={}", quote(value));
+        }
+        let _ = writeln!(
+            s,
+            "exec ./{} {} </dev/null\n)",
+            quote(ready),
+            quote(hostname)
+        );
+    }
+    s
+}
+
+/// Append the commands writing `bytes` to `dir/name` with `mode`.
+fn write_file(s: &mut String, dir: &str, name: &str, bytes: &[u8], mode: u32) {
+    let _ = writeln!(
+        s,
+        "np_write \"{dir}\"/{} {:o} <<'{HEREDOC_END}'",
+        quote(name),
+        mode & 0o7777
+    );
+    let encoded = base64(bytes);
+    for chunk in encoded.as_bytes().chunks(BASE64_LINE) {
+        // base64 text is ASCII, so every chunk is valid UTF-8.
+        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        s.push('\n');
+    }
+    s.push_str(HEREDOC_END);
+    s.push('\n');
+}
+
+/// Standard base64 with padding (RFC 4648), as `base64 -d` reads it.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Read `dir` recursively, for copying to `/opt/nodepool-scripts`: regular files (and
+/// symlinks to them), sorted by relative path (`/`-separated). Directories whose names start
+/// with `.` (such as `.git`) are skipped; symlinks to directories are not followed. Modes are
+/// the files' permission bits plus `a+rx` (2015 ran `chmod -R a+rx /opt/nodepool-scripts`).
+/// At most `SCRIPT_DIR_LIMIT` bytes in all: every node gets a copy over ssh.
+pub fn read_script_dir(dir: &Path) -> Result<Vec<ScriptFile>> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut files = Vec::new();
+    let mut total: u64 = 0;
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative_dir) = pending.pop() {
+        let absolute_dir = dir.join(&relative_dir);
+        let entries = fs::read_dir(&absolute_dir)
+            .with_context(|| format!("reading script-dir {}", absolute_dir.display()))?;
+        for entry in entries {
+            let entry =
+                entry.with_context(|| format!("reading script-dir {}", absolute_dir.display()))?;
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                bail!(
+                    "script-dir: {} has a name that is not UTF-8",
+                    path.display()
+                );
+            };
+            let file_type = entry
+                .file_type()
+                .with_context(|| format!("reading {}", path.display()))?;
+            let relative = relative_dir.join(&name);
+            if file_type.is_dir() {
+                if !name.starts_with('.') {
+                    pending.push(relative);
+                }
+                continue;
+            }
+            // Follows a symlink; anything but a regular file (or a dangling link) is skipped.
+            let metadata = match fs::metadata(&path) {
+                Ok(m) if m.is_file() => m,
+                _ => continue,
+            };
+            total += metadata.len();
+            if total > SCRIPT_DIR_LIMIT {
+                bail!(
+                    "script-dir {} holds more than {} MiB of files; every node gets a copy, so keep it small",
+                    dir.display(),
+                    SCRIPT_DIR_LIMIT >> 20
+                );
+            }
+            if files.len() >= SCRIPT_DIR_MAX_FILES {
+                bail!(
+                    "script-dir {} holds more than {SCRIPT_DIR_MAX_FILES} files",
+                    dir.display()
+                );
+            }
+            let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let Some(relative) = relative.to_str() else {
+                bail!(
+                    "script-dir: {} has a name that is not UTF-8",
+                    path.display()
+                );
+            };
+            let mode = (metadata.permissions().mode() & 0o777) | 0o555;
+            files.push((relative.to_owned(), bytes, mode));
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+/// Every `NODEPOOL_*` variable of this process's environment, sorted (given to the ready
+/// script, as 2015 did).
+pub fn nodepool_env() -> Vec<(String, String)> {
+    nodepool_vars(std::env::vars_os())
+}
+
+/// The `NODEPOOL_*` variables of `vars` that sh can take (UTF-8, valid names), sorted.
+fn nodepool_vars(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vars
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("NODEPOOL_") && is_shell_name(k))
+        .collect();
+    env.sort();
+    env
+}
+
+/// Bootstrap a node set: generate its key pair, write the `/etc/nodepool` files (and copy
+/// `script_dir`, when given, to `/opt/nodepool-scripts`) on every member, subnodes first and
+/// the primary last, then run `ready_script`, when given, on every member in the same order.
+///
+/// Each ssh call is bounded by `timeout`. The first failure stops the bootstrap; its error
+/// names the member's hostname.
+pub fn bootstrap(
+    set: &NodeSet,
+    script_dir: Option<&Path>,
+    ready_script: Option<&str>,
+    timeout: Duration,
+) -> Result<()> {
+    let scripts = match script_dir {
+        Some(dir) => read_script_dir(dir)?,
+        None => Vec::new(),
+    };
+    let key = ssh::generate_keypair()?;
+    let env = nodepool_env();
+    let order = set.bootstrap_order();
+    for &index in &order {
+        let member = set.member(index);
+        let files = files_for(set, index, &key);
+        let text = script(&files, &scripts, None, &member.hostname, &env);
+        ssh::run(&member.endpoint, &member.known_hosts, &text, timeout)
+            .with_context(|| format!("writing /etc/nodepool on {}", member.hostname))?;
+    }
+    if let Some(ready) = ready_script {
+        for &index in &order {
+            let member = set.member(index);
+            let text = script(&[], &[], Some(ready), &member.hostname, &env);
+            let output = ssh::run(&member.endpoint, &member.known_hosts, &text, timeout)
+                .with_context(|| format!("running ready script {ready} on {}", member.hostname))?;
+            log::debug!(
+                "ready script {ready} on {}: {}",
+                member.hostname,
+                output.trim_end()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+
+    fn member(n: u8) -> Member {
+        Member {
+            hostname: format!("node-{n}"),
+            server_id: format!("server-uuid-{n}"),
+            public_ip: format!("203.0.113.{n}"),
+            private_ip: format!("10.0.0.{n}"),
+            endpoint: ssh::Endpoint {
+                host: format!("203.0.113.{n}"),
+                port: 22,
+                user: "jenkins".into(),
+                private_key: "/var/lib/jenkins/.ssh/id_rsa".into(),
+            },
+            known_hosts: String::new(),
+        }
+    }
+
+    fn set() -> NodeSet {
+        NodeSet {
+            provider: "rax-iad".into(),
+            cloud: Some("rax".into()),
+            region: Some("IAD".into()),
+            az: None,
+            primary: member(1),
+            subnodes: vec![member(2), member(3)],
+        }
+    }
+
+    fn key() -> ssh::KeyPair {
+        ssh::KeyPair {
+            private: "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n"
+                .into(),
+            public: "ssh-rsa AAAAB3Nza".into(),
+        }
+    }
+
+    fn file<'a>(files: &'a [NodeFile], name: &str) -> (&'a str, u32) {
+        let (_, contents, mode) = files
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        (contents.as_str(), *mode)
+    }
+
+    #[test]
+    fn the_primary_gets_the_2015_files() {
+        let files = files_for(&set(), 0, &key());
+        let names: Vec<&str> = files.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "role",
+                "node",
+                "node_private",
+                "primary_node",
+                "primary_node_private",
+                "sub_nodes",
+                "sub_nodes_private",
+                "id_rsa",
+                "id_rsa.pub",
+                "provider",
+                "uuid"
+            ]
+        );
+        assert_eq!(file(&files, "role"), ("primary\n", 0o644));
+        assert_eq!(file(&files, "node"), ("203.0.113.1\n", 0o644));
+        assert_eq!(file(&files, "node_private"), ("10.0.0.1\n", 0o644));
+        assert_eq!(file(&files, "primary_node"), ("203.0.113.1\n", 0o644));
+        assert_eq!(file(&files, "primary_node_private"), ("10.0.0.1\n", 0o644));
+        assert_eq!(
+            file(&files, "sub_nodes"),
+            ("203.0.113.2\n203.0.113.3\n", 0o644)
+        );
+        assert_eq!(
+            file(&files, "sub_nodes_private"),
+            ("10.0.0.2\n10.0.0.3\n", 0o644)
+        );
+        assert_eq!(file(&files, "id_rsa"), (key().private.as_str(), 0o600));
+        assert_eq!(file(&files, "id_rsa.pub"), ("ssh-rsa AAAAB3Nza\n", 0o644));
+        assert_eq!(
+            file(&files, "provider").0,
+            "NODEPOOL_PROVIDER=rax-iad\nNODEPOOL_CLOUD=rax\nNODEPOOL_REGION=IAD\nNODEPOOL_AZ=\n"
+        );
+        assert_eq!(file(&files, "uuid"), ("server-uuid-1\n", 0o644));
+    }
+
+    #[test]
+    fn a_subnode_gets_its_own_addresses_and_the_sets_shared_ones() {
+        let primary = files_for(&set(), 0, &key());
+        let files = files_for(&set(), 2, &key());
+        assert_eq!(file(&files, "role").0, "sub\n");
+        assert_eq!(file(&files, "node").0, "203.0.113.3\n");
+        assert_eq!(file(&files, "node_private").0, "10.0.0.3\n");
+        assert_eq!(file(&files, "uuid").0, "server-uuid-3\n");
+        for shared in [
+            "primary_node",
+            "primary_node_private",
+            "sub_nodes",
+            "sub_nodes_private",
+            "id_rsa",
+            "id_rsa.pub",
+            "provider",
+        ] {
+            assert_eq!(file(&files, shared), file(&primary, shared), "{shared}");
+        }
+    }
+
+    #[test]
+    fn a_set_without_subnodes_has_empty_subnode_lists() {
+        let mut set = set();
+        set.subnodes.clear();
+        let files = files_for(&set, 0, &key());
+        assert_eq!(file(&files, "sub_nodes").0, "");
+        assert_eq!(file(&files, "sub_nodes_private").0, "");
+        assert_eq!(set.bootstrap_order(), [0]);
+    }
+
+    #[test]
+    fn a_missing_private_ip_is_the_public_one() {
+        let mut set = set();
+        set.primary.private_ip.clear();
+        set.subnodes[0].private_ip.clear();
+        let files = files_for(&set, 1, &key());
+        assert_eq!(file(&files, "node_private").0, "203.0.113.2\n");
+        assert_eq!(file(&files, "primary_node_private").0, "203.0.113.1\n");
+        assert_eq!(
+            file(&files, "sub_nodes_private").0,
+            "203.0.113.2\n10.0.0.3\n"
+        );
+    }
+
+    #[test]
+    fn subnodes_are_bootstrapped_before_the_primary() {
+        assert_eq!(set().bootstrap_order(), [1, 2, 0]);
+    }
+
+    #[test]
+    fn provider_values_that_sh_would_split_are_quoted() {
+        let mut set = set();
+        set.az = Some("zone 1; rm -rf /".into());
+        set.cloud = None;
+        let files = files_for(&set, 0, &key());
+        assert_eq!(
+            file(&files, "provider").0,
+            "NODEPOOL_PROVIDER=rax-iad\nNODEPOOL_CLOUD=\nNODEPOOL_REGION=IAD\nNODEPOOL_AZ='zone 1; rm -rf /'\n"
+        );
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), expected, "{input:?}");
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
+    }
+
+    #[test]
+    fn nodepool_vars_are_the_nodepool_ones_sorted() {
+        let vars = [
+            ("PATH", "/bin"),
+            ("NODEPOOL_Z", "z"),
+            ("NODEPOOL_A", "a b"),
+            ("NODEPOOL-BAD", "x"),
+            ("XNODEPOOL_B", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()));
+        assert_eq!(
+            nodepool_vars(vars),
+            [
+                ("NODEPOOL_A".to_owned(), "a b".to_owned()),
+                ("NODEPOOL_Z".to_owned(), "z".to_owned())
+            ]
+        );
+    }
+
+    /// Run `script` with the local `sh` as ssh would run it on a node (`sh -s`, script on
+    /// stdin), with NODEPOOL_NODE_ROOT set to `root`.
+    fn run_locally(script: &str, root: &Path) -> std::process::Output {
+        let mut child = Command::new("sh")
+            .arg("-s")
+            .env("NODEPOOL_NODE_ROOT", root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let mut stdin = child.stdin.take().unwrap();
+        let text = script.to_owned();
+        let feeder = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+        let output = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        output
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// Contents that would break naive quoting or a heredoc.
+    const NASTY: &str = "it's \"quoted\" $HOME ${X:-y} `id` $(id) \\ \\n\nNODEPOOL_B64_END\nEOF\n'\nno newline at end";
+
+    #[test]
+    fn the_script_writes_any_content_byte_for_byte() {
+        let root = tempfile::tempdir().unwrap();
+        let files: Vec<NodeFile> = vec![
+            ("nasty".into(), NASTY.into(), 0o644),
+            ("empty".into(), String::new(), 0o644),
+            ("id_rsa".into(), key().private, 0o600),
+            ("long".into(), "x".repeat(100_000), 0o640),
+        ];
+        let binary: Vec<u8> = (0..=255u8).chain([0, b'\n', 0xff]).collect();
+        let scripts: Vec<ScriptFile> = vec![
+            ("bin.dat".into(), binary.clone(), 0o644),
+            ("ready.sh".into(), NASTY.as_bytes().to_vec(), 0o755),
+            ("sub dir/it's $x.sh".into(), b"#!/bin/sh\n".to_vec(), 0o700),
+            ("a/b/c/deep".into(), Vec::new(), 0o600),
+        ];
+        let output = run_locally(&script(&files, &scripts, None, "h", &[]), root.path());
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        let etc = root.path().join("etc/nodepool");
+        for (name, contents, mode) in &files {
+            let path = etc.join(name);
+            assert_eq!(fs::read(&path).unwrap(), contents.as_bytes(), "{name}");
+            assert_eq!(mode_of(&path), *mode, "{name}");
+        }
+        let opt = root.path().join("opt/nodepool-scripts");
+        for (name, bytes, mode) in &scripts {
+            let path = opt.join(name);
+            assert_eq!(&fs::read(&path).unwrap(), bytes, "{name}");
+            assert_eq!(mode_of(&path), *mode, "{name}");
+        }
+        // Nothing else: no temporary files left behind.
+        let mut left: Vec<String> = fs::read_dir(&etc)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["empty", "id_rsa", "long", "nasty"]);
+        assert_eq!(mode_of(&etc) & 0o755, 0o755, "readable by everyone");
+    }
+
+    #[test]
+    fn the_ready_script_runs_from_the_scripts_dir_with_the_hostname_and_env() {
+        let root = tempfile::tempdir().unwrap();
+        let ready = "#!/bin/sh\nset -eu\n{\n printf 'arg=%s\\n' \"$1\"\n printf 'args=%s\\n' \"$#\"\n printf 'var=%s\\n' \"$NODEPOOL_TEST_VAR\"\n printf 'other=%s\\n' \"$NODEPOOL_OTHER\"\n printf 'pwd=%s\\n' \"$(pwd)\"\n printf 'stdin=%s\\n' \"$(cat)\"\n} > \"$NODEPOOL_NODE_ROOT/ready.out\"\n";
+        let scripts: Vec<ScriptFile> = vec![("ready.sh".into(), ready.as_bytes().to_vec(), 0o755)];
+        let env = vec![
+            ("NODEPOOL_OTHER".to_owned(), "plain".to_owned()),
+            ("NODEPOOL_TEST_VAR".to_owned(), NASTY.to_owned()),
+            ("NOT A NAME".to_owned(), "ignored".to_owned()),
+        ];
+        let hostname = "host name's $HOME";
+        let files = files_for(&set(), 0, &key());
+        let text = script(&files, &scripts, Some("ready.sh"), hostname, &env);
+        // Anything after the ready script must stay script, not become its stdin.
+        let text = format!("{text}echo after > \"$NODEPOOL_NODE_ROOT/after\"\n");
+        let output = run_locally(&text, root.path());
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        let out = fs::read_to_string(root.path().join("ready.out")).unwrap();
+        let scripts_dir = root.path().join("opt/nodepool-scripts");
+        assert_eq!(
+            out,
+            format!(
+                "arg={hostname}\nargs=1\nvar={NASTY}\nother=plain\npwd={}\nstdin=\n",
+                scripts_dir.display()
+            )
+        );
+        assert_eq!(
+            fs::read_to_string(root.path().join("after")).unwrap(),
+            "after\n"
+        );
+        assert_eq!(
+            fs::read_to_string(root.path().join("etc/nodepool/role")).unwrap(),
+            "primary\n"
+        );
+    }
+
+    #[test]
+    fn a_failing_ready_script_fails_the_script_with_its_status() {
+        let root = tempfile::tempdir().unwrap();
+        let scripts: Vec<ScriptFile> = vec![(
+            "ready.sh".into(),
+            b"#!/bin/sh\necho broken >&2\nexit 7\n".to_vec(),
+            0o755,
+        )];
+        let text = format!(
+            "{}touch \"$NODEPOOL_NODE_ROOT/after\"\n",
+            script(&[], &scripts, Some("ready.sh"), "h", &[])
+        );
+        let output = run_locally(&text, root.path());
+        assert_eq!(output.status.code(), Some(7));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("broken"));
+        assert!(
+            !root.path().join("after").exists(),
+            "set -e stops the script"
+        );
+    }
+
+    #[test]
+    fn a_missing_scripts_dir_is_named() {
+        let root = tempfile::tempdir().unwrap();
+        let output = run_locally(&script(&[], &[], Some("ready.sh"), "h", &[]), root.path());
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("opt/nodepool-scripts for the ready script"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn a_read_only_etc_nodepool_is_a_clear_failure() {
+        if running_as_root() {
+            // root writes anywhere; the check cannot be seen.
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let etc = root.path().join("etc/nodepool");
+        fs::create_dir_all(&etc).unwrap();
+        fs::set_permissions(&etc, fs::Permissions::from_mode(0o555)).unwrap();
+        let files = files_for(&set(), 0, &key());
+        let output = run_locally(&script(&files, &[], None, "h", &[]), root.path());
+        assert!(!output.status.success());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("is not writable by"));
+    }
+
+    fn running_as_root() -> bool {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0\n"))
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn the_script_dir_is_read_recursively_sorted_and_made_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir_all(d.join("sub/deeper")).unwrap();
+        fs::create_dir_all(d.join(".git/objects")).unwrap();
+        fs::write(d.join("ready.sh"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(d.join("ready.sh"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(d.join("sub/deeper/data"), "data").unwrap();
+        fs::set_permissions(d.join("sub/deeper/data"), fs::Permissions::from_mode(0o660)).unwrap();
+        fs::write(d.join(".git/objects/x"), "git").unwrap();
+        fs::write(d.join(".hidden-file"), "kept").unwrap();
+        std::os::unix::fs::symlink("ready.sh", d.join("link.sh")).unwrap();
+        std::os::unix::fs::symlink("sub", d.join("linked-dir")).unwrap();
+        std::os::unix::fs::symlink("missing", d.join("dangling")).unwrap();
+
+        let files = read_script_dir(d).unwrap();
+        let summary: Vec<(&str, &[u8], u32)> = files
+            .iter()
+            .map(|(p, b, m)| (p.as_str(), b.as_slice(), *m))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (".hidden-file", &b"kept"[..], 0o755),
+                ("link.sh", &b"#!/bin/sh\n"[..], 0o755),
+                ("ready.sh", &b"#!/bin/sh\n"[..], 0o755),
+                ("sub/deeper/data", &b"data"[..], 0o775),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_script_dir_too_large_to_copy_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fs::File::create(dir.path().join("big")).unwrap();
+        f.set_len(SCRIPT_DIR_LIMIT + 1).unwrap();
+        let err = read_script_dir(dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("more than 16 MiB"), "{err:#}");
+    }
+
+    #[test]
+    fn a_missing_script_dir_is_named() {
+        let err = read_script_dir(Path::new("/nonexistent/scripts")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("/nonexistent/scripts"),
+            "{err:#}"
+        );
+    }
+}
