@@ -2,6 +2,8 @@
 
 mod alien_image_list;
 mod alien_list;
+mod check;
+mod cleanup;
 mod config_validate;
 mod delete;
 mod dib_image_list;
@@ -72,8 +74,8 @@ fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::AlienList(args) => alien_list::run(ctx, args.provider.as_deref()),
         Command::AlienImageList(args) => alien_image_list::run(ctx, args.provider.as_deref()),
         Command::Reconcile(args) => reconcile::run(ctx, args),
-        Command::Cleanup(_) => Err(NotImplemented("cleanup").into()),
-        Command::Check(_) => Err(NotImplemented("check").into()),
+        Command::Cleanup(args) => cleanup::run(ctx, args),
+        Command::Check(args) => check::run(ctx, args),
         Command::Acquire(_) => Err(NotImplemented("acquire").into()),
         Command::Release(_) => Err(NotImplemented("release").into()),
     }

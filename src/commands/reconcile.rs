@@ -80,6 +80,9 @@ pub(super) struct Summary {
     pub errors: usize,
     pub api_calls: u64,
     pub seconds: f64,
+    /// `cleanup` only: keypairs nodepool made for images no longer configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keypairs_deleted: Option<u32>,
 }
 
 impl Summary {
@@ -101,6 +104,9 @@ impl Summary {
                 );
                 if t.leaks_deleted > 0 {
                     line.push_str(&format!(", leaked servers deleted {}", t.leaks_deleted));
+                }
+                if let Some(keypairs) = self.keypairs_deleted {
+                    line.push_str(&format!(", leaked keypairs deleted {keypairs}"));
                 }
                 if t.deferred > 0 {
                     line.push_str(&format!(", deferred {}", t.deferred));
@@ -224,6 +230,7 @@ pub(super) fn rounds(
         tally,
         api_calls: ctx.calls.total(),
         seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        keypairs_deleted: None,
     };
     let json = serde_json::to_string(&summary).unwrap_or_default();
     pass::finish_run(db.conn(), journal, &json, crate::clock::now())?;

@@ -12,7 +12,7 @@ use crate::model::{LabelName, NodeState, ProviderName};
 use crate::output;
 use crate::state::nodes;
 
-const HEADERS: [&str; 10] = [
+const HEADERS: [&str; 12] = [
     "Label",
     "Provider",
     "Ready",
@@ -23,6 +23,8 @@ const HEADERS: [&str; 10] = [
     "Deleting",
     "Min Ready",
     "Max Servers",
+    "Deficit",
+    "Blocked By",
 ];
 
 #[derive(Debug, Default, Serialize)]
@@ -41,6 +43,13 @@ struct Row {
     max_servers: Option<u32>,
     /// False for nodes whose label or provider is no longer configured.
     configured: bool,
+    /// The label's shortfall against min-ready at the last reconcile pass.
+    deficit: Option<u32>,
+    /// What kept the last pass from launching this label here: at max-servers, quota,
+    /// no ready image, cooldown, per-pass bound, unreachable.
+    blocked_by: Option<String>,
+    /// When the last pass looked (RFC 3339).
+    last_pass: Option<String>,
 }
 
 pub fn run(ctx: &Context) -> Result<()> {
@@ -82,6 +91,13 @@ pub fn run(ctx: &Context) -> Result<()> {
             NodeState::Delete => &mut row.deleting,
         } += count;
     }
+    for allocation in crate::state::pass::allocations(db.conn())? {
+        if let Some(row) = rows.get_mut(&(allocation.label.clone(), allocation.provider.clone())) {
+            row.deficit = Some(allocation.deficit);
+            row.blocked_by = allocation.blocker;
+            row.last_pass = Some(crate::clock::rfc3339(allocation.time));
+        }
+    }
     let rows: Vec<Row> = rows.into_values().collect();
     match ctx.format {
         Format::Json => output::json(&rows),
@@ -106,6 +122,8 @@ pub fn run(ctx: &Context) -> Result<()> {
                         r.deleting.to_string(),
                         opt(r.min_ready),
                         opt(r.max_servers),
+                        opt(r.deficit),
+                        r.blocked_by.clone().unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
