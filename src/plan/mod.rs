@@ -124,7 +124,8 @@ pub fn plan(config: &Config, observed: &Observed, mode: Mode) -> Plan {
         launches = allocate_launches(config, observed, &servers, &walked, &mut plan);
     }
     leaks::plan(observed, &servers, &walked.known_servers, &mut plan);
-    bound(config, &mut plan, launches);
+    // Cleanup drops what it would not do before the bound, so that work neither takes the
+    // budget nor is reported as deferred.
     if mode == Mode::Cleanup {
         plan.actions.retain(|a| {
             matches!(
@@ -138,6 +139,7 @@ pub fn plan(config: &Config, observed: &Observed, mode: Mode) -> Plan {
             )
         });
     }
+    bound(config, &mut plan, launches);
     plan
 }
 

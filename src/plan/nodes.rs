@@ -76,10 +76,16 @@ pub(super) fn walk(
     }
     for node in &observed.nodes {
         let subs = subnodes.get(&node.id).map(Vec::as_slice).unwrap_or(&[]);
+        // A building node will have all its label's subnodes: reserve the ones not launched
+        // yet, or new launches this round would take their room under max-servers.
+        let wanted = match node.state {
+            NodeState::Building => config.labels.get(&node.label).map_or(0, |l| l.subnodes),
+            _ => 0,
+        };
         *walked
             .servers_used
             .entry(node.provider.clone())
-            .or_default() += 1 + subs.len() as u32;
+            .or_default() += 1 + (subs.len() as u32).max(wanted);
         if let Some(az) = &node.az {
             *walked
                 .zones
@@ -145,6 +151,16 @@ fn one(
         None
     };
     if node.state == NodeState::Hold {
+        // Not even a server a killed run made for it but never recorded: no leak either.
+        if let Some(index) = servers.get(&node.provider) {
+            let made = index.by_node.get(&node.id).into_iter().flatten().copied();
+            let made_sub = subs
+                .iter()
+                .filter_map(|sub| index.by_subnode.get(&sub.id).copied());
+            walked
+                .known_servers
+                .extend(made.chain(made_sub).map(|s| s.id.clone()));
+        }
         if let Some(why) = unconfigured {
             plan.notes
                 .push(format!("node {} is held; kept although its {why}", node.id));
