@@ -448,10 +448,26 @@ impl<C: Cloud> Runner<'_, C> {
                     external_id: Some(&server_id),
                     ..Progress::default()
                 };
-                match subnode {
+                let moved_on = match subnode {
                     Some(id) => subnodes::progress(conn, id, NodeState::Building, &step, now)?,
                     None => nodes::progress(conn, node_id, NodeState::Building, &step, now)?,
                 };
+                if !moved_on {
+                    // Held or deleted while the call was out: the state is the operator's,
+                    // but the row still names its server, so `list` shows it and nothing
+                    // has to find it by metadata.
+                    let (table, id) = match subnode {
+                        Some(id) => ("subnode", id),
+                        None => ("node", node_id),
+                    };
+                    conn.execute(
+                        &format!(
+                            "UPDATE {table} SET external_id = ?1 \
+                             WHERE id = ?2 AND external_id IS NULL"
+                        ),
+                        rusqlite::params![server_id, id],
+                    )?;
+                }
                 failpoint::hit("after-record");
                 tally.launched += 1;
                 tally.progressed = true;

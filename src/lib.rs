@@ -18,6 +18,7 @@ pub mod model;
 pub mod node;
 pub mod observe;
 pub mod output;
+pub mod parallel;
 pub mod plan;
 pub mod simulator;
 pub mod state;

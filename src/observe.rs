@@ -55,23 +55,22 @@ pub fn database(conn: &Connection, now: i64) -> Result<Observed> {
     })
 }
 
-/// List servers and images of every given cloud, in parallel.
+/// List servers and images of every given cloud, a few providers at a time.
 pub fn clouds<C: Cloud>(clouds: &BTreeMap<ProviderName, C>) -> BTreeMap<ProviderName, CloudView> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = clouds
-            .iter()
-            .map(|(name, cloud)| (name, scope.spawn(move || view(cloud))))
-            .collect();
-        handles
-            .into_iter()
-            .map(|(name, handle)| {
-                let view = handle.join().unwrap_or_else(|_| CloudView::Unreachable {
-                    error: "listing panicked".into(),
-                });
-                (name.clone(), view)
-            })
-            .collect()
-    })
+    let entries: Vec<(&ProviderName, &C)> = clouds.iter().collect();
+    let views = crate::parallel::map(
+        &entries,
+        crate::parallel::PROVIDER_THREADS,
+        |(_, cloud)| view(*cloud),
+        |_| CloudView::Unreachable {
+            error: "listing panicked".into(),
+        },
+    );
+    entries
+        .into_iter()
+        .map(|(name, _)| name.clone())
+        .zip(views)
+        .collect()
 }
 
 fn view(cloud: &impl Cloud) -> CloudView {

@@ -221,25 +221,18 @@ pub fn connect_all<'a>(
     CloudResult<openstack::OpenStack>,
 )> {
     let providers: Vec<_> = providers.into_iter().collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = providers
-            .iter()
-            .map(|provider| scope.spawn(move || connect(provider, counter.clone())))
-            .collect();
-        providers
-            .iter()
-            .zip(handles)
-            .map(|(provider, handle)| {
-                let result = handle.join().unwrap_or_else(|_| {
-                    Err(CloudError::new(
-                        ErrorKind::Transport,
-                        format!("{}: connecting panicked", provider.name),
-                    ))
-                });
-                (*provider, result)
-            })
-            .collect()
-    })
+    let connected = crate::parallel::map(
+        &providers,
+        crate::parallel::PROVIDER_THREADS,
+        |provider| connect(provider, counter.clone()),
+        |provider| {
+            Err(CloudError::new(
+                ErrorKind::Transport,
+                format!("{}: connecting panicked", provider.name),
+            ))
+        },
+    );
+    providers.into_iter().zip(connected).collect()
 }
 
 /// Credentials from nodepool.yaml or clouds.yaml, then authenticate.

@@ -17,7 +17,7 @@ use crate::lock::{Lock, LockKind};
 use crate::model::ProviderName;
 use crate::observe::{self, CloudView};
 use crate::output;
-use crate::plan::{self, Mode, Plan};
+use crate::plan::{self, Kind, Mode, Plan};
 use crate::state::{pass, Db};
 
 /// A run with `--duration 0` still gets this long to start mutating calls in its one round.
@@ -211,7 +211,11 @@ pub(super) fn rounds(
         log_plan(&plan, rounds);
         let done = runner.execute(&db, &plan, observed.now);
         let progressed = done.progressed;
-        let acted = !plan.actions.is_empty();
+        // Leak sightings wait out a grace period far longer than a run: not work in flight.
+        let acted = plan
+            .actions
+            .iter()
+            .any(|a| !matches!(a.kind, Kind::SightLeak { .. } | Kind::ForgetLeak { .. }));
         tally.add(done);
         let spent = started.elapsed();
         if (plan.in_flight == 0 && !acted) || spent >= duration {

@@ -225,6 +225,7 @@ fn allocate_launches(
                         Some(image_id) => {
                             images.insert(key.clone(), image_id);
                             cooldown_blocker(observed, provider, &label.name, now)
+                                .or_else(|| failing_blocker(observed, plan, provider, &label.name))
                         }
                     }
                 }
@@ -387,6 +388,33 @@ fn cooldown_blocker(
                 )
             }
         })
+}
+
+/// The cooldown that the launch failures this round is about to record will start: the
+/// round must not launch replacements that the stored count alone would still allow.
+fn failing_blocker(
+    observed: &Observed,
+    plan: &Plan,
+    provider: &ProviderName,
+    label: &LabelName,
+) -> Option<String> {
+    let pending = plan
+        .actions
+        .iter()
+        .filter(|a| &a.provider == provider && a.label.as_ref() == Some(label))
+        .filter(|a| matches!(a.kind, Kind::Delete { failure: true, .. }))
+        .count() as u32;
+    if pending == 0 {
+        return None;
+    }
+    let stored = observed
+        .cooldowns
+        .iter()
+        .find(|c| &c.provider == provider && c.label.as_ref() == Some(label))
+        .map_or(0, |c| c.failures);
+    let failures = stored + pending;
+    (crate::state::pass::cooldown_seconds(failures) > 0)
+        .then(|| format!("cooldown starting after {failures} failures"))
 }
 
 /// Keep at most `max-actions-per-pass` mutating actions per provider: deletes first, then

@@ -104,11 +104,21 @@ impl Db {
             db.migrate()?;
             return Ok(db);
         }
-        let conn = Connection::open_with_flags(
+        // Read-write but query-only: as the last connection it checkpoints and removes the
+        // -wal and -shm files it had to create, so nothing is left behind. A file this user
+        // cannot write is opened read-only instead.
+        let conn = match Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("opening database {} read-only", path.display()))?;
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ) {
+            Ok(conn) => conn,
+            Err(_) => Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("opening database {} read-only", path.display()))?,
+        };
+        conn.execute_batch("PRAGMA query_only = ON")?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let db = Db {
             conn,

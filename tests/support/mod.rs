@@ -174,4 +174,5 @@ pub fn create_server(cloud: &dyn Cloud, name: &str, metadata: &[(&str, &str)]) -
         .expect("create server")
 }
 
+pub mod pool;
 pub mod sshd;

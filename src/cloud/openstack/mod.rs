@@ -166,24 +166,6 @@ fn absolute(root: &str, href: &str) -> String {
     format!("{prefix}{href}")
 }
 
-fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
-    value
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string()),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl crate::cloud::Cloud for OpenStack {
     fn list_servers(&self) -> CloudResult<Vec<Server>> {
         compute::list_servers(self)
