@@ -66,6 +66,9 @@ fn measure(config: &Path, args: &[&str]) -> Measured {
         .arg(config)
         .args(args)
         .env_remove("RUST_LOG")
+        .envs(std::env::var("BENCH_CHILD_ENV").ok().and_then(|kv| {
+            kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+        }))
         .output()
         .expect("run nodepool");
     let wall = started.elapsed().as_secs_f64();
@@ -154,7 +157,11 @@ fn steady_state_calls() {
 
 fn round_over_10k_nodes() {
     const PROVIDERS: usize = 50;
-    const PER_PROVIDER: usize = 200;
+    // BENCH_PER_PROVIDER=N: another pool size, to separate fixed from per-node costs.
+    let per_provider: usize = std::env::var("BENCH_PER_PROVIDER")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
     let dir = tempfile::tempdir().expect("tempdir");
     let simulators: Vec<Simulator> = (0..PROVIDERS)
         .map(|_| Simulator::start(Knobs::default()).expect("simulator"))
@@ -164,7 +171,7 @@ fn round_over_10k_nodes() {
         .enumerate()
         .map(|(i, s)| (format!("p{i:02}"), s.auth_url_v3()))
         .collect();
-    let config = write_config(dir.path(), &providers, PER_PROVIDER as u32, 250);
+    let config = write_config(dir.path(), &providers, per_provider as u32, 250);
     let db = Db::open(&dir.path().join("state/nodepool.db")).expect("db");
     let installation = pass::installation(db.conn()).expect("installation");
     let seeding = Instant::now();
@@ -183,7 +190,7 @@ fn round_over_10k_nodes() {
                     .expect("connect");
                     let image = cloud.list_images().expect("images")[0].id.clone();
                     let flavor = cloud.list_flavors().expect("flavors")[0].id.clone();
-                    (0..PER_PROVIDER)
+                    (0..per_provider)
                         .map(|n| {
                             let metadata = BTreeMap::from([
                                 ("nodepool_installation".to_string(), installation.clone()),
@@ -239,7 +246,7 @@ fn round_over_10k_nodes() {
     drop(db);
     println!(
         "seeded {} servers and rows in {:.1} s",
-        PROVIDERS * PER_PROVIDER,
+        PROVIDERS * per_provider,
         seeding.elapsed().as_secs_f64()
     );
     let runs: Vec<Measured> = (0..7).map(|_| measure(&config, &["reconcile"])).collect();

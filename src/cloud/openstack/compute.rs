@@ -268,7 +268,8 @@ struct WireServer {
     id: Option<String>,
     name: Option<String>,
     status: Option<String>,
-    metadata: Option<BTreeMap<String, Value>>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    metadata: BTreeMap<String, String>,
     addresses: Option<BTreeMap<String, Vec<WireAddress>>>,
     #[serde(rename = "OS-EXT-AZ:availability_zone")]
     az: Option<String>,
@@ -304,6 +305,61 @@ fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
         }
     }
     d.deserialize_any(Id)
+}
+
+/// Server metadata: values are strings in Nova, but old clouds sent numbers; anything else
+/// is kept as its JSON text.
+fn scalar_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let map: Option<BTreeMap<String, Scalar>> = Deserialize::deserialize(d)?;
+    Ok(map
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, Scalar(value))| (key, value))
+        .collect())
+}
+
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a metadata value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar("null".into()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Scalar, A::Error> {
+                let value = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Scalar(value.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Scalar, A::Error> {
+                let value = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Scalar(value.to_string()))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// The id of a server's `image`: `{"id": …, "links": …}`, or a string (`""` when the server
@@ -353,15 +409,7 @@ impl WireServer {
             id: self.id?,
             name: self.name.unwrap_or_default(),
             status: ServerStatus::parse(self.status.as_deref().unwrap_or_default()),
-            metadata: self
-                .metadata
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(key, value)| match value {
-                    Value::String(text) => (key, text),
-                    other => (key, other.to_string()),
-                })
-                .collect(),
+            metadata: self.metadata,
             public_v4: None,
             public_v6: None,
             private_v4: None,
