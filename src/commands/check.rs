@@ -85,7 +85,7 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
         Format::Json => output::json(&report),
         Format::Table => output::line(&format!(
             "check: {} ready node{} checked, {} failed and marked for deletion, {} skipped \
-             (host-key-checking off)",
+             (host-key-checking off, or no address or host keys recorded)",
             report.checked,
             if report.checked == 1 { "" } else { "s" },
             report.failed.len(),

@@ -67,7 +67,8 @@ fn measure(config: &Path, args: &[&str]) -> Measured {
         .args(args)
         .env_remove("RUST_LOG")
         .envs(std::env::var("BENCH_CHILD_ENV").ok().and_then(|kv| {
-            kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
         }))
         .output()
         .expect("run nodepool");

@@ -309,7 +309,9 @@ fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
 
 /// Server metadata: values are strings in Nova, but old clouds sent numbers; anything else
 /// is kept as its JSON text.
-fn scalar_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     let map: Option<BTreeMap<String, Scalar>> = Deserialize::deserialize(d)?;
     Ok(map
         .unwrap_or_default()
