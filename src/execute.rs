@@ -663,20 +663,12 @@ impl<C: Cloud> Runner<'_, C> {
         if server_ids.is_empty() {
             return Ok(());
         }
-        let floating = match &provider.pool {
-            Some(_) => cloud.list_floating_ips().unwrap_or_default(),
-            None => Vec::new(),
-        };
+        // Floating IPs nodepool attached go with their servers.
+        if provider.pool.is_some() {
+            cloud::release_floating_ips(cloud, &node_addresses(conn, node)?);
+        }
         let mut first_error = None;
         for server_id in server_ids {
-            for ip in floating
-                .iter()
-                .filter(|ip| ip.server_id.as_deref() == Some(server_id))
-            {
-                if let Err(error) = cloud.delete_floating_ip(&ip.id) {
-                    log::warn!("deleting floating IP {} of {server_id}: {error}", ip.ip);
-                }
-            }
             match cloud.delete_server(server_id) {
                 Ok(()) => failpoint::hit("after-delete-call"),
                 Err(error) => {
@@ -918,6 +910,20 @@ fn mark_ready(conn: &rusqlite::Connection, action: &Action, now: i64) -> Result<
     }
     tx.commit()?;
     Ok(true)
+}
+
+/// The addresses recorded for a node and its subnodes.
+pub fn node_addresses(conn: &rusqlite::Connection, node: NodeId) -> Result<Vec<String>> {
+    let mut addresses: Vec<String> = nodes::get(conn, node)?
+        .and_then(|n| n.ip)
+        .into_iter()
+        .collect();
+    addresses.extend(
+        subnodes::of_node(conn, node)?
+            .into_iter()
+            .filter_map(|s| s.ip),
+    );
+    Ok(addresses)
 }
 
 /// The keypair nodepool keeps for `image` when the provider names none.

@@ -666,3 +666,109 @@ fn a_second_reconcile_while_one_runs_exits_75_naming_the_holder() {
     assert!(stdout(&first).contains("launched 1"), "{}", stdout(&first));
     assert_eq!(pool.servers().len(), 1, "the refused run launched nothing");
 }
+
+#[test]
+fn cleanup_deletes_unattached_floating_ips_where_clean_floating_ips_is_set() {
+    let pool = Pool::start(small(0));
+    let cloud = pool.client();
+    let servers = ["fip-a", "fip-b"].map(|name| support::create_server(&cloud, name, &[]));
+    for server in &servers {
+        cloud.attach_floating_ip(server, "public").unwrap();
+    }
+    // An attach interrupted after allocation leaves an IP on no server; here the server goes.
+    cloud.delete_server(&servers[0]).unwrap();
+    let unattached = || {
+        cloud
+            .list_floating_ips()
+            .unwrap()
+            .into_iter()
+            .filter(|ip| ip.server_id.is_none())
+            .count()
+    };
+    assert_eq!(
+        unattached(),
+        1,
+        "the simulator should detach a deleted server's IP"
+    );
+
+    // Without clean-floating-ips (the default) cleanup leaves them alone.
+    let report = json(&pool, &["cleanup"]);
+    assert_eq!(report["floating_ips_deleted"], 0, "{report:#}");
+    assert_eq!(cloud.list_floating_ips().unwrap().len(), 2);
+
+    let text = std::fs::read_to_string(&pool.config).unwrap();
+    let text = text.replacen(
+        "    max-servers:",
+        "    clean-floating-ips: true\n    max-servers:",
+        1,
+    );
+    std::fs::write(&pool.config, text).unwrap();
+    let report = json(&pool, &["cleanup"]);
+    assert_eq!(report["floating_ips_deleted"], 1, "{report:#}");
+    let left = cloud.list_floating_ips().unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(
+        left[0].server_id.is_some(),
+        "the attached IP was kept: {left:?}"
+    );
+}
+
+/// Nodes on a cloud that gives only private addresses get floating IPs from `pool`; the IPs
+/// go with the nodes, whether a pass deletes them or `delete --now` does.
+#[test]
+fn floating_ips_are_attached_from_the_pool_and_released_with_their_nodes() {
+    let mut options = small(0);
+    options.knobs.server_ip = "10.0.0.5".into();
+    let pool = Pool::start(options);
+    let text = fs::read_to_string(&pool.config).unwrap();
+    let text = text
+        .replacen("    max-servers:", "    pool: public\n    max-servers:", 1)
+        .replace("min-ready: 0", "min-ready: 2");
+    fs::write(&pool.config, text).unwrap();
+    pool.reconcile(20, &[]);
+    let ready = nodes_in(&pool, "ready");
+    assert_eq!(ready.len(), 2, "{:#}", pool.list_json());
+    let cloud = pool.client();
+    let attached = cloud.list_floating_ips().unwrap();
+    assert_eq!(attached.len(), 2, "{attached:?}");
+    for (id, _) in &ready {
+        let ip = node(&pool, *id).unwrap()["ip"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            attached.iter().any(|f| f.ip == ip),
+            "node {id} is not on its floating IP {ip}"
+        );
+    }
+
+    pool.ok(&["delete", &ready[0].0.to_string(), "--now"]);
+    assert_eq!(cloud.list_floating_ips().unwrap().len(), 1);
+    pool.ok(&["delete", &ready[1].0.to_string()]);
+    pool.reconcile(20, &[]);
+    // The pass deleted the second node and launched two more (min-ready 2): two IPs in use,
+    // none of them the deleted nodes'.
+    let now: Vec<String> = cloud
+        .list_floating_ips()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.ip)
+        .collect();
+    let live: Vec<String> = nodes_in(&pool, "ready")
+        .iter()
+        .map(|(id, _)| {
+            node(&pool, *id).unwrap()["ip"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        now.len(),
+        live.len(),
+        "floating IPs {now:?} vs nodes {live:?}"
+    );
+    for ip in &now {
+        assert!(live.contains(ip), "floating IP {ip} outlived its node");
+    }
+}

@@ -100,6 +100,7 @@ pub struct Limits {
 pub struct FloatingIp {
     pub id: String,
     pub ip: String,
+    /// What it is attached to: the server (Nova) or the port (Neutron); None when free.
     pub server_id: Option<String>,
 }
 
@@ -289,6 +290,27 @@ pub fn connect(
         rate: provider.rate,
     };
     openstack::OpenStack::connect(&settings, counter)
+}
+
+/// Delete the floating IPs holding any of `addresses` (a deleted node's recorded addresses:
+/// Neutron names the port, not the server, an IP is attached to). Failures are logged; the
+/// server deletion goes on.
+pub fn release_floating_ips(cloud: &dyn Cloud, addresses: &[String]) {
+    if addresses.is_empty() {
+        return;
+    }
+    let ips = match cloud.list_floating_ips() {
+        Ok(ips) => ips,
+        Err(error) => {
+            log::warn!("listing floating IPs: {error}");
+            return;
+        }
+    };
+    for ip in ips.iter().filter(|ip| addresses.contains(&ip.ip)) {
+        if let Err(error) = cloud.delete_floating_ip(&ip.id) {
+            log::warn!("deleting floating IP {}: {error}", ip.ip);
+        }
+    }
 }
 
 /// The network ids a server is created on: `net-id` as it is, `net-label` and `name`

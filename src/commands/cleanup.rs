@@ -1,7 +1,9 @@
 //! `nodepool cleanup`: one round that only removes things — nodes stuck building or used
 //! for over 8 hours, servers of nodes marked for deletion, rows whose servers are gone,
 //! leaked servers (seen twice, past the grace period, confirmed by a GET) — and the
-//! keypairs nodepool made for images that are no longer configured.
+//! keypairs nodepool made for images that are no longer configured, and, on providers with
+//! `clean-floating-ips: true` (as in 2015), floating IPs attached to no server (an attach
+//! interrupted between allocation and association leaves one).
 
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
     let installation = pass::installation(ctx.open_db()?.conn())?;
     let prefix = managed_keypair_name(&installation, &"".into());
     let mut deleted = 0;
+    let mut floating_ips = 0;
     for_each_provider(ctx, None, |name, cloud| {
         let provider = &ctx.config.providers[name];
         for keypair in cloud.list_keypairs()? {
@@ -35,9 +38,19 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
             log::info!("{name}: deleted keypair {}", keypair.name);
             deleted += 1;
         }
+        if provider.clean_floating_ips {
+            for ip in cloud.list_floating_ips()? {
+                if ip.server_id.is_none() {
+                    cloud.delete_floating_ip(&ip.id)?;
+                    log::info!("{name}: deleted unattached floating IP {}", ip.ip);
+                    floating_ips += 1;
+                }
+            }
+        }
         Ok(())
     })?;
     summary.keypairs_deleted = Some(deleted);
+    summary.floating_ips_deleted = Some(floating_ips);
     summary.api_calls = ctx.calls.total();
     summary.print(ctx.format, "cleanup")
 }

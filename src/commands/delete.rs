@@ -75,6 +75,9 @@ fn delete_now(ctx: &Context, id: NodeId) -> Result<()> {
                 .map(|s| s.id),
         );
     }
+    if provider.pool.is_some() {
+        crate::cloud::release_floating_ips(&cloud, &crate::execute::node_addresses(conn, id)?);
+    }
     for server in &servers {
         cloud
             .delete_server(server)

@@ -83,6 +83,9 @@ pub(super) struct Summary {
     /// `cleanup` only: keypairs nodepool made for images no longer configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keypairs_deleted: Option<u32>,
+    /// `cleanup` only: unattached floating IPs deleted (`clean-floating-ips`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floating_ips_deleted: Option<u32>,
 }
 
 impl Summary {
@@ -107,6 +110,9 @@ impl Summary {
                 }
                 if let Some(keypairs) = self.keypairs_deleted {
                     line.push_str(&format!(", leaked keypairs deleted {keypairs}"));
+                }
+                if let Some(ips) = self.floating_ips_deleted.filter(|n| *n > 0) {
+                    line.push_str(&format!(", unattached floating IPs deleted {ips}"));
                 }
                 if t.deferred > 0 {
                     line.push_str(&format!(", deferred {}", t.deferred));
@@ -235,6 +241,7 @@ pub(super) fn rounds(
         api_calls: ctx.calls.total(),
         seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         keypairs_deleted: None,
+        floating_ips_deleted: None,
     };
     let json = serde_json::to_string(&summary).unwrap_or_default();
     pass::finish_run(db.conn(), journal, &json, crate::clock::now())?;

@@ -199,11 +199,12 @@ np_dir() {
     fi
 }
 # np_write PATH MODE: PATH gets the base64 text on stdin, decoded, with MODE. It is written
-# beside PATH (readable by nobody else until its mode is set) and renamed over it.
+# beside PATH under a name of this shell's own (a killed run's session may still be writing),
+# readable by nobody else until its mode is set, and renamed over it.
 np_write() {
-    (umask 077 && base64 -d > "$1.nodepool-new")
-    chmod "$2" "$1.nodepool-new"
-    mv -f "$1.nodepool-new" "$1"
+    (umask 077 && base64 -d > "$1.nodepool-new.$$")
+    chmod "$2" "$1.nodepool-new.$$"
+    mv -f "$1.nodepool-new.$$" "$1"
 }
 "#;
 

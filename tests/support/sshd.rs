@@ -129,6 +129,7 @@ fn sshd_config(dir: &Path, port: u16, node_root: &Path) -> String {
          PidFile {dir}/sshd.pid\n\
          AuthorizedKeysFile {dir}/authorized_keys\n\
          StrictModes no\n\
+         MaxStartups 100\n\
          UsePAM no\n\
          PasswordAuthentication no\n\
          KbdInteractiveAuthentication no\n\

@@ -1,0 +1,965 @@
+//! Kill -9 tests: for every point of `nodepool::failpoint::POINTS`, a `nodepool reconcile`
+//! is killed there with SIGKILL (`NODEPOOL_FAILPOINT`), and the next runs must converge with
+//! nothing leaked and nothing launched twice: every server carrying this installation's
+//! metadata belongs to exactly one row, min-ready ready nodes (with their subnodes), one
+//! create call per server, and the bootstrap (files and ready script) done on every member.
+//!
+//! Each case has its own simulator (0.2 s boot), real sshd on loopback and installation.
+//! Points are iterated from the constant, so a new point is covered (or the test says how it
+//! could not be reached) without touching this file.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nodepool::cloud::openstack::http::CallCounter;
+use nodepool::cloud::openstack::OpenStack;
+use nodepool::failpoint;
+use nodepool::model::{NodeState, ProviderName};
+use nodepool::simulator::{Dump, Knobs, Simulator};
+use nodepool::state::{nodes, pass, subnodes};
+use support::sshd::Sshd;
+use support::Install;
+
+const MIN_READY: usize = 2;
+/// Runs without the failpoint allowed to converge (each is one bounded `--duration` run).
+const CONVERGE_RUNS: usize = 3;
+/// A `nodepool` process that outlives this is killed and the case fails.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The simulator's floating IPs are 127.0.2.2, 127.0.2.3, …: this many get a proxy to sshd.
+const FLOATING_PROXIES: u8 = 16;
+/// The server create route, counted by the simulator: one call per server, ever.
+const CREATE_ROUTE: &str = "POST /compute/servers";
+const ETC_FILES: [&str; 11] = [
+    "role",
+    "node",
+    "node_private",
+    "primary_node",
+    "primary_node_private",
+    "sub_nodes",
+    "sub_nodes_private",
+    "id_rsa",
+    "id_rsa.pub",
+    "provider",
+    "uuid",
+];
+
+/// How the pool is shaped.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Shape {
+    /// One label, min-ready 2, single nodes.
+    Plain,
+    /// One label, min-ready 2, one subnode each: the subnode launch paths share the points.
+    Subnodes,
+}
+
+impl Shape {
+    fn subnodes(self) -> usize {
+        match self {
+            Shape::Plain => 0,
+            Shape::Subnodes => 1,
+        }
+    }
+}
+
+/// What the crashing run is asked to do, so that it reaches its point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Flow {
+    /// Fill the pool from empty.
+    Fill,
+    /// Fill the pool from empty; servers have only a private address and the provider a
+    /// floating IP `pool`, so every member gets a floating IP.
+    Floating,
+    /// Fill the pool, `nodepool delete` a ready node, then the crashing run deletes it.
+    Delete,
+    /// A server with this installation's metadata and no row, sighted long enough ago: the
+    /// crashing run deletes it as a leak (and fills the pool).
+    Leak,
+}
+
+/// How the run reaches `point`, and the occurrences (`point:nth`) it dies at, one case each.
+fn scenarios(point: &str, shape: Shape) -> (Flow, Vec<u32>) {
+    let plain = shape == Shape::Plain;
+    match point {
+        // Primaries are launched in the first round (hits 1, 2), their subnodes in the
+        // next (hits 3, 4): the third hit is the first subnode's.
+        "after-intent" | "after-create" => {
+            (Flow::Fill, if plain { vec![1, 2] } else { vec![1, 3] })
+        }
+        "after-record" => (Flow::Fill, vec![if plain { 1 } else { 3 }]),
+        // One hit per member, in parallel: a later one when there are subnodes.
+        "after-floating-ip" => (Flow::Floating, vec![if plain { 1 } else { 3 }]),
+        "after-keyscan" => (Flow::Fill, vec![if plain { 1 } else { 3 }]),
+        // One hit per set, after its bootstrap.
+        "mid-ssh" => (Flow::Fill, vec![if plain { 1 } else { 2 }]),
+        // The primary's delete call; with a subnode, also after the subnode's.
+        "after-delete-call" => (Flow::Delete, if plain { vec![1] } else { vec![1, 2] }),
+        "after-leak-delete" => (Flow::Leak, vec![1]),
+        // A point this file does not know yet: the full lifecycle from empty must reach it,
+        // or the case fails saying so.
+        _ => (Flow::Fill, vec![1]),
+    }
+}
+
+/// Every point of `POINTS` on the given shape; each case on its own thread.
+fn every_point(shape: Shape) {
+    let started = Instant::now();
+    let cases: Vec<(&str, Flow, u32)> = failpoint::POINTS
+        .iter()
+        .flat_map(|point| {
+            let (flow, nths) = scenarios(point, shape);
+            nths.into_iter().map(move |nth| (*point, flow, nth))
+        })
+        .collect();
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|&(point, flow, nth)| {
+                let handle = std::thread::Builder::new()
+                    .name(format!("{point}:{nth}"))
+                    .spawn_scoped(scope, move || case(point, shape, flow, nth));
+                (format!("{point}:{nth}"), handle.expect("spawn a case"))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|(armed, handle)| match handle.join() {
+                Ok(()) => None,
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    Some(format!("{shape:?} {armed}: {why}"))
+                }
+            })
+            .collect()
+    });
+    eprintln!(
+        "{shape:?}: {} cases over {} points in {:.1?}",
+        cases.len(),
+        failpoint::POINTS.len(),
+        started.elapsed()
+    );
+    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
+}
+
+#[test]
+fn every_failpoint_converges_on_single_nodes() {
+    every_point(Shape::Plain);
+}
+
+#[test]
+fn every_failpoint_converges_on_nodes_with_subnodes() {
+    every_point(Shape::Subnodes);
+}
+
+/// At most this many cases (each a simulator, an sshd and `nodepool` runs) at once across
+/// the tests of this file, so two cores are not swamped into SSH timeouts.
+const PARALLEL_CASES: u32 = 4;
+static RUNNING: AtomicU32 = AtomicU32::new(0);
+
+struct Slot;
+
+impl Slot {
+    fn take() -> Slot {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let running = RUNNING.load(Ordering::SeqCst);
+            if running < PARALLEL_CASES
+                && RUNNING
+                    .compare_exchange(running, running + 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                return Slot;
+            }
+            assert!(Instant::now() < deadline, "no case slot in 120 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One kill -9 case: set up, run with `point:nth` armed, check where it died, converge.
+fn case(point: &str, shape: Shape, flow: Flow, nth: u32) {
+    let _slot = Slot::take();
+    let started = Instant::now();
+    let fx = Fixture::new(shape, flow);
+    let mut sets_launched = MIN_READY;
+    let mut extra_creates = 0;
+
+    match flow {
+        Flow::Fill | Flow::Floating => {}
+        Flow::Delete => {
+            fx.converge("before the delete");
+            let victim = fx.rows().nodes[0].id;
+            let out = fx.run(&["delete", &victim.to_string()], None);
+            assert!(out.status.success(), "delete {victim}: {}", out.stderr);
+            sets_launched += 1; // its replacement
+        }
+        Flow::Leak => {
+            let db = fx.install.db();
+            let installation = pass::installation(db.conn()).expect("installation id");
+            let leaked = support::create_server(
+                &fx.client(),
+                "leaked-by-an-earlier-run",
+                &[
+                    ("nodepool_installation", &installation),
+                    ("nodepool_provider_name", "p1"),
+                    ("nodepool_node_id", "999999"),
+                    ("nodepool_image_name", "jammy"),
+                    ("nodepool_label_name", "small"),
+                ],
+            );
+            // First seen ten minutes ago (past the grace), last seen on an earlier pass.
+            let now = nodepool::clock::now();
+            let p1 = ProviderName("p1".into());
+            pass::sight_leak(db.conn(), &p1, &leaked, now - 600).expect("sight");
+            pass::sight_leak(db.conn(), &p1, &leaked, now - 60).expect("sight again");
+            extra_creates += 1;
+        }
+    }
+
+    // The crashing run.
+    let armed = format!("{point}:{nth}");
+    let crashed = fx.run(&["--debug", "reconcile", "--duration", "30"], Some(&armed));
+    assert_eq!(
+        crashed.status.signal(),
+        Some(9),
+        "NODEPOOL_FAILPOINT={armed} did not kill the run with SIGKILL ({:?}): the {flow:?} \
+         flow does not reach it; teach tests/crash.rs how to.\nstdout: {}\nstderr: {}",
+        crashed.status,
+        crashed.stdout,
+        crashed.stderr
+    );
+    assert!(
+        crashed
+            .stderr
+            .contains(&format!("failpoint {point}: killing")),
+        "{}",
+        crashed.stderr
+    );
+    let at_crash = fx.rows();
+    let ready_log_at_crash = fx.ready_log();
+    if let Err(why) = fx.crashed_where_expected(point, nth, &at_crash, &ready_log_at_crash) {
+        panic!(
+            "{armed}: the run did not die where expected: {why}\n{}\nstderr: {}",
+            fx.describe(),
+            crashed.stderr
+        );
+    }
+    // Whatever /etc/nodepool the crashed run wrote goes, so the files found at the end were
+    // written after the crash.
+    let _ = fs::remove_dir_all(fx.sshd.node_root.join("etc/nodepool"));
+
+    let runs = fx.converge(&format!("after {armed}"));
+
+    // Nothing launched twice: one create call per server that was ever wanted.
+    let members = 1 + shape.subnodes();
+    let creates = fx.sim.calls().route(CREATE_ROUTE);
+    assert_eq!(
+        creates as usize,
+        sets_launched * members + extra_creates,
+        "{armed}: create calls (a server launched twice, or a node replaced instead of \
+         resumed)\n{}",
+        fx.describe()
+    );
+
+    let end = fx.rows();
+    // Members the crash caught building with a server are resumed (adopted), not failed and
+    // replaced; the rest of the set stays with them.
+    let made = |key: &str, id: i64| {
+        at_crash
+            .servers
+            .iter()
+            .any(|s| s.meta(key) == Some(id.to_string()))
+    };
+    for node in &at_crash.nodes {
+        let had_server = node.external_id.is_some() || made("nodepool_node_id", node.id);
+        if node.state == NodeState::Building && had_server {
+            assert!(
+                end.nodes.iter().any(|n| n.id == node.id),
+                "{armed}: node {} was building with a server at the crash and was not \
+                 resumed\n{}",
+                node.id,
+                fx.describe()
+            );
+        }
+    }
+    for sub in &at_crash.subnodes {
+        let had_server = sub.external_id.is_some() || made("nodepool_subnode_id", sub.id);
+        if sub.state == NodeState::Building && had_server {
+            assert!(
+                end.subnodes.iter().any(|s| s.id == sub.id),
+                "{armed}: subnode {} was building with a server at the crash and was not \
+                 resumed\n{}",
+                sub.id,
+                fx.describe()
+            );
+        }
+    }
+
+    match point {
+        "after-keyscan" | "mid-ssh" => {
+            // The bootstrap was redone for the set the crash interrupted: its ready script
+            // ran again after the crash.
+            let log = fx.ready_log();
+            let building = at_crash
+                .nodes
+                .iter()
+                .filter(|n| n.state == NodeState::Building)
+                .map(|n| &n.hostname)
+                .chain(
+                    at_crash
+                        .subnodes
+                        .iter()
+                        .filter(|s| s.state == NodeState::Building)
+                        .map(|s| &s.hostname),
+                );
+            for hostname in building {
+                let before = count(&ready_log_at_crash, hostname);
+                let after = count(&log, hostname);
+                assert!(
+                    after > before,
+                    "{armed}: {hostname} was not bootstrapped after the crash (its ready \
+                     script ran {before} times before, {after} after)\n{}",
+                    fx.describe()
+                );
+            }
+        }
+        "after-delete-call" => {
+            let victim = at_crash
+                .nodes
+                .iter()
+                .find(|n| n.state == NodeState::Delete)
+                .expect("the deleted node");
+            assert!(
+                end.nodes.iter().all(|n| n.id != victim.id),
+                "{armed}: the deleted node's row is still there\n{}",
+                fx.describe()
+            );
+        }
+        "after-leak-delete" => {
+            assert!(
+                end.leaks.is_empty(),
+                "{armed}: leak sightings left: {:?}",
+                end.leaks
+            );
+        }
+        _ => {}
+    }
+    eprintln!(
+        "{shape:?} {armed}: converged in {runs} run(s); case {:.1?}",
+        started.elapsed()
+    );
+}
+
+fn count(log: &str, hostname: &str) -> usize {
+    log.lines().filter(|l| l.trim() == hostname).count()
+}
+
+/// One case's world: a simulator, an sshd, an installation whose config points at both.
+struct Fixture {
+    shape: Shape,
+    /// Members reach their nodes through floating IPs.
+    floating: bool,
+    sim: Simulator,
+    sshd: Sshd,
+    install: Install,
+    runs: AtomicU32,
+    /// Kept listening for the case's life (floating IPs only).
+    _proxies: Vec<Proxy>,
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Fixture {
+    fn new(shape: Shape, flow: Flow) -> Fixture {
+        let floating = flow == Flow::Floating;
+        let sim = Simulator::start(Knobs {
+            boot_delay: Duration::from_millis(200),
+            // A slow delete: a server stays listed (DELETED) a little while after the call.
+            delete_delay: Duration::from_millis(300),
+            // Without a public address nodepool attaches a floating IP (127.0.2.x).
+            server_ip: if floating { "10.0.0.5" } else { "127.0.0.1" }.into(),
+            ..Knobs::default()
+        })
+        .expect("simulator");
+        let sshd = Sshd::start();
+        serialize_sessions(&sshd);
+        let proxies = if floating {
+            (2..2 + FLOATING_PROXIES)
+                .filter_map(|last| Proxy::start([127, 0, 2, last], sshd.port))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let install = Install::with_config("");
+        let scripts = install.dir.path().join("scripts");
+        fs::create_dir_all(&scripts).expect("script dir");
+        let ready = scripts.join("ready.sh");
+        fs::write(
+            &ready,
+            "#!/bin/sh\necho \"$1\" >> \"$NODEPOOL_NODE_ROOT/ready.log\"\n",
+        )
+        .expect("ready script");
+        fs::set_permissions(&ready, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let config = format!(
+            "dburi: state/nodepool.db
+script-dir: {scripts}
+labels:
+  - name: small
+    image: jammy
+    min-ready: {MIN_READY}
+    subnodes: {subnodes}
+    ready-script: ready.sh
+    providers:
+      - name: p1
+providers:
+  - name: p1
+    auth-url: {auth}
+    username: demo
+    password: secret
+    project-id: demo
+    max-servers: 10
+    rate: 0
+{pool}    images:
+      - name: jammy
+        base-image: 'Ubuntu 22.04'
+        min-ram: 512
+        username: {user}
+        private-key: {key}
+        connection-port: {port}
+targets:
+  - name: jenkins
+",
+            scripts = scripts.display(),
+            subnodes = shape.subnodes(),
+            auth = sim.auth_url_v3(),
+            pool = if floating { "    pool: public\n" } else { "" },
+            user = sshd.user,
+            key = sshd.private_key.display(),
+            port = sshd.port,
+        );
+        fs::write(&install.config, config).expect("config");
+        Fixture {
+            shape,
+            floating,
+            sim,
+            sshd,
+            install,
+            runs: AtomicU32::new(0),
+            _proxies: proxies,
+        }
+    }
+
+    fn client(&self) -> OpenStack {
+        OpenStack::connect(&self.sim.client_settings("setup"), CallCounter::default())
+            .expect("connect to the simulator")
+    }
+
+    /// Run `nodepool -c CONFIG ARGS…`, with the failpoint armed or not, bounded in time.
+    fn run(&self, args: &[&str], failpoint: Option<&str>) -> Run {
+        let n = self.runs.fetch_add(1, Ordering::SeqCst);
+        let out_path = self.install.dir.path().join(format!("run-{n}.out"));
+        let err_path = self.install.dir.path().join(format!("run-{n}.err"));
+        let mut command = Command::new(support::BIN);
+        command
+            .arg("-c")
+            .arg(&self.install.config)
+            .args(args)
+            .env_remove("NODEPOOL_CONFIG")
+            .env_remove("RUST_LOG")
+            .env_remove(failpoint::ENV)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out_path).expect("stdout file"))
+            .stderr(fs::File::create(&err_path).expect("stderr file"));
+        if let Some(point) = failpoint {
+            command.env(failpoint::ENV, point);
+        }
+        let mut child = command.spawn().expect("run nodepool");
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for nodepool") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "nodepool {args:?} still running after {RUN_TIMEOUT:?}; stderr:\n{}",
+                    fs::read_to_string(&err_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Run {
+            status,
+            stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+            stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+        }
+    }
+
+    /// Reconcile without the failpoint until the pool is converged, at most CONVERGE_RUNS
+    /// runs; returns how many it took. No run may count a failed launch.
+    fn converge(&self, when: &str) -> usize {
+        let mut history = String::new();
+        for n in 1..=CONVERGE_RUNS {
+            let out = self.run(
+                &[
+                    "--debug",
+                    "--format",
+                    "json",
+                    "reconcile",
+                    "--duration",
+                    "30",
+                ],
+                None,
+            );
+            assert!(
+                out.status.success(),
+                "{when}: reconcile run {n} failed ({:?}): {}",
+                out.status,
+                out.stderr
+            );
+            let summary: serde_json::Value = serde_json::from_str(&out.stdout)
+                .unwrap_or_else(|e| panic!("{when}: summary {e}: {}", out.stdout));
+            assert_eq!(
+                summary["failed"],
+                0,
+                "{when}: run {n} counted failures: {summary}\n{}\n{}",
+                out.stderr,
+                self.describe()
+            );
+            history.push_str(&format!("run {n}: {summary}\n"));
+            match self.converged() {
+                Ok(()) => return n,
+                Err(why) if n == CONVERGE_RUNS => panic!(
+                    "{when}: not converged after {n} runs: {why}\n{history}{}\nlast stderr:\n{}",
+                    self.describe(),
+                    out.stderr
+                ),
+                Err(_) => {}
+            }
+        }
+        unreachable!()
+    }
+
+    /// Rows, leak sightings and the cloud's servers (this installation's), now.
+    fn rows(&self) -> Rows {
+        let db = self.install.db();
+        let installation = pass::installation(db.conn()).expect("installation id");
+        let dump = self.sim.dump();
+        let servers = dump
+            .servers
+            .iter()
+            .filter(|s| s.metadata.get("nodepool_installation") == Some(&installation))
+            .map(|s| Srv {
+                id: s.id.clone(),
+                status: s.status.clone(),
+                metadata: s.metadata.clone(),
+            })
+            .collect();
+        let leaks = db
+            .conn()
+            .prepare("SELECT server_id FROM leak")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .expect("leak rows");
+        Rows {
+            nodes: nodes::list(db.conn()).expect("nodes"),
+            subnodes: subnodes::list(db.conn()).expect("subnodes"),
+            servers,
+            leaks,
+            dump,
+        }
+    }
+
+    fn ready_log(&self) -> String {
+        fs::read_to_string(self.sshd.node_root.join("ready.log")).unwrap_or_default()
+    }
+
+    /// The state of everything, for failure messages.
+    fn describe(&self) -> String {
+        let rows = self.rows();
+        let mut out = String::from("nodes:\n");
+        for n in &rows.nodes {
+            out.push_str(&format!(
+                "  {} {} {:?} phase={:?} server={:?} ip={:?} error={:?}\n",
+                n.id, n.hostname, n.state, n.launch_phase, n.external_id, n.ip, n.last_error
+            ));
+        }
+        out.push_str("subnodes:\n");
+        for s in &rows.subnodes {
+            out.push_str(&format!(
+                "  {} of {} {:?} phase={:?} server={:?} ip={:?} error={:?}\n",
+                s.id, s.node_id, s.state, s.launch_phase, s.external_id, s.ip, s.last_error
+            ));
+        }
+        out.push_str("servers:\n");
+        for s in &rows.servers {
+            out.push_str(&format!(
+                "  {} {} node={:?} subnode={:?}\n",
+                s.id,
+                s.status,
+                s.meta("nodepool_node_id"),
+                s.meta("nodepool_subnode_id")
+            ));
+        }
+        out.push_str(&format!("floating IPs: {:?}\n", rows.dump.floating_ips));
+        out.push_str(&format!("leaks: {:?}\n", rows.leaks));
+        out.push_str(&format!("ready.log:\n{}", self.ready_log()));
+        out
+    }
+
+    /// Converged: no leak, no duplicate, min-ready ready sets, bootstrapped.
+    fn converged(&self) -> Result<(), String> {
+        let rows = self.rows();
+        let wanted_subnodes = self.shape.subnodes();
+        // Every server of ours belongs to exactly one row, and every row's server exists.
+        let mut owners: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for n in &rows.nodes {
+            if let Some(id) = &n.external_id {
+                owners.entry(id).or_default().push(format!("node {}", n.id));
+            }
+        }
+        for s in &rows.subnodes {
+            if let Some(id) = &s.external_id {
+                owners
+                    .entry(id)
+                    .or_default()
+                    .push(format!("subnode {}", s.id));
+            }
+        }
+        for (server, rows) in &owners {
+            if rows.len() > 1 {
+                return Err(format!("server {server} is recorded by {rows:?}"));
+            }
+        }
+        for server in &rows.servers {
+            if !owners.contains_key(server.id.as_str()) {
+                return Err(format!("leaked server {} ({})", server.id, server.status));
+            }
+        }
+        let live: BTreeSet<&str> = rows.servers.iter().map(|s| s.id.as_str()).collect();
+        for server in owners.keys() {
+            if !live.contains(server) {
+                return Err(format!("a row records server {server}, which is gone"));
+            }
+        }
+        // No two servers claim the same node or subnode.
+        let mut claims: BTreeSet<(Option<String>, Option<String>)> = BTreeSet::new();
+        for server in &rows.servers {
+            let claim = (
+                server.meta("nodepool_node_id"),
+                server.meta("nodepool_subnode_id"),
+            );
+            if !claims.insert(claim.clone()) {
+                return Err(format!("two servers claim {claim:?}"));
+            }
+        }
+        // Min-ready sets, all ready, each with its subnodes.
+        if rows.nodes.len() != MIN_READY {
+            return Err(format!("{} nodes, want {MIN_READY}", rows.nodes.len()));
+        }
+        for node in &rows.nodes {
+            if node.state != NodeState::Ready {
+                return Err(format!("node {} is {:?}", node.id, node.state));
+            }
+            let subs: Vec<_> = rows
+                .subnodes
+                .iter()
+                .filter(|s| s.node_id == node.id)
+                .collect();
+            if subs.len() != wanted_subnodes {
+                return Err(format!(
+                    "node {} has {} subnodes, want {wanted_subnodes}",
+                    node.id,
+                    subs.len()
+                ));
+            }
+            if let Some(sub) = subs.iter().find(|s| s.state != NodeState::Ready) {
+                return Err(format!("subnode {} is {:?}", sub.id, sub.state));
+            }
+        }
+        if rows.subnodes.len() != MIN_READY * wanted_subnodes {
+            return Err(format!("orphan subnodes: {}", rows.subnodes.len()));
+        }
+        if rows.servers.len() != MIN_READY * (1 + wanted_subnodes) {
+            return Err(format!("{} servers", rows.servers.len()));
+        }
+        // Every member got the ready script, and /etc/nodepool is there, for one of them.
+        let log = self.ready_log();
+        let hostnames = rows
+            .nodes
+            .iter()
+            .map(|n| &n.hostname)
+            .chain(rows.subnodes.iter().map(|s| &s.hostname));
+        for hostname in hostnames {
+            if count(&log, hostname) == 0 {
+                return Err(format!("the ready script never ran on {hostname}"));
+            }
+        }
+        let etc = self.sshd.node_root.join("etc/nodepool");
+        for file in ETC_FILES {
+            if !etc.join(file).is_file() {
+                return Err(format!("{} is missing", etc.join(file).display()));
+            }
+        }
+        let uuid = fs::read_to_string(etc.join("uuid")).unwrap_or_default();
+        if !owners.contains_key(uuid.trim()) {
+            return Err(format!("/etc/nodepool/uuid names {uuid:?}, no member"));
+        }
+        // Floating IPs: each on a live server, and that server's member uses it.
+        for fip in &rows.dump.floating_ips {
+            match &fip.instance_id {
+                Some(server) if live.contains(server.as_str()) => {}
+                other => return Err(format!("floating IP {} is on {other:?}", fip.ip)),
+            }
+        }
+        if self.floating {
+            let floating: BTreeSet<&str> = rows
+                .dump
+                .floating_ips
+                .iter()
+                .map(|f| f.ip.as_str())
+                .collect();
+            let ips = rows
+                .nodes
+                .iter()
+                .map(|n| &n.ip)
+                .chain(rows.subnodes.iter().map(|s| &s.ip));
+            for ip in ips {
+                if !ip.as_deref().is_some_and(|ip| floating.contains(ip)) {
+                    return Err(format!("a member's address {ip:?} is no floating IP"));
+                }
+            }
+        }
+        if !rows.leaks.is_empty() {
+            return Err(format!("leak sightings: {:?}", rows.leaks));
+        }
+        Ok(())
+    }
+
+    /// What the crash must have left, proving the run died at the point named.
+    fn crashed_where_expected(
+        &self,
+        point: &str,
+        nth: u32,
+        rows: &Rows,
+        log: &str,
+    ) -> Result<(), String> {
+        let recorded: BTreeSet<&str> = rows
+            .nodes
+            .iter()
+            .filter_map(|n| n.external_id.as_deref())
+            .chain(
+                rows.subnodes
+                    .iter()
+                    .filter_map(|s| s.external_id.as_deref()),
+            )
+            .collect();
+        let unrecorded = rows
+            .servers
+            .iter()
+            .filter(|s| !recorded.contains(s.id.as_str()))
+            .count();
+        // Launch points: the third hit and later are subnode launches.
+        let want_subnode = self.shape == Shape::Subnodes && nth >= 3;
+        let ok = match point {
+            "after-intent" => {
+                // A row with no server, and no server for it.
+                let rowless = if want_subnode {
+                    rows.subnodes.iter().any(|s| s.external_id.is_none())
+                } else {
+                    rows.nodes.iter().any(|n| n.external_id.is_none())
+                };
+                rowless && unrecorded == 0
+            }
+            "after-create" => {
+                let orphan = rows
+                    .servers
+                    .iter()
+                    .find(|s| !recorded.contains(s.id.as_str()));
+                unrecorded == 1
+                    && orphan
+                        .is_some_and(|s| want_subnode == s.meta("nodepool_subnode_id").is_some())
+            }
+            "after-record" => {
+                unrecorded == 0
+                    && !rows.servers.is_empty()
+                    && (!want_subnode || !rows.subnodes.is_empty())
+            }
+            "after-floating-ip" => rows.dump.floating_ips.iter().any(|fip| {
+                let ip = Some(fip.ip.clone());
+                fip.instance_id.is_some()
+                    && rows.nodes.iter().all(|n| n.ip != ip)
+                    && rows.subnodes.iter().all(|s| s.ip != ip)
+            }),
+            "after-keyscan" => rows
+                .nodes
+                .iter()
+                .map(|n| (n.state, &n.launch_phase, &n.host_keys))
+                .chain(
+                    rows.subnodes
+                        .iter()
+                        .map(|s| (s.state, &s.launch_phase, &s.host_keys)),
+                )
+                .any(|(state, phase, keys)| {
+                    state == NodeState::Building
+                        && phase.as_deref() == Some("reachable")
+                        && keys.is_some()
+                }),
+            "mid-ssh" => rows
+                .nodes
+                .iter()
+                .any(|n| n.state == NodeState::Building && count(log, &n.hostname) > 0),
+            "after-delete-call" => rows.nodes.iter().any(|n| {
+                n.state == NodeState::Delete
+                    && n.launch_phase.as_deref() != Some("deleting")
+                    && self.deleting(rows, n.external_id.as_deref())
+            }),
+            "after-leak-delete" => {
+                rows.leaks.len() == 1 && self.deleting(rows, Some(rows.leaks[0].as_str()))
+            }
+            _ => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "state after a crash at {point} is not what it leaves"
+            ))
+        }
+    }
+
+    /// The server is gone or on its way (DELETED).
+    fn deleting(&self, rows: &Rows, id: Option<&str>) -> bool {
+        let Some(id) = id else { return false };
+        rows.dump
+            .servers
+            .iter()
+            .find(|s| s.id == id)
+            .is_none_or(|s| s.status == "DELETED")
+    }
+}
+
+/// One sshd stands for every node of a case, so the bootstraps of different nodes (done in
+/// parallel, as for separate machines) would all write the same `etc/nodepool` under one
+/// node root, racing on its temporary files. The user's key gets a forced command that runs
+/// each session's command under one lock: sessions on this "machine" take turns.
+fn serialize_sessions(sshd: &Sshd) {
+    let dir = sshd.dir.path();
+    let wrapper = dir.join("serial.sh");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec flock {lock} /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
+            lock = dir.join("sessions.lock").display()
+        ),
+    )
+    .expect("session wrapper");
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let keys = dir.join("authorized_keys");
+    let key = fs::read_to_string(&keys).expect("authorized_keys");
+    fs::write(&keys, format!("command=\"{}\" {key}", wrapper.display())).expect("authorized_keys");
+}
+
+struct Rows {
+    nodes: Vec<nodes::Node>,
+    subnodes: Vec<subnodes::Subnode>,
+    /// The cloud's servers that carry this installation's metadata.
+    servers: Vec<Srv>,
+    leaks: Vec<String>,
+    dump: Dump,
+}
+
+struct Srv {
+    id: String,
+    status: String,
+    metadata: BTreeMap<String, String>,
+}
+
+impl Srv {
+    fn meta(&self, key: &str) -> Option<String> {
+        self.metadata.get(key).cloned()
+    }
+}
+
+/// A TCP forwarder from a floating address (127.0.2.x, which sshd does not listen on) to
+/// sshd on 127.0.0.1; it stops listening when dropped.
+struct Proxy {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(ip: [u8; 4], port: u16) -> Option<Proxy> {
+        let addr = SocketAddr::from((ip, port));
+        let listener = TcpListener::bind(addr).ok()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(client) = client {
+                    std::thread::spawn(move || forward(client, port));
+                }
+            }
+        });
+        Some(Proxy { addr, stop })
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accepting thread so it sees the flag and closes the listener.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+/// Copy bytes both ways between a proxied client and sshd until both sides close.
+fn forward(client: TcpStream, port: u16) {
+    let Ok(upstream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let (Ok(client2), Ok(upstream2)) = (client.try_clone(), upstream.try_clone()) else {
+        return;
+    };
+    let pump = |mut from: TcpStream, mut to: TcpStream| {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    };
+    let up = std::thread::spawn(move || pump(client, upstream));
+    pump(upstream2, client2);
+    let _ = up.join();
+}
