@@ -45,7 +45,7 @@ pub fn database(conn: &Connection, now: i64) -> Result<Observed> {
     Ok(Observed {
         now,
         installation: pass::installation(conn)?,
-        nodes: nodes::list(conn)?,
+        nodes: nodes::list_for_planning(conn)?,
         subnodes: subnodes::list(conn)?,
         images: images::list_provider_images(conn)?,
         cooldowns: pass::cooldowns(conn)?,

@@ -89,6 +89,16 @@ pub fn list(conn: &Connection) -> Result<Vec<Node>> {
         .context("reading nodes")
 }
 
+/// Every node, by id, without the host keys (a kilobyte or more per node that planning never
+/// reads): what a reconcile round observes.
+pub fn list_for_planning(conn: &Connection) -> Result<Vec<Node>> {
+    let columns = COLUMNS.replace("host_keys", "NULL");
+    let mut stmt = conn.prepare_cached(&format!("SELECT {columns} FROM node ORDER BY id"))?;
+    let rows = stmt.query_map([], from_row)?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context("reading nodes")
+}
+
 pub fn get(conn: &Connection, id: NodeId) -> Result<Option<Node>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM node WHERE id = ?1"),
