@@ -39,19 +39,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 const FLOATING_PROXIES: u8 = 16;
 /// The server create route, counted by the simulator: one call per server, ever.
 const CREATE_ROUTE: &str = "POST /compute/servers";
-const ETC_FILES: [&str; 11] = [
-    "role",
-    "node",
-    "node_private",
-    "primary_node",
-    "primary_node_private",
-    "sub_nodes",
-    "sub_nodes_private",
-    "id_rsa",
-    "id_rsa.pub",
-    "provider",
-    "uuid",
-];
+use nodepool::node::bootstrap::ETC_FILES;
 
 /// How the pool is shaped.
 #[derive(Clone, Copy, Debug, PartialEq)]

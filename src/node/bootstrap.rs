@@ -89,6 +89,21 @@ impl NodeSet {
     }
 }
 
+/// The files under `/etc/nodepool` on every node, in the order they are written (2015's set).
+pub const ETC_FILES: [&str; 11] = [
+    "role",
+    "node",
+    "node_private",
+    "primary_node",
+    "primary_node_private",
+    "sub_nodes",
+    "sub_nodes_private",
+    "id_rsa",
+    "id_rsa.pub",
+    "provider",
+    "uuid",
+];
+
 /// A file for a node: (name or relative path, contents, mode).
 pub type NodeFile = (String, String, u32);
 /// A file of the script-dir: (relative path, bytes, mode).
@@ -491,22 +506,7 @@ mod tests {
     fn the_primary_gets_the_2015_files() {
         let files = files_for(&set(), 0, &key());
         let names: Vec<&str> = files.iter().map(|(n, _, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "role",
-                "node",
-                "node_private",
-                "primary_node",
-                "primary_node_private",
-                "sub_nodes",
-                "sub_nodes_private",
-                "id_rsa",
-                "id_rsa.pub",
-                "provider",
-                "uuid"
-            ]
-        );
+        assert_eq!(names, ETC_FILES);
         assert_eq!(file(&files, "role"), ("primary\n", 0o644));
         assert_eq!(file(&files, "node"), ("203.0.113.1\n", 0o644));
         assert_eq!(file(&files, "node_private"), ("10.0.0.1\n", 0o644));

@@ -6,9 +6,11 @@
 //! 2. `nodepool alien-list` over 10 providers (10 simulators): API calls read from the
 //!    simulators' counters, and wall time.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+#[path = "common.rs"]
+mod common;
 
 use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::OpenStack;
@@ -30,16 +32,7 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn upload_rss() {
-    let simulator = env!("CARGO_BIN_EXE_nodepool-simulator");
-    let mut child = Command::new(simulator)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start simulator");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let url = line.trim().rsplit(' ').next().expect("url").to_string();
+    let (mut child, url) = common::simulator_process(&[]);
     // The simulator runs in its own process here; only its URL differs from the in-process one.
     let local = Simulator::start(Knobs::default()).expect("simulator");
     let mut settings = local.client_settings("bench");

@@ -13,10 +13,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::OpenStack;
@@ -26,8 +25,10 @@ use nodepool::simulator::{Knobs, Simulator};
 use nodepool::state::nodes::{self, NewNode};
 use nodepool::state::{pass, Db};
 
+#[path = "common.rs"]
+mod common;
+
 const NODEPOOL: &str = env!("CARGO_BIN_EXE_nodepool");
-const SIMULATOR: &str = env!("CARGO_BIN_EXE_nodepool-simulator");
 const GNU_TIME: &str = "/usr/bin/time";
 
 fn main() {
@@ -318,16 +319,7 @@ fn round_over_10k_nodes() {
 }
 
 fn fill_1000() {
-    let mut child = Command::new(SIMULATOR)
-        .args(["--port", "0", "--boot-delay", "0.1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start simulator");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let url = line.trim().rsplit(' ').next().expect("url").to_string();
+    let (mut child, url) = common::simulator_process(&["--port", "0", "--boot-delay", "0.1"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let providers = vec![("fill".to_string(), format!("{url}/identity/v3"))];
     let config = write_config(dir.path(), &providers, 1000, 1000);
@@ -348,5 +340,4 @@ fn fill_1000() {
         run.rss_mib,
         run.stdout.trim()
     );
-    let _ = Duration::ZERO;
 }
