@@ -217,15 +217,18 @@ impl<C: Cloud> Runner<'_, C> {
     /// layer's `rate`.
     fn provider_worker(&self, provider: &ProviderName, actions: &[&Action], now: i64) -> Tally {
         let mut tally = Tally::default();
-        let (db, cloud) = match (self.open(), self.clouds.get(provider)) {
-            (Ok(db), Some(cloud)) => (db, cloud),
-            (Err(error), _) => {
+        let (db, cloud, settings) = match (
+            self.open(),
+            self.clouds.get(provider),
+            self.config.providers.get(provider),
+        ) {
+            (Ok(db), Some(cloud), Some(settings)) => (db, cloud, settings),
+            (Err(error), _, _) => {
                 tally.errors.push(format!("{provider}: {error:#}"));
                 return tally;
             }
-            (_, None) => return tally,
+            _ => return tally,
         };
-        let settings = &self.config.providers[provider];
         for action in actions {
             if Instant::now() >= self.deadline {
                 tally.deferred += 1;
@@ -847,12 +850,7 @@ impl<C: Cloud> Runner<'_, C> {
                 server_id: server_id.cloned().unwrap_or_default(),
                 public_ip: ip.clone(),
                 private_ip: ip_private.cloned().unwrap_or_default(),
-                endpoint: ssh::Endpoint {
-                    host: ip.clone(),
-                    port: image.connection_port,
-                    user: image.username.clone(),
-                    private_key: image.private_key.clone(),
-                },
+                endpoint: endpoint(image, ip),
                 known_hosts: keys.cloned().unwrap_or_default(),
             })
         };
@@ -910,6 +908,16 @@ fn mark_ready(conn: &rusqlite::Connection, action: &Action, now: i64) -> Result<
     }
     tx.commit()?;
     Ok(true)
+}
+
+/// How nodepool logs into a node booted from `image` at `host`.
+pub fn endpoint(image: &crate::config::ProviderImage, host: &str) -> ssh::Endpoint {
+    ssh::Endpoint {
+        host: host.to_string(),
+        port: image.connection_port,
+        user: image.username.clone(),
+        private_key: image.private_key.clone(),
+    }
 }
 
 /// The addresses recorded for a node and its subnodes.

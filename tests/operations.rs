@@ -342,6 +342,14 @@ fn cleanup_never_launches_into_an_empty_pool() {
         "cleanup made a mutating call: {:?}",
         calls.by_route
     );
+    // One connection serves the round and the keypair sweep.
+    let tokens: u64 = calls
+        .by_route
+        .iter()
+        .filter(|(route, _)| route.contains("auth/tokens"))
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(tokens, 1, "{:?}", calls.by_route);
 }
 
 #[test]

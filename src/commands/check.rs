@@ -103,10 +103,5 @@ fn endpoint(ctx: &Context, node: &Node) -> Option<ssh::Endpoint> {
     let label = ctx.config.labels.get(&node.label)?;
     let image = provider.images.get(&label.image)?;
     node.host_keys.as_ref()?;
-    Some(ssh::Endpoint {
-        host: node.ip.clone()?,
-        port: image.connection_port,
-        user: image.username.clone(),
-        private_key: image.private_key.clone(),
-    })
+    Some(crate::execute::endpoint(image, node.ip.as_deref()?))
 }

@@ -9,24 +9,30 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::reconcile::{rounds, select_providers, take_lock};
-use super::{for_each_provider, Context};
+use super::reconcile::{connect, rounds, select_providers, take_lock};
+use super::Context;
 use crate::cli::LockArgs;
-use crate::cloud::Cloud;
+use crate::cloud::openstack::OpenStack;
+use crate::cloud::{Cloud, CloudError};
 use crate::execute::managed_keypair_name;
+use crate::model::ProviderName;
 use crate::plan::Mode;
 use crate::state::pass;
 
 pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
     let _lock = take_lock(ctx, "cleanup", args)?;
     let providers = select_providers(ctx, None)?;
-    let mut summary = rounds(ctx, &providers, Mode::Cleanup, Duration::ZERO)?;
+    let connected = connect(ctx, &providers)?;
+    let mut summary = rounds(ctx, &connected, Mode::Cleanup, Duration::ZERO)?;
     let installation = pass::installation(ctx.open_db()?.conn())?;
     let prefix = managed_keypair_name(&installation, &"".into());
     let mut deleted = 0;
     let mut floating_ips = 0;
-    for_each_provider(ctx, None, |name, cloud| {
-        let provider = &ctx.config.providers[name];
+    // The run's connections again: no second token per provider.
+    let mut sweep = |name: &ProviderName, cloud: &OpenStack| -> Result<(), CloudError> {
+        let Some(provider) = ctx.config.providers.get(name) else {
+            return Ok(());
+        };
         for keypair in cloud.list_keypairs()? {
             let Some(image) = keypair.name.strip_prefix(&prefix) else {
                 continue; // not one of ours
@@ -48,7 +54,13 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
             }
         }
         Ok(())
-    })?;
+    };
+    for (name, cloud) in &connected.clouds {
+        if let Err(error) = sweep(name, cloud) {
+            log::warn!("{name}: {error}");
+            summary.errors += 1;
+        }
+    }
     summary.keypairs_deleted = Some(deleted);
     summary.floating_ips_deleted = Some(floating_ips);
     summary.api_calls = ctx.calls.total();

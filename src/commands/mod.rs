@@ -156,20 +156,7 @@ fn for_each_provider(
         &OpenStack,
     ) -> Result<(), crate::cloud::CloudError>,
 ) -> Result<()> {
-    let providers: Vec<&crate::config::Provider> = match only {
-        None => ctx.config.providers.values().collect(),
-        Some(name) => match ctx.config.providers.get(name) {
-            Some(provider) => vec![provider],
-            None => {
-                let known: Vec<&str> = ctx.config.providers.keys().map(|p| p.as_str()).collect();
-                anyhow::bail!(
-                    "no provider named `{name}` in {}; providers: {}",
-                    ctx.config.path.display(),
-                    known.join(", ")
-                );
-            }
-        },
-    };
+    let providers = reconcile::select_providers(ctx, only)?;
     let mut failed = 0;
     for (provider, cloud) in crate::cloud::connect_all(providers.iter().copied(), &ctx.calls) {
         let outcome = cloud.and_then(|cloud| work(&provider.name, &cloud));

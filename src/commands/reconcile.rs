@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: &ReconcileArgs) -> Result<()> {
     let _lock = take_lock(ctx, "reconcile", &args.lock)?;
     let summary = rounds(
         ctx,
-        &providers,
+        &connect(ctx, &providers)?,
         Mode::Reconcile,
         Duration::from_secs(args.duration),
     )?;
@@ -127,40 +127,46 @@ impl Summary {
     }
 }
 
-/// Connect to the providers (in parallel, one token each). The unreachable ones are kept
-/// as such, so plans say why nothing happens there.
-fn connect(
-    ctx: &Context,
-    providers: &[&Provider],
-) -> (
-    BTreeMap<ProviderName, OpenStack>,
-    BTreeMap<ProviderName, String>,
-) {
-    let mut clouds = BTreeMap::new();
-    let mut unreachable = BTreeMap::new();
+/// The providers of a run, connected once (one token each) and used by every round.
+pub(super) struct Connected {
+    pub clouds: BTreeMap<ProviderName, OpenStack>,
+    /// The ones that could not be reached, kept so plans say why nothing happens there.
+    pub unreachable: BTreeMap<ProviderName, String>,
+}
+
+/// Connect to the providers in parallel; an error when none can be reached.
+pub(super) fn connect(ctx: &Context, providers: &[&Provider]) -> Result<Connected> {
+    let mut connected = Connected {
+        clouds: BTreeMap::new(),
+        unreachable: BTreeMap::new(),
+    };
     for (provider, cloud) in crate::cloud::connect_all(providers.iter().copied(), &ctx.calls) {
         match cloud {
             Ok(cloud) => {
-                clouds.insert(provider.name.clone(), cloud);
+                connected.clouds.insert(provider.name.clone(), cloud);
             }
             Err(error) => {
                 log::warn!("{}: {error}", provider.name);
-                unreachable.insert(provider.name.clone(), error.to_string());
+                connected
+                    .unreachable
+                    .insert(provider.name.clone(), error.to_string());
             }
         }
     }
-    (clouds, unreachable)
+    if connected.clouds.is_empty() && !providers.is_empty() {
+        bail!(
+            "no provider could be reached ({} failed)",
+            connected.unreachable.len()
+        );
+    }
+    Ok(connected)
 }
 
 /// Observe the database and the clouds for one round.
-fn observe_round(
-    db: &Db,
-    clouds: &BTreeMap<ProviderName, OpenStack>,
-    unreachable: &BTreeMap<ProviderName, String>,
-) -> Result<observe::Observed> {
+fn observe_round(db: &Db, connected: &Connected) -> Result<observe::Observed> {
     let mut observed = observe::database(db.conn(), crate::clock::now())?;
-    observed.clouds = observe::clouds(clouds);
-    for (name, error) in unreachable {
+    observed.clouds = observe::clouds(&connected.clouds);
+    for (name, error) in &connected.unreachable {
         observed.clouds.insert(
             name.clone(),
             CloudView::Unreachable {
@@ -179,19 +185,12 @@ fn observe_round(
 /// Rounds of observe → plan → execute until nothing is in flight or `duration` is spent.
 pub(super) fn rounds(
     ctx: &Context,
-    providers: &[&Provider],
+    connected: &Connected,
     mode: Mode,
     duration: Duration,
 ) -> Result<Summary> {
     let started = Instant::now();
     let db = ctx.open_db()?;
-    let (clouds, unreachable) = connect(ctx, providers);
-    if clouds.is_empty() && !providers.is_empty() {
-        bail!(
-            "no provider could be reached ({} failed)",
-            unreachable.len()
-        );
-    }
     let command = match mode {
         Mode::Reconcile => "reconcile",
         Mode::Cleanup => "cleanup",
@@ -202,7 +201,7 @@ pub(super) fn rounds(
     let runner = Runner {
         config: &ctx.config,
         db_path: db.path(),
-        clouds: &clouds,
+        clouds: &connected.clouds,
         installation: &installation,
         deadline: started + duration.max(MIN_ROUND_BUDGET),
         cache: &cache,
@@ -212,7 +211,7 @@ pub(super) fn rounds(
     let mut poll = POLL_MIN;
     loop {
         rounds += 1;
-        let observed = observe_round(&db, &clouds, &unreachable)?;
+        let observed = observe_round(&db, connected)?;
         let plan = plan::plan(&ctx.config, &observed, mode);
         log_plan(&plan, rounds);
         let done = runner.execute(&db, &plan, observed.now);
@@ -279,8 +278,7 @@ const DRY_RUN_HEADERS: [&str; 5] = ["Provider", "Label", "Node", "Action", "Reas
 /// Observe and plan one round; print the plan; write nothing anywhere.
 fn dry_run(ctx: &Context, providers: &[&Provider]) -> Result<()> {
     let db = Db::open_read_only(&ctx.config.database)?;
-    let (clouds, unreachable) = connect(ctx, providers);
-    let observed = observe_round(&db, &clouds, &unreachable)?;
+    let observed = observe_round(&db, &connect(ctx, providers)?)?;
     let plan = plan::plan(&ctx.config, &observed, Mode::Reconcile);
     match ctx.format {
         Format::Json => output::json(&DryRun {

@@ -630,7 +630,12 @@ mod tests {
     /// Run `script` with the local `sh` as ssh would run it on a node (`sh -s`, script on
     /// stdin), with NODEPOOL_NODE_ROOT set to `root`.
     fn run_locally(script: &str, root: &Path) -> std::process::Output {
-        let mut child = Command::new("sh")
+        run_locally_with(Command::new("sh"), script, root)
+    }
+
+    /// `shell` (a `sh`, possibly behind a privilege drop) runs `script` from stdin.
+    fn run_locally_with(mut shell: Command, script: &str, root: &Path) -> std::process::Output {
+        let mut child = shell
             .arg("-s")
             .env("NODEPOOL_NODE_ROOT", root)
             .stdin(Stdio::piped())
@@ -774,16 +779,23 @@ mod tests {
 
     #[test]
     fn a_read_only_etc_nodepool_is_a_clear_failure() {
-        if running_as_root() {
-            // root writes anywhere; the check cannot be seen.
-            return;
-        }
         let root = tempfile::tempdir().unwrap();
+        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let etc = root.path().join("etc/nodepool");
         fs::create_dir_all(&etc).unwrap();
+        fs::set_permissions(root.path().join("etc"), fs::Permissions::from_mode(0o755)).unwrap();
         fs::set_permissions(&etc, fs::Permissions::from_mode(0o555)).unwrap();
+        // root may write anywhere: as root, the script runs as nobody, as a node's login
+        // user would.
+        let shell = if running_as_root() {
+            let mut drop = Command::new("setpriv");
+            drop.args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh"]);
+            drop
+        } else {
+            Command::new("sh")
+        };
         let files = files_for(&set(), 0, &key());
-        let output = run_locally(&script(&files, &[], None, "h", &[]), root.path());
+        let output = run_locally_with(shell, &script(&files, &[], None, "h", &[]), root.path());
         assert!(!output.status.success());
         assert!(String::from_utf8_lossy(&output.stderr).contains("is not writable by"));
     }

@@ -277,12 +277,11 @@ fn allocate_launches(
                 .unwrap_or(0)
         };
         let total: u32 = request.providers.iter().map(granted_here).sum();
+        // The walk gave every label an entry for every target.
+        let no_nodes = BTreeMap::new();
         let targets = allocate::spread_targets(
             total,
-            walked
-                .per_target
-                .get(&request.label)
-                .unwrap_or(&config.targets.keys().map(|t| (t.clone(), 0)).collect()),
+            walked.per_target.get(&request.label).unwrap_or(&no_nodes),
         );
         let mut targets = targets.into_iter();
         let have = walked.counted.get(&label.name).copied().unwrap_or(0);
@@ -299,7 +298,9 @@ fn allocate_launches(
                 room.launches = room.launches.saturating_sub(count);
             }
             let mut zones = walked.zones.get(provider).cloned().unwrap_or_default();
-            let provider_config = &config.providers[provider];
+            let Some(provider_config) = config.providers.get(provider) else {
+                continue;
+            };
             for _ in 0..count {
                 let Some(target) = targets.next() else { break };
                 let az = allocate::choose_az(&provider_config.availability_zones, &zones);

@@ -167,7 +167,10 @@ fn one(
         }
         return true;
     }
-    let Some(index) = servers.get(&node.provider) else {
+    let (Some(index), Some(provider)) = (
+        servers.get(&node.provider),
+        config.providers.get(&node.provider),
+    ) else {
         if let (Some(why), None) = (&unconfigured, config.providers.get(&node.provider)) {
             plan.notes.push(format!(
                 "node {}: {why}, so nodepool cannot delete its servers; delete them by hand \
@@ -178,7 +181,6 @@ fn one(
         // Not observed this round (unreachable, or another `--provider`): no decision.
         return true;
     };
-    let provider = &config.providers[&node.provider];
     let action = |kind: Kind, reason: String| Action {
         provider: node.provider.clone(),
         label: Some(node.label.clone()),

@@ -143,6 +143,22 @@ impl Db {
     }
 }
 
+/// Run `work` inside a savepoint: all of it is kept, or none. A savepoint, not a transaction,
+/// so callers may batch several such writes in a transaction of their own.
+pub(crate) fn in_savepoint<T>(conn: &Connection, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT nodepool_write")?;
+    match work() {
+        Ok(done) => {
+            conn.execute_batch("RELEASE nodepool_write")?;
+            Ok(done)
+        }
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK TO nodepool_write; RELEASE nodepool_write");
+            Err(error)
+        }
+    }
+}
+
 /// Create the directory (0700) and the file (0600) before SQLite does, so neither is ever
 /// world-readable: the database holds hostnames, addresses and host keys.
 fn create_private(path: &Path) -> Result<()> {

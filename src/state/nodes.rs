@@ -83,16 +83,16 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
 
 /// Every node, by id.
 pub fn list(conn: &Connection) -> Result<Vec<Node>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM node ORDER BY id"))?;
-    let rows = stmt.query_map([], from_row)?;
-    rows.collect::<rusqlite::Result<_>>()
-        .context("reading nodes")
+    select_all(conn, COLUMNS)
 }
 
 /// Every node, by id, without the host keys (a kilobyte or more per node that planning never
 /// reads): what a reconcile round observes.
 pub fn list_for_planning(conn: &Connection) -> Result<Vec<Node>> {
-    let columns = COLUMNS.replace("host_keys", "NULL");
+    select_all(conn, &COLUMNS.replace("host_keys", "NULL"))
+}
+
+fn select_all(conn: &Connection, columns: &str) -> Result<Vec<Node>> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {columns} FROM node ORDER BY id"))?;
     let rows = stmt.query_map([], from_row)?;
     rows.collect::<rusqlite::Result<_>>()
@@ -117,9 +117,7 @@ pub fn insert(
     now: i64,
     hostname: impl FnOnce(NodeId) -> String,
 ) -> Result<(NodeId, String)> {
-    // A savepoint, not a transaction, so callers may batch inserts in their own.
-    conn.execute_batch("SAVEPOINT node_insert")?;
-    let inserted = (|| -> Result<(NodeId, String)> {
+    super::in_savepoint(conn, || {
         conn.execute(
             "INSERT INTO node (provider_name, label_name, target_name, hostname, state, \
              state_time, az, launch_phase, launch_time, phase_time, image_external_id) \
@@ -142,17 +140,8 @@ pub fn insert(
             params![hostname, id],
         )?;
         Ok((id, hostname))
-    })();
-    match inserted {
-        Ok(done) => {
-            conn.execute_batch("RELEASE node_insert")?;
-            Ok(done)
-        }
-        Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK TO node_insert; RELEASE node_insert");
-            Err(error.context("inserting node"))
-        }
-    }
+    })
+    .context("inserting node")
 }
 
 /// What a launch step learned about a node; None leaves a column as it is.

@@ -61,8 +61,7 @@ pub fn insert(
     now: i64,
     hostname: impl FnOnce(i64) -> String,
 ) -> Result<Option<(i64, String)>> {
-    conn.execute_batch("SAVEPOINT subnode_insert")?;
-    let inserted = (|| -> Result<Option<(i64, String)>> {
+    super::in_savepoint(conn, || {
         let changed = conn.execute(
             "INSERT INTO subnode (node_id, hostname, state, state_time, launch_phase, phase_time) \
              SELECT id, '', 'building', ?2, 'requested', ?2 FROM node \
@@ -79,17 +78,8 @@ pub fn insert(
             params![hostname, id],
         )?;
         Ok(Some((id, hostname)))
-    })();
-    match inserted {
-        Ok(done) => {
-            conn.execute_batch("RELEASE subnode_insert")?;
-            Ok(done)
-        }
-        Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK TO subnode_insert; RELEASE subnode_insert");
-            Err(error.context(format!("inserting a subnode of node {node_id}")))
-        }
-    }
+    })
+    .with_context(|| format!("inserting a subnode of node {node_id}"))
 }
 
 /// Record launch progress on a subnode still in `state`.

@@ -1,4 +1,5 @@
-//! Benchmarks of the reconciler: run with `cargo bench --bench reconcile`. Prints figures,
+//! Benchmarks of the reconciler: run with `cargo bench --bench reconcile` (BENCH_ONLY=steady,
+//! round or fill runs one part). Prints figures,
 //! asserts only what would make them meaningless. CPU time and peak RSS of a `nodepool`
 //! process are read with GNU time (`apt-get install time` if /usr/bin/time is missing).
 //!
@@ -67,10 +68,6 @@ fn measure(config: &Path, args: &[&str]) -> Measured {
         .arg(config)
         .args(args)
         .env_remove("RUST_LOG")
-        .envs(std::env::var("BENCH_CHILD_ENV").ok().and_then(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        }))
         .output()
         .expect("run nodepool");
     let wall = started.elapsed().as_secs_f64();
