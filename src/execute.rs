@@ -701,10 +701,7 @@ impl<C: Cloud> Runner<'_, C> {
         tally: &mut Tally,
     ) -> Result<()> {
         match cloud.get_server(server_id)? {
-            Some(server)
-                if server.metadata.get(meta::INSTALLATION).map(String::as_str)
-                    == Some(self.installation) =>
-            {
+            Some(server) if server.metadata.get(meta::INSTALLATION) == Some(self.installation) => {
                 cloud.delete_server(server_id)?;
                 failpoint::hit("after-leak-delete");
                 log::info!(

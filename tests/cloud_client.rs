@@ -60,7 +60,7 @@ fn servers_are_created_listed_fetched_and_deleted() {
     assert_eq!(
         (
             server.name.as_str(),
-            server.metadata["nodepool_node_id"].as_str()
+            server.metadata.get("nodepool_node_id").unwrap_or_default()
         ),
         ("small-sim-1", "1")
     );

@@ -17,13 +17,72 @@ pub struct Server {
     pub name: String,
     pub status: ServerStatus,
     /// The server's `metadata`; nodepool's own keys start with `nodepool_`.
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: Metadata,
     pub public_v4: Option<String>,
     pub public_v6: Option<String>,
     pub private_v4: Option<String>,
-    pub az: Option<String>,
-    pub image_id: Option<String>,
-    pub created: Option<String>,
+}
+
+/// A server's metadata: a handful of pairs, sorted by key in a vector. A round lists every
+/// server of every provider, and a map node per server would weigh more than the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata(Vec<(String, String)>);
+
+impl Metadata {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.position(key).ok().map(|i| self.0[i].1.as_str())
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_ok()
+    }
+
+    /// Sets `key`, replacing an earlier value as a map would.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        match self.position(&key) {
+            Ok(i) => self.0[i].1 = value.into(),
+            Err(i) => self.0.insert(i, (key, value.into())),
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let i = self.position(key).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Gives back the vector's slack once the listing is parsed.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        let mut metadata = Metadata::default();
+        for (key, value) in pairs {
+            metadata.insert(key, value);
+        }
+        metadata
+    }
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

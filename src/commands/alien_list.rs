@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
                 provider: name.to_string(),
                 nodepool_metadata: server.metadata.contains_key("nodepool_provider_name")
                     || server.metadata.contains_key("nodepool_node_id"),
-                node_id: server.metadata.get("nodepool_node_id").cloned(),
+                node_id: server.metadata.get("nodepool_node_id").map(str::to_string),
                 ip: server.public_v4.or(server.public_v6).or(server.private_v4),
                 hostname: server.name,
                 server_id: server.id,

@@ -29,9 +29,9 @@ pub(super) fn plan(
         ids.sort();
         for id in ids {
             let server = index.by_id[*id];
-            let ours = server.metadata.get(meta::INSTALLATION) == Some(&observed.installation)
-                && server.metadata.get(meta::PROVIDER).map(String::as_str)
-                    == Some(provider.as_str());
+            let ours = server.metadata.get(meta::INSTALLATION)
+                == Some(observed.installation.as_str())
+                && server.metadata.get(meta::PROVIDER) == Some(provider.as_str());
             if !ours || known.contains(&server.id) {
                 continue;
             }

@@ -85,7 +85,7 @@ impl<'a> Servers<'a> {
         };
         for server in servers {
             index.by_id.insert(&server.id, server);
-            if server.metadata.get(meta::INSTALLATION).map(String::as_str) != Some(installation) {
+            if server.metadata.get(meta::INSTALLATION) != Some(installation) {
                 continue;
             }
             let id = |key| server.metadata.get(key).and_then(|v| v.parse::<i64>().ok());

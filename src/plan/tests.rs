@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::{plan, Action, Kind, Mode, Plan, DELETE_RETRY_S, LEAK_GRACE_S, STALE_AFTER_S};
-use crate::cloud::{Image, Server, ServerStatus};
+use crate::cloud::{Image, Metadata, Server, ServerStatus};
 use crate::config::{Config, ImageSource, Provider};
 use crate::model::{ImageState, NodeId, NodeState};
 use crate::observe::{CloudView, Observed};
@@ -284,7 +284,7 @@ fn server(id: &str, node: NodeId) -> Server {
 }
 
 fn server_on(provider: &str, id: &str, node: NodeId) -> Server {
-    let metadata: BTreeMap<String, String> = [
+    let metadata: Metadata = [
         (super::meta::INSTALLATION, INSTALLATION.to_string()),
         (super::meta::PROVIDER, provider.to_string()),
         (super::meta::NODE_ID, node.to_string()),
@@ -292,7 +292,6 @@ fn server_on(provider: &str, id: &str, node: NodeId) -> Server {
         (super::meta::IMAGE, "trusty".to_string()),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
     .collect();
     Server {
         id: id.into(),
@@ -302,9 +301,6 @@ fn server_on(provider: &str, id: &str, node: NodeId) -> Server {
         public_v4: Some(format!("198.51.100.{node}")),
         public_v6: None,
         private_v4: Some(format!("10.1.0.{node}")),
-        az: None,
-        image_id: Some(IMAGE_ID.into()),
-        created: None,
     }
 }
 
@@ -312,7 +308,7 @@ fn subnode_server_on(provider: &str, id: &str, node: NodeId, subnode: i64) -> Se
     let mut server = server_on(provider, id, node);
     server
         .metadata
-        .insert(super::meta::SUBNODE_ID.into(), subnode.to_string());
+        .insert(super::meta::SUBNODE_ID, subnode.to_string());
     server
 }
 
@@ -1007,7 +1003,7 @@ fn building_nodes_take_one_step_per_round() {
                 let mut alien = server("srv-alien", 1);
                 alien
                     .metadata
-                    .insert(super::meta::INSTALLATION.into(), "install-b".into());
+                    .insert(super::meta::INSTALLATION, "install-b");
                 alien
             }],
             expect: vec![Kind::Forget { subnode: None }],
@@ -1510,7 +1506,7 @@ fn servers_that_are_not_ours_or_belong_to_a_row_are_no_leak() {
     let mut other_installation = server("srv-other", 43);
     other_installation
         .metadata
-        .insert(super::meta::INSTALLATION.into(), "install-b".into());
+        .insert(super::meta::INSTALLATION, "install-b");
     // Ours, but made for the other provider: that provider's business.
     let other_provider = server_on("p2", "srv-p2", 44);
     world

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 
 use super::http::Body;
 use super::{absolute, OpenStack, MAX_PAGES};
-use crate::cloud::{CloudResult, CreateServer, Flavor, Keypair, Limits, Server, ServerStatus};
+use crate::cloud::{
+    CloudResult, CreateServer, Flavor, Keypair, Limits, Metadata, Server, ServerStatus,
+};
 
 pub(super) fn list_servers(os: &OpenStack) -> CloudResult<Vec<Server>> {
     let route = "GET compute /servers/detail";
@@ -261,22 +263,20 @@ struct WireLink {
     href: String,
 }
 
-/// A server as Nova sends it: only the fields nodepool reads; the rest is skipped unparsed.
+/// A server as Nova sends it, read straight into what nodepool keeps: a listing of thousands
+/// of servers is parsed in one pass, and every field nodepool does not read is skipped
+/// unparsed.
 #[derive(Deserialize)]
 struct WireServer {
     #[serde(default, deserialize_with = "text_or_number")]
     id: Option<String>,
     name: Option<String>,
-    status: Option<String>,
-    #[serde(default, deserialize_with = "scalar_map")]
-    metadata: BTreeMap<String, String>,
-    addresses: Option<BTreeMap<String, Vec<WireAddress>>>,
-    #[serde(rename = "OS-EXT-AZ:availability_zone")]
-    az: Option<String>,
-    /// `{"id": …}`, or `""` for a server booted from a volume.
-    #[serde(default, deserialize_with = "image_ref")]
-    image: Option<String>,
-    created: Option<String>,
+    #[serde(default, deserialize_with = "status")]
+    status: Option<ServerStatus>,
+    #[serde(default, deserialize_with = "metadata")]
+    metadata: Metadata,
+    #[serde(default)]
+    addresses: Addresses,
     #[serde(rename = "accessIPv4")]
     access_v4: Option<String>,
     #[serde(rename = "accessIPv6")]
@@ -307,17 +307,56 @@ fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
     d.deserialize_any(Id)
 }
 
+/// Reads a string (or null) through a function without keeping the text.
+struct ReadStr<F>(F);
+
+impl<'de, T, F: FnOnce(&str) -> T> serde::de::DeserializeSeed<'de> for ReadStr<F> {
+    type Value = Option<T>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<T, F: FnOnce(&str) -> T> serde::de::Visitor<'_> for ReadStr<F> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Option<T>, E> {
+        Ok(Some((self.0)(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+}
+
+fn status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ServerStatus>, D::Error> {
+    serde::de::DeserializeSeed::deserialize(ReadStr(ServerStatus::parse), d)
+}
+
 /// Server metadata: values are strings in Nova, but old clouds sent numbers; anything else
 /// is kept as its JSON text.
-fn scalar_map<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
-    let map: Option<BTreeMap<String, Scalar>> = Deserialize::deserialize(d)?;
-    Ok(map
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(key, Scalar(value))| (key, value))
-        .collect())
+fn metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Metadata, D::Error> {
+    struct Pairs;
+    impl<'de> serde::de::Visitor<'de> for Pairs {
+        type Value = Metadata;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a metadata object")
+        }
+        fn visit_unit<E>(self) -> Result<Metadata, E> {
+            Ok(Metadata::default())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
+            let mut metadata = Metadata::default();
+            while let Some(key) = map.next_key::<String>()? {
+                let Scalar(value) = map.next_value()?;
+                metadata.insert(key, value);
+            }
+            metadata.shrink_to_fit();
+            Ok(metadata)
+        }
+    }
+    d.deserialize_any(Pairs)
 }
 
 struct Scalar(String);
@@ -364,92 +403,127 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// The id of a server's `image`: `{"id": …, "links": …}`, or a string (`""` when the server
-/// boots from a volume) — read without building a tree.
-fn image_ref<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct Image;
-    impl<'de> serde::de::Visitor<'de> for Image {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an image reference")
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut id = None;
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if key == "id" {
-                    id = map.next_value::<Option<String>>()?;
-                } else {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
-            }
-            Ok(id)
-        }
+/// The addresses nodepool uses, picked while `addresses` (`{network: [{addr,
+/// OS-EXT-IPS:type}, …]}`) is read: the first private IPv4 (RFC 1918 and not floating), the
+/// first other IPv4 and the first IPv6.
+#[derive(Default)]
+struct Addresses {
+    public_v4: Option<String>,
+    public_v6: Option<String>,
+    private_v4: Option<String>,
+}
+
+impl Addresses {
+    fn add(&mut self, ip: IpAddr, floating: bool) {
+        let slot = match ip {
+            IpAddr::V4(v4) if !floating && is_private(v4) => &mut self.private_v4,
+            IpAddr::V4(_) => &mut self.public_v4,
+            IpAddr::V6(_) => &mut self.public_v6,
+        };
+        slot.get_or_insert_with(|| ip.to_string());
     }
-    d.deserialize_any(Image)
+}
+
+impl<'de> Deserialize<'de> for Addresses {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Addresses, D::Error> {
+        /// Every network's list, folded into one `Addresses`.
+        struct Networks;
+        impl<'de> serde::de::Visitor<'de> for Networks {
+            type Value = Addresses;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an addresses object")
+            }
+            fn visit_unit<E>(self) -> Result<Addresses, E> {
+                Ok(Addresses::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Addresses, A::Error> {
+                let mut found = Addresses::default();
+                while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    map.next_value_seed(Network(&mut found))?;
+                }
+                Ok(found)
+            }
+        }
+        d.deserialize_any(Networks)
+    }
+}
+
+/// One network's list of addresses, added to the `Addresses` being built.
+struct Network<'a>(&'a mut Addresses);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Network<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Network<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of addresses")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(entry) = seq.next_element::<WireAddress>()? {
+            if let Some(ip) = entry.addr {
+                self.0.add(ip, entry.floating);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Deserialize)]
 struct WireAddress {
-    addr: Option<String>,
-    #[serde(rename = "OS-EXT-IPS:type")]
-    kind: Option<String>,
+    /// Unparseable addresses are skipped, not fatal.
+    #[serde(default, deserialize_with = "ip_address")]
+    addr: Option<IpAddr>,
+    #[serde(default, rename = "OS-EXT-IPS:type", deserialize_with = "is_floating")]
+    floating: bool,
+}
+
+fn ip_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    let ip = serde::de::DeserializeSeed::deserialize(ReadStr(|s: &str| s.parse().ok()), d)?;
+    Ok(ip.flatten())
+}
+
+fn is_floating<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let floating = serde::de::DeserializeSeed::deserialize(ReadStr(|s: &str| s == "floating"), d)?;
+    Ok(floating == Some(true))
 }
 
 impl WireServer {
     /// None when the server has no id (nothing could be done with it).
     fn into_server(self) -> Option<Server> {
-        let mut server = Server {
-            id: self.id?,
-            name: self.name.unwrap_or_default(),
-            status: ServerStatus::parse(self.status.as_deref().unwrap_or_default()),
-            metadata: self.metadata,
-            public_v4: None,
-            public_v6: None,
-            private_v4: None,
-            az: self.az.filter(|s| !s.is_empty()),
-            image_id: self.image,
-            created: self.created,
-        };
-        for entry in self
-            .addresses
-            .into_iter()
-            .flat_map(|a| a.into_values())
-            .flatten()
-        {
-            let Some(ip) = entry.addr.and_then(|a| a.parse::<IpAddr>().ok()) else {
-                continue;
-            };
-            let floating = entry.kind.as_deref() == Some("floating");
-            match ip {
-                IpAddr::V4(v4) if !floating && is_private(v4) => {
-                    server.private_v4.get_or_insert_with(|| v4.to_string());
-                }
-                IpAddr::V4(v4) => {
-                    server.public_v4.get_or_insert_with(|| v4.to_string());
-                }
-                IpAddr::V6(v6) => {
-                    server.public_v6.get_or_insert_with(|| v6.to_string());
-                }
-            }
-        }
+        let Addresses {
+            mut public_v4,
+            mut public_v6,
+            private_v4,
+        } = self.addresses;
+        // accessIPv4/6 name the public address when the addresses list does not.
         for (access, slot) in [
-            (self.access_v4, &mut server.public_v4),
-            (self.access_v6, &mut server.public_v6),
+            (self.access_v4, &mut public_v4),
+            (self.access_v6, &mut public_v6),
         ] {
             if let Some(ip) = access.filter(|s| !s.is_empty()) {
                 slot.get_or_insert(ip);
             }
         }
-        Some(server)
+        Some(Server {
+            id: self.id?,
+            name: self.name.unwrap_or_default(),
+            status: self.status.unwrap_or(ServerStatus::Other),
+            metadata: self.metadata,
+            public_v4,
+            public_v6,
+            private_v4,
+        })
     }
 }
 
@@ -464,8 +538,9 @@ fn is_private(ip: std::net::Ipv4Addr) -> bool {
 mod tests {
     use super::*;
 
+    /// Through text, as a reply is parsed.
     fn parse_server(value: &Value) -> Option<Server> {
-        serde_json::from_value::<WireServer>(value.clone())
+        serde_json::from_str::<WireServer>(&value.to_string())
             .ok()?
             .into_server()
     }
@@ -474,14 +549,14 @@ mod tests {
     fn servers_parse_addresses_metadata_and_status() {
         let value = json!({
             "id": "s1", "name": "small-p1-1", "status": "ACTIVE",
-            "metadata": {"nodepool_node_id": "7", "groups": 3},
+            "metadata": {"nodepool_node_id": "7", "groups": 3, "b": "2", "a": "1"},
             "addresses": {"private": [
                 {"addr": "10.0.0.5", "version": 4, "OS-EXT-IPS:type": "fixed"},
                 {"addr": "198.51.100.7", "version": 4, "OS-EXT-IPS:type": "floating"},
                 {"addr": "2001:db8::5", "version": 6}
             ]},
             "OS-EXT-AZ:availability_zone": "az1",
-            "image": {"id": "img"},
+            "image": {"id": "img", "links": [{"rel": "bookmark", "href": "http://x"}]},
             "created": "2026-11-21T10:00:00Z"
         });
         let server = parse_server(&value).unwrap();
@@ -489,12 +564,48 @@ mod tests {
         assert_eq!(server.private_v4.as_deref(), Some("10.0.0.5"));
         assert_eq!(server.public_v4.as_deref(), Some("198.51.100.7"));
         assert_eq!(server.public_v6.as_deref(), Some("2001:db8::5"));
-        assert_eq!(server.metadata["nodepool_node_id"], "7");
-        assert_eq!(server.metadata["groups"], "3");
+        assert_eq!(server.metadata.get("nodepool_node_id"), Some("7"));
+        assert_eq!(server.metadata.get("groups"), Some("3"));
+        let keys: Vec<&str> = server.metadata.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "b", "groups", "nodepool_node_id"]);
+    }
+
+    #[test]
+    fn the_first_address_of_each_kind_wins_across_networks() {
+        // As text: the order of the networks is the reply's, which `json!` would sort.
+        let text = r#"{
+            "id": "s1",
+            "addresses": {
+                "internal": [{"addr": "10.0.0.5"}, {"addr": "10.0.0.6"}],
+                "public": [{"addr": "203.0.113.9", "OS-EXT-IPS:type": "fixed"}],
+                "other": [{"addr": "203.0.113.10"}]
+            },
+            "accessIPv4": "192.0.2.1",
+            "accessIPv6": "2001:db8::1"
+        }"#;
+        let server = serde_json::from_str::<WireServer>(text)
+            .unwrap()
+            .into_server()
+            .unwrap();
+        assert_eq!(server.private_v4.as_deref(), Some("10.0.0.5"));
+        assert_eq!(server.public_v4.as_deref(), Some("203.0.113.9"));
+        // accessIPv6 fills the slot the addresses left empty.
+        assert_eq!(server.public_v6.as_deref(), Some("2001:db8::1"));
+    }
+
+    #[test]
+    fn access_ips_name_the_public_address_of_a_server_with_only_private_ones() {
+        let server = parse_server(&json!({
+            "id": "s1",
+            "addresses": {"internal": [{"addr": "10.0.0.5"}]},
+            "accessIPv4": "192.0.2.1", "accessIPv6": ""
+        }))
+        .unwrap();
         assert_eq!(
-            (server.az.as_deref(), server.image_id.as_deref()),
-            (Some("az1"), Some("img"))
+            (server.private_v4.as_deref(), server.public_v4.as_deref()),
+            (Some("10.0.0.5"), Some("192.0.2.1"))
         );
+        assert_eq!(server.public_v6, None);
     }
 
     #[test]
@@ -518,8 +629,21 @@ mod tests {
             parse_server(&json!({"id": 5, "image": "", "addresses": {"x": [{"addr": "garbage"}]}}))
                 .unwrap();
         assert_eq!(
-            (server.id.as_str(), server.status, server.image_id),
+            (server.id.as_str(), server.status, server.public_v4),
             ("5", ServerStatus::Other, None)
+        );
+        let server = parse_server(&json!({
+            "id": "s2", "status": null, "metadata": null, "addresses": null,
+            "accessIPv4": null, "name": null
+        }))
+        .unwrap();
+        assert_eq!(
+            (
+                server.status,
+                server.metadata.iter().count(),
+                server.name.as_str()
+            ),
+            (ServerStatus::Other, 0, "")
         );
     }
 }
