@@ -1,7 +1,8 @@
 //! Benchmarks of the reconciler: run with `cargo bench --bench reconcile` (BENCH_ONLY=steady,
 //! round or fill runs one part). Prints figures,
-//! asserts only what would make them meaningless. CPU time and peak RSS of a `nodepool`
-//! process are read with GNU time (`apt-get install time` if /usr/bin/time is missing).
+//! asserts only what would make them meaningless. Peak RSS of a `nodepool` process is read
+//! with GNU time (`apt-get install time` if /usr/bin/time is missing), its CPU time with
+//! bash's `times`.
 //!
 //! 1. Steady state: API calls of a run with the pool full, per provider (target: ≤ 2 plus
 //!    one token).
@@ -61,10 +62,13 @@ struct Measured {
 fn measure(config: &Path, args: &[&str]) -> Measured {
     let report = tempfile::NamedTempFile::new().expect("temp file");
     let started = Instant::now();
-    let out = Command::new(GNU_TIME)
-        .arg("-o")
+    // GNU time reports CPU to 10 ms; bash's `times` reports its children's (GNU time and the
+    // nodepool it waited for) to the millisecond.
+    let script = r#"/usr/bin/time -o "$1" -f %M "${@:2}"; status=$?; times >> "$1"; exit $status"#;
+    let out = Command::new("bash")
+        .args(["-c", script, "measure"])
         .arg(report.path())
-        .args(["-f", "%U %S %M", NODEPOOL, "-c"])
+        .args([NODEPOOL, "-c"])
         .arg(config)
         .args(args)
         .env_remove("RUST_LOG")
@@ -78,18 +82,29 @@ fn measure(config: &Path, args: &[&str]) -> Measured {
         "nodepool {args:?}: {stdout}\n{stderr}"
     );
     let text = std::fs::read_to_string(report.path()).expect("time report");
-    let fields: Vec<f64> = text
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    assert_eq!(fields.len(), 3, "unexpected time report: {text}");
+    let (rss_kib, cpu) = parse_report(&text).unwrap_or_else(|| panic!("time report: {text}"));
     Measured {
         wall,
-        cpu: fields[0] + fields[1],
-        rss_mib: fields[2] / 1024.0,
+        cpu,
+        rss_mib: rss_kib / 1024.0,
         stdout,
         stderr,
     }
+}
+
+/// GNU time's peak RSS (KiB), then `times`: the shell's own user and system time, then its
+/// children's (`0m0.091s 0m0.053s`). Returns the RSS and the children's CPU seconds.
+fn parse_report(text: &str) -> Option<(f64, f64)> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let rss: f64 = lines.next()?.trim().parse().ok()?;
+    let children = lines.nth(1)?;
+    let seconds = |field: &str| -> Option<f64> {
+        let (minutes, rest) = field.split_once('m')?;
+        Some(minutes.parse::<f64>().ok()? * 60.0 + rest.strip_suffix('s')?.parse::<f64>().ok()?)
+    };
+    let mut fields = children.split_whitespace();
+    let cpu = seconds(fields.next()?)? + seconds(fields.next()?)?;
+    Some((rss, cpu))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

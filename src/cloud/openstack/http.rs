@@ -125,6 +125,9 @@ const IO_BUFFER: usize = 32 * 1024;
 /// Largest answer body we read; server lists of thousands fit many times over.
 const MAX_BODY: u64 = 256 * 1024 * 1024;
 
+/// Largest body buffer allocated on the strength of a Content-Length header alone.
+const PRESIZE_MAX: u64 = 16 * 1024 * 1024;
+
 pub struct Http {
     agent: ureq::Agent,
     provider: String,
@@ -302,11 +305,20 @@ impl Http {
                 ))
             })
             .collect();
-        let body = response
+        // Sized from Content-Length (up to a bound a lying server cannot abuse): a server list
+        // read into a doubling buffer briefly held twice its size.
+        let expected = response
+            .body()
+            .content_length()
+            .unwrap_or(0)
+            .min(PRESIZE_MAX);
+        let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+        response
             .body_mut()
             .with_config()
             .limit(MAX_BODY)
-            .read_to_vec()
+            .reader()
+            .read_to_end(&mut body)
             .map_err(|e| e.to_string())?;
         Ok(Reply {
             status,
