@@ -148,7 +148,7 @@ impl Http {
         rate: Duration,
         counter: CallCounter,
     ) -> Http {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .timeout_connect(Some(timeouts.connect))
             .timeout_global(Some(timeouts.call))
             .http_status_as_error(false)
@@ -157,8 +157,12 @@ impl Http {
             // quarter of a 50-provider run's memory; 32 KiB still holds any header block.
             .input_buffer_size(IO_BUFFER)
             .output_buffer_size(IO_BUFFER)
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            super::resolver::OnceResolver::default(),
+        );
         Http {
             agent,
             provider: provider.to_string(),

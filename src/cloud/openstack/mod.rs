@@ -6,6 +6,7 @@ mod compute;
 pub mod http;
 mod image;
 mod network;
+mod resolver;
 
 use std::collections::BTreeMap;
 use std::path::Path;
