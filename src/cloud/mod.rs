@@ -4,6 +4,7 @@
 pub mod clouds_yaml;
 pub mod openstack;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -23,10 +24,23 @@ pub struct Server {
     pub private_v4: Option<String>,
 }
 
+/// Server metadata keys nodepool writes on every server it creates.
+pub mod meta {
+    pub const INSTALLATION: &str = "nodepool_installation";
+    pub const NODE_ID: &str = "nodepool_node_id";
+    pub const SUBNODE_ID: &str = "nodepool_subnode_id";
+    pub const PROVIDER: &str = "nodepool_provider_name";
+    pub const IMAGE: &str = "nodepool_image_name";
+    pub const LABEL: &str = "nodepool_label_name";
+
+    pub(crate) const ALL: [&str; 6] = [INSTALLATION, NODE_ID, SUBNODE_ID, PROVIDER, IMAGE, LABEL];
+}
+
 /// A server's metadata: a handful of pairs, sorted by key in a vector. A round lists every
-/// server of every provider, and a map node per server would weigh more than the server.
+/// server of every provider, and a map node per server would weigh more than the server;
+/// nodepool's own keys are not even copied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Metadata(Vec<(String, String)>);
+pub struct Metadata(Vec<(Cow<'static, str>, String)>);
 
 impl Metadata {
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -38,11 +52,10 @@ impl Metadata {
     }
 
     /// Sets `key`, replacing an earlier value as a map would.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        let key = key.into();
-        match self.position(&key) {
+    pub fn insert(&mut self, key: &str, value: impl Into<String>) {
+        match self.position(key) {
             Ok(i) => self.0[i].1 = value.into(),
-            Err(i) => self.0.insert(i, (key, value.into())),
+            Err(i) => self.0.insert(i, (Metadata::key(key), value.into())),
         }
     }
 
@@ -56,7 +69,14 @@ impl Metadata {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
+    }
+
+    fn key(key: &str) -> Cow<'static, str> {
+        match meta::ALL.iter().find(|known| **known == key) {
+            Some(known) => Cow::Borrowed(known),
+            None => Cow::Owned(key.to_string()),
+        }
     }
 
     /// Gives back the vector's slack once the listing is parsed.
@@ -65,15 +85,15 @@ impl Metadata {
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key))
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
+impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for Metadata {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
         let mut metadata = Metadata::default();
         for (key, value) in pairs {
-            metadata.insert(key, value);
+            metadata.insert(key.as_ref(), value);
         }
         metadata
     }

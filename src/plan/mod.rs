@@ -38,15 +38,7 @@ pub const DELETE_RETRY_S: i64 = 60;
 /// A leaked server is deleted only after it was first seen this long ago.
 pub const LEAK_GRACE_S: i64 = 300;
 
-/// Server metadata keys nodepool writes on every server it creates.
-pub mod meta {
-    pub const INSTALLATION: &str = "nodepool_installation";
-    pub const NODE_ID: &str = "nodepool_node_id";
-    pub const SUBNODE_ID: &str = "nodepool_subnode_id";
-    pub const PROVIDER: &str = "nodepool_provider_name";
-    pub const IMAGE: &str = "nodepool_image_name";
-    pub const LABEL: &str = "nodepool_label_name";
-}
+pub use crate::cloud::meta;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -325,7 +325,11 @@ impl Reply {
 
     pub fn into_response(self) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
         let data = self.body.as_ref().map(Value::to_string).unwrap_or_default();
-        let mut response = tiny_http::Response::from_data(data).with_status_code(self.status);
+        // Content-Length on every answer, as Nova, Glance and Keystone send it (tiny_http
+        // would switch large ones to chunked encoding).
+        let mut response = tiny_http::Response::from_data(data)
+            .with_status_code(self.status)
+            .with_chunked_threshold(usize::MAX);
         let content_type = ("Content-Type", "application/json");
         let json = self.body.is_some().then_some(content_type);
         let headers = self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));

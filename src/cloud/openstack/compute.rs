@@ -34,7 +34,11 @@ pub(super) fn list_servers(os: &OpenStack) -> CloudResult<Vec<Server>> {
             .map(|link| link.href);
         match next {
             Some(next) if !empty => url = absolute(&os.endpoints.compute, &next),
-            _ => return Ok(servers),
+            _ => {
+                // Kept for the whole round, next to every other provider's list.
+                servers.shrink_to_fit();
+                return Ok(servers);
+            }
         }
     }
     Err(os.malformed(route, "more than 10000 pages"))
@@ -348,9 +352,14 @@ fn metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Metadata, D::Error
         }
         fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
             let mut metadata = Metadata::default();
-            while let Some(key) = map.next_key::<String>()? {
+            let mut key = String::new();
+            // Keys are read into one reused buffer: nodepool's own are never copied.
+            while map
+                .next_key_seed(ReadStr(|k: &str| k.clone_into(&mut key)))?
+                .is_some()
+            {
                 let Scalar(value) = map.next_value()?;
-                metadata.insert(key, value);
+                metadata.insert(&key, value);
             }
             metadata.shrink_to_fit();
             Ok(metadata)
