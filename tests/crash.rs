@@ -216,7 +216,7 @@ fn case(point: &str, shape: Shape, flow: Flow, nth: u32) {
             );
             // First seen ten minutes ago (past the grace), last seen on an earlier pass.
             let now = nodepool::clock::now();
-            let p1 = ProviderName("p1".into());
+            let p1 = ProviderName::from("p1");
             pass::sight_leak(db.conn(), &p1, &leaked, now - 600).expect("sight");
             pass::sight_leak(db.conn(), &p1, &leaked, now - 60).expect("sight again");
             extra_creates += 1;

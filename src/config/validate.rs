@@ -522,7 +522,7 @@ impl Checker<'_> {
                 "0 or more seconds",
                 |n| n >= 0,
             );
-            let name = DiskImageName(name);
+            let name = DiskImageName::from(name);
             out.insert(
                 name.clone(),
                 DiskImage {
@@ -564,7 +564,9 @@ impl Checker<'_> {
             if !self.unique(&mut seen, &name, &path, "provider") {
                 continue;
             }
-            if let Some(parsed) = self.provider(provider, &path, ProviderName(name), diskimages) {
+            if let Some(parsed) =
+                self.provider(provider, &path, ProviderName::from(name), diskimages)
+            {
                 out.insert(parsed.name.clone(), parsed);
             }
         }
@@ -815,7 +817,7 @@ impl Checker<'_> {
                 |n| n >= 1,
             );
             let Some(source) = source else { continue };
-            let name = ImageName(name);
+            let name = ImageName::from(name);
             out.insert(
                 name.clone(),
                 ProviderImage {
@@ -852,7 +854,7 @@ impl Checker<'_> {
         ) {
             (Some(diskimage), None, None) => {
                 if !diskimages.contains_key(diskimage.as_str()) {
-                    let known: Vec<String> = diskimages.keys().map(|k| k.0.clone()).collect();
+                    let known: Vec<String> = diskimages.keys().map(|k| k.to_string()).collect();
                     self.problem(
                         &key(path, "diskimage"),
                         format!(
@@ -863,7 +865,7 @@ impl Checker<'_> {
                     return None;
                 }
                 Some(ImageSource::DiskImage {
-                    diskimage: DiskImageName(diskimage),
+                    diskimage: DiskImageName::from(diskimage),
                 })
             }
             (None, Some(base_image), None) => Some(ImageSource::Cloud { base_image }),
@@ -919,7 +921,7 @@ impl Checker<'_> {
     ) -> BTreeMap<LabelName, Label> {
         let mut out = BTreeMap::new();
         let mut seen = BTreeSet::new();
-        let provider_names: Vec<String> = providers.keys().map(|p| p.0.clone()).collect();
+        let provider_names: Vec<String> = providers.keys().map(|p| p.to_string()).collect();
         for (i, label) in raw.into_iter().enumerate() {
             let path = format!("labels[{i}]");
             let name = self.required(&label.name, &path, "name");
@@ -965,7 +967,7 @@ impl Checker<'_> {
                         ),
                     ),
                     Some(p) if !p.images.contains_key(image.as_str()) => {
-                        let known: Vec<String> = p.images.keys().map(|k| k.0.clone()).collect();
+                        let known: Vec<String> = p.images.keys().map(|k| k.to_string()).collect();
                         self.problem(
                             &key(&ppath, "name"),
                             format!(
@@ -974,7 +976,7 @@ impl Checker<'_> {
                             ),
                         );
                     }
-                    Some(_) => label_providers.push(ProviderName(pname)),
+                    Some(_) => label_providers.push(ProviderName::from(pname)),
                 }
             }
             if label.ready_script.is_some() {
@@ -997,12 +999,12 @@ impl Checker<'_> {
                     ),
                 );
             }
-            let name = LabelName(name);
+            let name = LabelName::from(name);
             out.insert(
                 name.clone(),
                 Label {
                     name,
-                    image: ImageName(image),
+                    image: ImageName::from(image),
                     min_ready: u32::try_from(min_ready).ok(),
                     subnodes,
                     ready_script: text(&label.ready_script),
@@ -1047,7 +1049,7 @@ impl Checker<'_> {
                     })
                 }
             };
-            let name = TargetName(name);
+            let name = TargetName::from(name);
             out.insert(
                 name.clone(),
                 Target {
@@ -1060,7 +1062,7 @@ impl Checker<'_> {
             );
         }
         if out.is_empty() {
-            let name = TargetName(IMPLICIT_TARGET.into());
+            let name = TargetName::from(IMPLICIT_TARGET);
             out.insert(
                 name.clone(),
                 Target {

@@ -2,6 +2,10 @@
 //! (`UPDATE … WHERE id = ? AND state = ?`) and says whether it won, so an operator's `hold`
 //! or `delete` typed while a pass runs is never overwritten by that pass.
 
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::Hash;
+
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -54,12 +58,12 @@ const COLUMNS: &str = "id, provider_name, label_name, target_name, manager_name,
     nodename, external_id, az, ip, ip_private, state, state_time, comment, launch_phase, \
     launch_time, last_error, host_keys, snapshot_image_id, image_external_id, owner, phase_time";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
+fn from_row(row: &Row<'_>, names: &mut Names) -> rusqlite::Result<Node> {
     Ok(Node {
         id: row.get(0)?,
-        provider: ProviderName(row.get(1)?),
-        label: LabelName(row.get(2)?),
-        target: TargetName(row.get(3)?),
+        provider: intern(&mut names.providers, row, 1)?,
+        label: intern(&mut names.labels, row, 2)?,
+        target: intern(&mut names.targets, row, 3)?,
         manager: row.get(4)?,
         hostname: row.get(5)?,
         nodename: row.get(6)?,
@@ -81,6 +85,30 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
     })
 }
 
+/// The provider, label and target names met so far in one query: ten thousand rows share a
+/// few dozen names instead of holding a copy each.
+#[derive(Default)]
+struct Names {
+    providers: HashSet<ProviderName>,
+    labels: HashSet<LabelName>,
+    targets: HashSet<TargetName>,
+}
+
+fn intern<T>(known: &mut HashSet<T>, row: &Row<'_>, column: usize) -> rusqlite::Result<T>
+where
+    T: Clone + Eq + Hash + Borrow<str> + for<'a> From<&'a str>,
+{
+    let text = row.get_ref(column)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
+    })?;
+    if let Some(name) = known.get(text) {
+        return Ok(name.clone());
+    }
+    let name = T::from(text);
+    known.insert(name.clone());
+    Ok(name)
+}
+
 /// Every node, by id.
 pub fn list(conn: &Connection) -> Result<Vec<Node>> {
     select_all(conn, COLUMNS)
@@ -94,7 +122,8 @@ pub fn list_for_planning(conn: &Connection) -> Result<Vec<Node>> {
 
 fn select_all(conn: &Connection, columns: &str) -> Result<Vec<Node>> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {columns} FROM node ORDER BY id"))?;
-    let rows = stmt.query_map([], from_row)?;
+    let mut names = Names::default();
+    let rows = stmt.query_map([], |row| from_row(row, &mut names))?;
     rows.collect::<rusqlite::Result<_>>()
         .context("reading nodes")
 }
@@ -103,7 +132,7 @@ pub fn get(conn: &Connection, id: NodeId) -> Result<Option<Node>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM node WHERE id = ?1"),
         [id],
-        from_row,
+        |row| from_row(row, &mut Names::default()),
     )
     .optional()
     .with_context(|| format!("reading node {id}"))
@@ -312,8 +341,8 @@ pub fn counts(conn: &Connection) -> Result<Vec<(LabelName, ProviderName, NodeSta
     )?;
     let rows = stmt.query_map([], |row| {
         Ok((
-            LabelName(row.get(0)?),
-            ProviderName(row.get(1)?),
+            LabelName::from(row.get::<_, String>(0)?),
+            ProviderName::from(row.get::<_, String>(1)?),
             row.get(2)?,
             row.get(3)?,
         ))
@@ -343,6 +372,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("n.db")).unwrap();
         (dir, db)
+    }
+
+    #[test]
+    fn listed_rows_share_their_names() {
+        let (_dir, db) = db();
+        for _ in 0..3 {
+            insert(db.conn(), &new_node(NodeState::Ready), 100, |_| "n".into()).unwrap();
+        }
+        let mut other = new_node(NodeState::Ready);
+        other.provider = "p2".into();
+        insert(db.conn(), &other, 100, |_| "n".into()).unwrap();
+        let nodes = list(db.conn()).unwrap();
+        let same = |a: &str, b: &str| std::ptr::eq(a.as_ptr(), b.as_ptr());
+        assert!(same(nodes[0].provider.as_str(), nodes[2].provider.as_str()));
+        assert!(same(nodes[0].label.as_str(), nodes[3].label.as_str()));
+        assert!(same(nodes[1].target.as_str(), nodes[3].target.as_str()));
+        assert_eq!(nodes[3].provider.as_str(), "p2");
+        assert!(!same(
+            nodes[0].provider.as_str(),
+            nodes[3].provider.as_str()
+        ));
     }
 
     #[test]

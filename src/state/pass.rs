@@ -35,8 +35,8 @@ pub fn cooldowns(conn: &Connection) -> Result<Vec<Cooldown>> {
     let rows = stmt.query_map([], |row| {
         let label: String = row.get(1)?;
         Ok(Cooldown {
-            provider: ProviderName(row.get(0)?),
-            label: (!label.is_empty()).then_some(LabelName(label)),
+            provider: ProviderName::from(row.get::<_, String>(0)?),
+            label: (!label.is_empty()).then_some(LabelName::from(label)),
             reason: row.get(2)?,
             failures: row.get(3)?,
             until: row.get(4)?,
@@ -145,8 +145,8 @@ pub fn allocations(conn: &Connection) -> Result<Vec<Allocation>> {
     )?;
     let rows = stmt.query_map([], |row| {
         Ok(Allocation {
-            label: LabelName(row.get(0)?),
-            provider: ProviderName(row.get(1)?),
+            label: LabelName::from(row.get::<_, String>(0)?),
+            provider: ProviderName::from(row.get::<_, String>(1)?),
             deficit: row.get(2)?,
             granted: row.get(3)?,
             blocker: row.get(4)?,
@@ -200,7 +200,7 @@ pub fn leaks(conn: &Connection) -> Result<BTreeMap<(ProviderName, String), Sight
         conn.prepare_cached("SELECT provider_name, server_id, first_seen, last_seen FROM leak")?;
     let rows = stmt.query_map([], |row| {
         Ok((
-            (ProviderName(row.get(0)?), row.get(1)?),
+            (ProviderName::from(row.get::<_, String>(0)?), row.get(1)?),
             Sighting {
                 first_seen: row.get(2)?,
                 last_seen: row.get(3)?,

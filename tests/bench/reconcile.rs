@@ -231,7 +231,7 @@ fn round_over_10k_nodes() {
     });
     db.conn().execute_batch("BEGIN").expect("begin");
     for (i, ids) in servers.iter().enumerate() {
-        let provider = ProviderName(format!("p{i:02}"));
+        let provider = ProviderName::from(format!("p{i:02}"));
         for server_id in ids {
             let (id, _) = nodes::insert(
                 db.conn(),
@@ -309,7 +309,7 @@ fn round_over_10k_nodes() {
             let name = format!("p{i:02}");
             let cloud = OpenStack::connect(&sim.client_settings(&name), CallCounter::default())
                 .expect("connect");
-            (ProviderName(name), cloud)
+            (ProviderName::from(name), cloud)
         })
         .collect();
     observed.clouds = nodepool::observe::clouds(&clouds);

@@ -90,7 +90,7 @@ impl Install {
         let id = nodes::insert(
             db.conn(),
             &NewNode {
-                provider: ProviderName(provider.into()),
+                provider: ProviderName::from(provider),
                 label: label.into(),
                 target: "jenkins".into(),
                 state,
