@@ -3,7 +3,7 @@
 //! and still there on a direct GET (done by the executor) — a slow listing or a row being
 //! written must never cost a healthy node. Servers without our metadata are never touched.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::{meta, Action, Kind, Plan, Servers, LEAK_GRACE_S};
 use crate::model::ProviderName;
@@ -12,7 +12,7 @@ use crate::observe::Observed;
 pub(super) fn plan(
     observed: &Observed,
     servers: &BTreeMap<&ProviderName, Servers<'_>>,
-    known: &BTreeSet<String>,
+    known: &HashSet<&str>,
     plan: &mut Plan,
 ) {
     let now = observed.now;
@@ -24,17 +24,19 @@ pub(super) fn plan(
             kind,
             reason,
         };
+        let mut candidates: Vec<_> = index
+            .by_id
+            .values()
+            .filter(|server| {
+                !known.contains(server.id.as_str())
+                    && server.metadata.get(meta::INSTALLATION)
+                        == Some(observed.installation.as_str())
+                    && server.metadata.get(meta::PROVIDER) == Some(provider.as_str())
+            })
+            .collect();
+        candidates.sort_by(|a, b| a.id.cmp(&b.id));
         let mut leaked = BTreeSet::new();
-        let mut ids: Vec<&&str> = index.by_id.keys().collect();
-        ids.sort();
-        for id in ids {
-            let server = index.by_id[*id];
-            let ours = server.metadata.get(meta::INSTALLATION)
-                == Some(observed.installation.as_str())
-                && server.metadata.get(meta::PROVIDER) == Some(provider.as_str());
-            if !ours || known.contains(&server.id) {
-                continue;
-            }
+        for server in candidates {
             leaked.insert(server.id.clone());
             let sighting = observed
                 .leaks

@@ -1,6 +1,6 @@
 //! Step 2 of the plan: every node row against its servers. One step per node per round.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 
 use super::{Action, Kind, Mode, Plan, Servers, DELETE_RETRY_S, STALE_AFTER_S};
 use crate::cloud::{Server, ServerStatus};
@@ -12,7 +12,7 @@ use crate::state::subnodes::Subnode;
 
 /// What the walk learned that allocation and leak detection need.
 #[derive(Default)]
-pub(super) struct Walked {
+pub(super) struct Walked<'a> {
     /// Per label: nodes that count against min-ready (ready, building, test; not retiring).
     pub counted: BTreeMap<LabelName, u32>,
     /// Per label and target: the same, for spreading over targets.
@@ -22,7 +22,7 @@ pub(super) struct Walked {
     /// Per provider: nodes per availability zone.
     pub zones: BTreeMap<ProviderName, BTreeMap<String, u32>>,
     /// Server ids that belong to a row (or are adopted by one this round).
-    pub known_servers: BTreeSet<String>,
+    pub known_servers: HashSet<&'a str>,
 }
 
 /// One member of a node's set (the primary or a subnode) as the walk sees it.
@@ -49,29 +49,29 @@ enum Step {
     Fail(String),
 }
 
-pub(super) fn walk(
+pub(super) fn walk<'a>(
     config: &Config,
-    observed: &Observed,
-    servers: &BTreeMap<&ProviderName, Servers<'_>>,
+    observed: &'a Observed,
+    servers: &BTreeMap<&ProviderName, Servers<'a>>,
     mode: Mode,
     plan: &mut Plan,
-) -> Walked {
+) -> Walked<'a> {
     let mut walked = Walked::default();
     let mut subnodes: BTreeMap<i64, Vec<&Subnode>> = BTreeMap::new();
     for subnode in &observed.subnodes {
         subnodes.entry(subnode.node_id).or_default().push(subnode);
         if let Some(id) = &subnode.external_id {
-            walked.known_servers.insert(id.clone());
+            walked.known_servers.insert(id);
         }
     }
     for node in &observed.nodes {
         if let Some(id) = &node.external_id {
-            walked.known_servers.insert(id.clone());
+            walked.known_servers.insert(id);
         }
     }
     for row in &observed.images {
         if let Some(id) = &row.server_external_id {
-            walked.known_servers.insert(id.clone());
+            walked.known_servers.insert(id);
         }
     }
     for node in &observed.nodes {
@@ -127,15 +127,15 @@ pub(super) fn walk(
 
 /// Plan one node; true when it still counts towards its label's supply.
 #[allow(clippy::too_many_arguments)]
-fn one(
+fn one<'a>(
     config: &Config,
-    observed: &Observed,
-    servers: &BTreeMap<&ProviderName, Servers<'_>>,
+    observed: &'a Observed,
+    servers: &BTreeMap<&ProviderName, Servers<'a>>,
     mode: Mode,
-    node: &Node,
-    subs: &[&Subnode],
+    node: &'a Node,
+    subs: &[&'a Subnode],
     plan: &mut Plan,
-    walked: &mut Walked,
+    walked: &mut Walked<'a>,
 ) -> bool {
     let now = observed.now;
     let unconfigured = if !config.labels.contains_key(&node.label) {
@@ -159,7 +159,7 @@ fn one(
                 .filter_map(|sub| index.by_subnode.get(&sub.id).copied());
             walked
                 .known_servers
-                .extend(made.chain(made_sub).map(|s| s.id.clone()));
+                .extend(made.chain(made_sub).map(|s| s.id.as_str()));
         }
         if let Some(why) = unconfigured {
             plan.notes
@@ -219,25 +219,26 @@ fn one(
         }))
         .collect();
     // Every live server of the set, including ones a killed run created but never recorded.
-    let mut live: Vec<String> = Vec::new();
+    let mut live: Vec<&'a str> = Vec::new();
     for member in &members {
         for server in [member.server, member.unrecorded].into_iter().flatten() {
-            if !live.contains(&server.id) {
-                live.push(server.id.clone());
+            if !live.contains(&server.id.as_str()) {
+                live.push(&server.id);
             }
         }
     }
     for extra in index.by_node.get(&node.id).into_iter().flatten() {
-        if !live.contains(&extra.id) {
-            live.push(extra.id.clone());
+        if !live.contains(&extra.id.as_str()) {
+            live.push(&extra.id);
         }
     }
-    walked.known_servers.extend(live.iter().cloned());
+    walked.known_servers.extend(live.iter().copied());
+    let server_ids = || live.iter().map(|id| id.to_string()).collect::<Vec<_>>();
     let retire = |plan: &mut Plan, why: String, failure: bool| {
         plan.actions.push(action(
             Kind::Delete {
                 from: node.state,
-                server_ids: live.clone(),
+                server_ids: server_ids(),
                 failure,
             },
             why,
@@ -272,7 +273,7 @@ fn one(
                     plan.actions.push(action(
                         Kind::Delete {
                             from: NodeState::Delete,
-                            server_ids: live.clone(),
+                            server_ids: server_ids(),
                             failure: false,
                         },
                         why,
