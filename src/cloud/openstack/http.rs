@@ -119,8 +119,13 @@ impl Reply {
     }
 }
 
-/// Per-connection input and output buffers.
-const IO_BUFFER: usize = 32 * 1024;
+/// Per-connection buffers, allocated and zeroed whole for every pooled connection (one per
+/// provider). ureq's 128 KiB defaults were a quarter of a 50-provider run's memory. The input
+/// buffer must hold a whole response head, the output buffer a whole request head: the
+/// largest are a token (Fernet or UUID: tens of bytes; 2015's PKI tokens: kilobytes, under
+/// the 8–16 KiB header lines services accepted) and Keystone's reply carrying it.
+const INPUT_BUFFER: usize = 32 * 1024;
+const OUTPUT_BUFFER: usize = 16 * 1024;
 
 /// Largest answer body we read; server lists of thousands fit many times over.
 const MAX_BODY: u64 = 256 * 1024 * 1024;
@@ -153,10 +158,8 @@ impl Http {
             .timeout_global(Some(timeouts.call))
             .http_status_as_error(false)
             .user_agent(concat!("nodepool/", env!("CARGO_PKG_VERSION")))
-            // ureq's 128 KiB defaults, times one pooled connection per provider, were a
-            // quarter of a 50-provider run's memory; 32 KiB still holds any header block.
-            .input_buffer_size(IO_BUFFER)
-            .output_buffer_size(IO_BUFFER)
+            .input_buffer_size(INPUT_BUFFER)
+            .output_buffer_size(OUTPUT_BUFFER)
             .build();
         let agent = ureq::Agent::with_parts(
             config,
@@ -434,6 +437,56 @@ mod tests {
             "404 Not Found\n\nThe resource could not be found."
         );
         assert_eq!(error_message(b""), "(empty answer)");
+    }
+
+    /// The largest heads nodepool may meet (2015's PKI tokens, kilobytes long, sent and
+    /// received) fit the connection buffers, and a large body arrives whole.
+    #[test]
+    fn pki_sized_tokens_and_large_bodies_fit_the_buffers() {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v3/auth/tokens", server.server_addr());
+        let token = "P".repeat(12 * 1024);
+        let body = format!("[{}]", vec!["\"x\""; 50_000].join(","));
+        let answer = std::thread::scope(|scope| {
+            let serving = scope.spawn(|| {
+                let request = server
+                    .recv_timeout(Duration::from_secs(30))
+                    .unwrap()
+                    .unwrap();
+                let sent = request
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("X-Auth-Token"))
+                    .map(|h| h.value.len());
+                let reply = tiny_http::Response::from_data(body.clone())
+                    .with_chunked_threshold(usize::MAX)
+                    .with_header(
+                        tiny_http::Header::from_bytes("X-Subject-Token", token.as_str()).unwrap(),
+                    );
+                request.respond(reply).unwrap();
+                sent
+            });
+            let http = Http::new(
+                "p1",
+                &Timeouts::default(),
+                RetryPolicy::default(),
+                Duration::ZERO,
+                CallCounter::default(),
+            );
+            let reply = http.call(
+                "GET",
+                &url,
+                "GET identity /v3/auth/tokens",
+                &[("X-Auth-Token", token.as_str())],
+                Body::None,
+            );
+            (serving.join().unwrap(), reply)
+        });
+        let (sent, reply) = answer;
+        assert_eq!(sent, Some(token.len()));
+        let reply = reply.unwrap();
+        assert_eq!(reply.header("X-Subject-Token"), Some(token.as_str()));
+        assert_eq!(reply.body.len(), body.len());
     }
 
     #[test]
