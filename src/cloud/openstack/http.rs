@@ -102,14 +102,20 @@ impl Reply {
         if self.body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&self.body)
+        serde_json::from_str(self.text()?)
             .map_err(|e| CloudError::new(ErrorKind::Transport, format!("answer is not JSON: {e}")))
     }
 
     /// The body as a typed document.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> CloudResult<T> {
-        serde_json::from_slice(&self.body)
+        serde_json::from_str(self.text()?)
             .map_err(|e| CloudError::new(ErrorKind::Transport, format!("unexpected answer: {e}")))
+    }
+
+    /// The body checked as UTF-8 once, so the JSON parser need not check every string.
+    fn text(&self) -> CloudResult<&str> {
+        std::str::from_utf8(&self.body)
+            .map_err(|e| CloudError::new(ErrorKind::Transport, format!("answer is not UTF-8: {e}")))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -487,6 +493,22 @@ mod tests {
         let reply = reply.unwrap();
         assert_eq!(reply.header("X-Subject-Token"), Some(token.as_str()));
         assert_eq!(reply.body.len(), body.len());
+    }
+
+    #[test]
+    fn answers_that_are_not_utf8_or_not_json_are_errors() {
+        let reply = |body: &[u8]| Reply {
+            status: 200,
+            headers: BTreeMap::new(),
+            body: body.to_vec(),
+        };
+        let bad = reply(b"{\"servers\": \"\xff\"}");
+        let err = bad.parse::<Value>().err().unwrap().to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
+        assert!(bad.json().is_err());
+        let err = reply(b"<html>").json().err().unwrap().to_string();
+        assert!(err.contains("not JSON"), "{err}");
+        assert_eq!(reply(b"").json().unwrap(), Value::Null);
     }
 
     #[test]
