@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 
 pub use state::{Calls, Dump, DumpFloatingIp, DumpImage, DumpServer};
@@ -151,6 +151,22 @@ pub struct Simulator {
     accept: Option<JoinHandle<()>>,
 }
 
+/// A loopback listener whose connections have Nagle's algorithm off (Linux hands the flag to
+/// accepted sockets). tiny_http writes a reply's head and body separately; with Nagle on,
+/// the body waited for the client's delayed ACK, 40 ms per small answer.
+fn listener(port: u16) -> anyhow::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket
+        .bind(&address.into())
+        .with_context(|| format!("binding {address}"))?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 impl Simulator {
     /// Start on a free loopback port.
     pub fn start(knobs: Knobs) -> anyhow::Result<Simulator> {
@@ -159,8 +175,8 @@ impl Simulator {
 
     /// Start on `127.0.0.1:port` (0 picks a free one).
     pub fn start_on(port: u16, knobs: Knobs) -> anyhow::Result<Simulator> {
-        let server = tiny_http::Server::http(("127.0.0.1", port))
-            .map_err(|e| anyhow!("binding 127.0.0.1:{port}: {e}"))?;
+        let server = tiny_http::Server::from_listener(listener(port)?, None)
+            .map_err(|e| anyhow!("serving on 127.0.0.1:{port}: {e}"))?;
         let addr = server
             .server_addr()
             .to_ip()
