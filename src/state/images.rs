@@ -37,8 +37,8 @@ pub struct DibImageRow {
 fn provider_image(row: &Row<'_>) -> rusqlite::Result<ProviderImageRow> {
     Ok(ProviderImageRow {
         id: row.get(0)?,
-        provider: ProviderName::from(row.get::<_, String>(1)?),
-        image: ImageName::from(row.get::<_, String>(2)?),
+        provider: row.get(1)?,
+        image: row.get(2)?,
         hostname: row.get(3)?,
         version: row.get(4)?,
         external_id: row.get(5)?,
@@ -70,7 +70,7 @@ pub fn list_dib_images(conn: &Connection) -> Result<Vec<DibImageRow>> {
     let rows = stmt.query_map([], |row| {
         Ok(DibImageRow {
             id: row.get(0)?,
-            image: DiskImageName::from(row.get::<_, String>(1)?),
+            image: row.get(1)?,
             filename: row.get(2)?,
             version: row.get(3)?,
             state: row.get(4)?,

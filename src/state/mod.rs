@@ -252,11 +252,31 @@ mod tests {
 }
 
 /// States are stored as their 2015 names; an unknown name in the database is an error, not a
-/// panic.
+/// panic. Names (provider, label, …) are text, read without an intermediate `String`.
 mod sql_types {
     use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-    use crate::model::{ImageState, NodeState};
+    use crate::model::{
+        DiskImageName, ImageName, ImageState, LabelName, NodeState, ProviderName, TargetName,
+    };
+
+    macro_rules! name_from_sql {
+        ($($name:ident),*) => {$(
+            impl FromSql for $name {
+                fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                    value.as_str().map($name::from)
+                }
+            }
+        )*};
+    }
+
+    name_from_sql!(
+        ProviderName,
+        LabelName,
+        TargetName,
+        ImageName,
+        DiskImageName
+    );
 
     impl ToSql for NodeState {
         fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

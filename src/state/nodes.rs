@@ -340,12 +340,7 @@ pub fn counts(conn: &Connection) -> Result<Vec<(LabelName, ProviderName, NodeSta
          GROUP BY label_name, provider_name, state ORDER BY label_name, provider_name",
     )?;
     let rows = stmt.query_map([], |row| {
-        Ok((
-            LabelName::from(row.get::<_, String>(0)?),
-            ProviderName::from(row.get::<_, String>(1)?),
-            row.get(2)?,
-            row.get(3)?,
-        ))
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
     })?;
     rows.collect::<rusqlite::Result<_>>()
         .context("counting nodes")

@@ -35,7 +35,7 @@ pub fn cooldowns(conn: &Connection) -> Result<Vec<Cooldown>> {
     let rows = stmt.query_map([], |row| {
         let label: String = row.get(1)?;
         Ok(Cooldown {
-            provider: ProviderName::from(row.get::<_, String>(0)?),
+            provider: row.get(0)?,
             label: (!label.is_empty()).then_some(LabelName::from(label)),
             reason: row.get(2)?,
             failures: row.get(3)?,
@@ -145,8 +145,8 @@ pub fn allocations(conn: &Connection) -> Result<Vec<Allocation>> {
     )?;
     let rows = stmt.query_map([], |row| {
         Ok(Allocation {
-            label: LabelName::from(row.get::<_, String>(0)?),
-            provider: ProviderName::from(row.get::<_, String>(1)?),
+            label: row.get(0)?,
+            provider: row.get(1)?,
             deficit: row.get(2)?,
             granted: row.get(3)?,
             blocker: row.get(4)?,
@@ -200,7 +200,7 @@ pub fn leaks(conn: &Connection) -> Result<BTreeMap<(ProviderName, String), Sight
         conn.prepare_cached("SELECT provider_name, server_id, first_seen, last_seen FROM leak")?;
     let rows = stmt.query_map([], |row| {
         Ok((
-            (ProviderName::from(row.get::<_, String>(0)?), row.get(1)?),
+            (row.get(0)?, row.get(1)?),
             Sighting {
                 first_seen: row.get(2)?,
                 last_seen: row.get(3)?,

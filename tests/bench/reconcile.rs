@@ -64,9 +64,9 @@ fn measure(config: &Path, args: &[&str]) -> Measured {
     let started = Instant::now();
     // GNU time reports CPU to 10 ms; bash's `times` reports its children's (GNU time and the
     // nodepool it waited for) to the millisecond.
-    let script = r#"/usr/bin/time -o "$1" -f %M "${@:2}"; status=$?; times >> "$1"; exit $status"#;
+    let script = r#""$1" -o "$2" -f %M "${@:3}"; status=$?; times >> "$2"; exit $status"#;
     let out = Command::new("bash")
-        .args(["-c", script, "measure"])
+        .args(["-c", script, "measure", GNU_TIME])
         .arg(report.path())
         .args([NODEPOOL, "-c"])
         .arg(config)

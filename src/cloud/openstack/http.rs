@@ -456,7 +456,7 @@ mod tests {
         let answer = std::thread::scope(|scope| {
             let serving = scope.spawn(|| {
                 let request = server
-                    .recv_timeout(Duration::from_secs(30))
+                    .recv_timeout(Duration::from_secs(10))
                     .unwrap()
                     .unwrap();
                 let sent = request
