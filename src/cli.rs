@@ -105,7 +105,7 @@ pub struct IdArg {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Node ID, as shown by `nodepool list`
-    pub id: i64,
+    pub id: crate::model::NodeId,
     /// Delete the server now, in the foreground, and wait until it is gone
     #[arg(long)]
     pub now: bool,

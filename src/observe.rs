@@ -1,43 +1,16 @@
 //! Observe: the database and one listing per provider (servers and images), providers in
-//! parallel. Data only; every decision is the planner's.
+//! parallel, into the planner's input (`plan::Observed`). Data only; every decision is the
+//! planner's.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 use rusqlite::Connection;
 
-use crate::cloud::{Cloud, Image, Server};
+use crate::cloud::Cloud;
 use crate::model::ProviderName;
-use crate::state::images::{self, ProviderImageRow};
-use crate::state::nodes::{self, Node};
-use crate::state::pass::{self, Allocation, Cooldown, Sighting};
-use crate::state::subnodes::{self, Subnode};
-
-/// Everything one round knows.
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    pub now: i64,
-    /// This installation's id (`nodepool_installation` in server metadata).
-    pub installation: String,
-    pub nodes: Vec<Node>,
-    pub subnodes: Vec<Subnode>,
-    pub images: Vec<ProviderImageRow>,
-    pub cooldowns: Vec<Cooldown>,
-    pub allocations: Vec<Allocation>,
-    pub leaks: BTreeMap<(ProviderName, String), Sighting>,
-    /// The providers this round looked at; one absent here is not touched.
-    pub clouds: BTreeMap<ProviderName, CloudView>,
-}
-
-#[derive(Debug, Clone)]
-pub enum CloudView {
-    Seen {
-        servers: Vec<Server>,
-        images: Vec<Image>,
-    },
-    /// The provider could not be listed; nothing is decided about it this round.
-    Unreachable { error: String },
-}
+pub use crate::plan::{CloudView, Observed};
+use crate::state::{images, nodes, pass, subnodes};
 
 /// Read the database side. The database is read before the clouds are listed, so a server
 /// created by a row this snapshot holds is always in the listing that follows.
@@ -45,7 +18,7 @@ pub fn database(conn: &Connection, now: i64) -> Result<Observed> {
     Ok(Observed {
         now,
         installation: pass::installation(conn)?,
-        nodes: nodes::list_for_planning(conn)?,
+        nodes: nodes::list(conn)?,
         subnodes: subnodes::list(conn)?,
         images: images::list_provider_images(conn)?,
         cooldowns: pass::cooldowns(conn)?,

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::OpenStack;
 use nodepool::failpoint;
-use nodepool::model::{NodeState, ProviderName};
+use nodepool::model::node::{Node, Subnode};
+use nodepool::model::{LaunchPhase, Member, NodeState, ProviderName};
 use nodepool::simulator::{Dump, Knobs, Simulator};
 use nodepool::state::{nodes, pass, subnodes};
 use support::sshd::Sshd;
@@ -278,7 +279,7 @@ fn case(point: &str, shape: Shape, flow: Flow, nth: u32) {
             .any(|s| s.meta(key) == Some(id.to_string()))
     };
     for node in &at_crash.nodes {
-        let had_server = node.external_id.is_some() || made("nodepool_node_id", node.id);
+        let had_server = node.external_id.is_some() || made("nodepool_node_id", node.id.0);
         if node.state == NodeState::Building && had_server {
             assert!(
                 end.nodes.iter().any(|n| n.id == node.id),
@@ -290,7 +291,7 @@ fn case(point: &str, shape: Shape, flow: Flow, nth: u32) {
         }
     }
     for sub in &at_crash.subnodes {
-        let had_server = sub.external_id.is_some() || made("nodepool_subnode_id", sub.id);
+        let had_server = sub.external_id.is_some() || made("nodepool_subnode_id", sub.id.0);
         if sub.state == NodeState::Building && had_server {
             assert!(
                 end.subnodes.iter().any(|s| s.id == sub.id),
@@ -575,9 +576,21 @@ targets:
                     .collect::<Result<Vec<_>, _>>()
             })
             .expect("leak rows");
+        let nodes = nodes::list(db.conn()).expect("nodes");
+        let subnodes = subnodes::list(db.conn()).expect("subnodes");
+        let members = (nodes.iter().map(|n| Member::primary(n.id)))
+            .chain(subnodes.iter().map(|s| s.member()));
+        let keyed = members
+            .filter(|m| {
+                nodes::host_keys(db.conn(), *m)
+                    .expect("host keys")
+                    .is_some()
+            })
+            .collect();
         Rows {
-            nodes: nodes::list(db.conn()).expect("nodes"),
-            subnodes: subnodes::list(db.conn()).expect("subnodes"),
+            nodes,
+            subnodes,
+            keyed,
             servers,
             leaks,
             dump,
@@ -808,16 +821,16 @@ targets:
             "after-keyscan" => rows
                 .nodes
                 .iter()
-                .map(|n| (n.state, &n.launch_phase, &n.host_keys))
+                .map(|n| (n.state, n.launch_phase, Member::primary(n.id)))
                 .chain(
                     rows.subnodes
                         .iter()
-                        .map(|s| (s.state, &s.launch_phase, &s.host_keys)),
+                        .map(|s| (s.state, s.launch_phase, s.member())),
                 )
-                .any(|(state, phase, keys)| {
+                .any(|(state, phase, member)| {
                     state == NodeState::Building
-                        && phase.as_deref() == Some("reachable")
-                        && keys.is_some()
+                        && phase == Some(LaunchPhase::Reachable)
+                        && rows.keyed.contains(&member)
                 }),
             "mid-ssh" => rows
                 .nodes
@@ -825,7 +838,7 @@ targets:
                 .any(|n| n.state == NodeState::Building && count(log, &n.hostname) > 0),
             "after-delete-call" => rows.nodes.iter().any(|n| {
                 n.state == NodeState::Delete
-                    && n.launch_phase.as_deref() != Some("deleting")
+                    && n.launch_phase != Some(LaunchPhase::Deleting)
                     && self.deleting(rows, n.external_id.as_deref())
             }),
             "after-leak-delete" => {
@@ -875,8 +888,10 @@ fn serialize_sessions(sshd: &Sshd) {
 }
 
 struct Rows {
-    nodes: Vec<nodes::Node>,
-    subnodes: Vec<subnodes::Subnode>,
+    nodes: Vec<Node>,
+    subnodes: Vec<Subnode>,
+    /// The members whose host keys are recorded.
+    keyed: Vec<Member>,
     /// The cloud's servers that carry this installation's metadata.
     servers: Vec<Srv>,
     leaks: Vec<String>,

@@ -3,7 +3,7 @@
 
 mod support;
 
-use nodepool::model::{ImageState, NodeState};
+use nodepool::model::{ImageState, NodeId, NodeState};
 use nodepool::state::{images, nodes};
 use serde_json::Value;
 use support::{status, stderr, stdout, Install};
@@ -59,7 +59,7 @@ fn list_prints_the_2015_columns_for_every_node() {
             "Age (hours)"
         ]
     );
-    let row = |id: i64| {
+    let row = |id: NodeId| {
         lines
             .iter()
             .find(|l| l.starts_with(&format!("| {id} ")))
@@ -120,7 +120,7 @@ fn list_json_is_one_array_with_stable_keys() {
     for key in expected {
         assert!(keys(node).contains(&key), "missing {key} in {node}");
     }
-    assert_eq!(node["id"], id);
+    assert_eq!(node["id"], id.0);
     assert_eq!(node["provider"], "p2");
     assert_eq!(node["state"], "used");
     assert_eq!(node["server_id"], format!("server-{id}"));

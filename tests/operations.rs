@@ -9,8 +9,8 @@ use std::fs;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nodepool::cloud::managed_keypair_name;
 use nodepool::cloud::Cloud;
-use nodepool::execute::managed_keypair_name;
 use nodepool::lock::{lock_path, Lock, LockKind};
 use nodepool::simulator::{Knobs, Simulator};
 use serde_json::Value;
@@ -514,6 +514,7 @@ fn status_shows_a_deficit_blocked_at_max_servers() {
     assert_eq!(row["max_servers"], 1, "{row:#}");
     assert_eq!(row["deficit"], 2, "{row:#}");
     assert_eq!(row["blocked_by"], "at max-servers", "{row:#}");
+    assert_eq!(row["blocked_by_code"], "at-max-servers", "{row:#}");
     assert!(row["last_pass"].is_string(), "{row:#}");
     let line = status_line(&pool, "small");
     assert!(line.contains("at max-servers"), "{line}");
@@ -530,6 +531,7 @@ fn status_shows_a_deficit_blocked_by_quota() {
     assert_eq!(row["deficit"], 1, "{row:#}");
     let blocked = row["blocked_by"].as_str().unwrap_or_default();
     assert!(blocked.contains("quota"), "{row:#}");
+    assert_eq!(row["blocked_by_code"], "quota", "{row:#}");
     assert!(status_line(&pool, "small").contains("quota"));
 }
 
@@ -544,6 +546,7 @@ fn status_shows_no_ready_image_when_the_base_image_is_missing() {
     assert_eq!(row["deficit"], 2, "{row:#}");
     let blocked = row["blocked_by"].as_str().unwrap_or_default();
     assert!(blocked.contains("no ready image"), "{row:#}");
+    assert_eq!(row["blocked_by_code"], "no-ready-image", "{row:#}");
     assert!(status_line(&pool, "small").contains("no ready image"));
 }
 

@@ -214,7 +214,7 @@ fn ssh_that_never_answers_hits_boot_timeout_then_deletes_and_cools_down() {
     assert!(pool.nodes().is_empty(), "{:#}", pool.list_json());
     assert!(pool.servers().is_empty(), "{:?}", pool.servers());
     let failures =
-        pool.scalar("SELECT failures FROM cooldown WHERE label_name = 'small' AND until > 0");
+        pool.scalar("SELECT failures FROM cooldown WHERE label_name = 'small' AND last_time > 0");
     assert_eq!(failures, 2);
     let plan = pool.ok(&["reconcile", "--dry-run"]);
     assert!(
@@ -324,7 +324,7 @@ fn a_5xx_storm_converges_over_a_few_runs_without_duplicate_servers() {
         // A cooldown earned in the storm would end the next run at once: let its time pass.
         pool.db()
             .conn()
-            .execute("UPDATE cooldown SET until = 0", [])
+            .execute("UPDATE cooldown SET last_time = 0", [])
             .unwrap();
     }
     assert_eq!(

@@ -12,10 +12,12 @@ use serde::Serialize;
 use super::reconcile::take_lock;
 use super::Context;
 use crate::cli::{Format, LockArgs};
+use crate::model::node::Node;
+use crate::model::Member;
 use crate::model::{NodeId, NodeState};
 use crate::node::ssh;
 use crate::output;
-use crate::state::nodes::{self, Node};
+use crate::state::nodes;
 
 /// Checks run on this many threads.
 const WORKERS: usize = 8;
@@ -44,9 +46,10 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
         if node.state != NodeState::Ready {
             continue;
         }
-        match endpoint(ctx, &node) {
-            Some(endpoint) => work.push_back((node, endpoint)),
-            None => report.skipped += 1,
+        let keys = nodes::host_keys(db.conn(), Member::primary(node.id))?;
+        match (endpoint(ctx, &node), keys) {
+            (Some(endpoint), Some(keys)) => work.push_back((node, endpoint, keys)),
+            _ => report.skipped += 1,
         }
     }
     report.checked = work.len();
@@ -55,11 +58,10 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
     std::thread::scope(|scope| {
         for _ in 0..WORKERS.min(report.checked) {
             scope.spawn(|| loop {
-                let Some((node, endpoint)) = work.lock().ok().and_then(|mut q| q.pop_front())
+                let Some((node, endpoint, keys)) = work.lock().ok().and_then(|mut q| q.pop_front())
                 else {
                     return;
                 };
-                let keys = node.host_keys.clone().unwrap_or_default();
                 if let Err(error) = ssh::check(&endpoint, &keys, CHECK_TIMEOUT) {
                     if let Ok(mut failures) = failures.lock() {
                         failures.push((node, format!("{error:#}")));
@@ -94,7 +96,7 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
     }
 }
 
-/// How to reach a ready node, if its provider allows SSH and its address and keys are known.
+/// How to reach a ready node, if its provider allows SSH and its address is known.
 fn endpoint(ctx: &Context, node: &Node) -> Option<ssh::Endpoint> {
     let provider = ctx.config.providers.get(&node.provider)?;
     if !provider.host_key_checking {
@@ -102,6 +104,5 @@ fn endpoint(ctx: &Context, node: &Node) -> Option<ssh::Endpoint> {
     }
     let label = ctx.config.labels.get(&node.label)?;
     let image = provider.images.get(&label.image)?;
-    node.host_keys.as_ref()?;
-    Some(crate::execute::endpoint(image, node.ip.as_deref()?))
+    Some(ssh::Endpoint::for_image(image, node.ip.as_deref()?))
 }

@@ -14,7 +14,6 @@ use super::Context;
 use crate::cli::LockArgs;
 use crate::cloud::openstack::OpenStack;
 use crate::cloud::{Cloud, CloudError};
-use crate::execute::managed_keypair_name;
 use crate::model::ProviderName;
 use crate::plan::Mode;
 use crate::state::pass;
@@ -25,7 +24,7 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
     let connected = connect(ctx, &providers)?;
     let mut summary = rounds(ctx, &connected, Mode::Cleanup, Duration::ZERO)?;
     let installation = pass::installation(ctx.open_db()?.conn())?;
-    let prefix = managed_keypair_name(&installation, &"".into());
+    let prefix = crate::cloud::managed_keypair_name(&installation, &"".into());
     let mut deleted = 0;
     let mut floating_ips = 0;
     // The run's connections again: no second token per provider.

@@ -1,6 +1,7 @@
 //! `nodepool delete ID [--now]`: mark a node for deletion; the next pass deletes its servers,
 //! then its row once they are gone. `--now` does all of that in the foreground: it deletes
-//! the servers, waits (bounded) until the cloud no longer has them, and removes the row.
+//! the servers through the same path a pass uses, waits (bounded) until the cloud no longer
+//! has them, and removes the row.
 
 use std::time::{Duration, Instant};
 
@@ -9,10 +10,10 @@ use anyhow::{bail, Context as _, Result};
 use super::{mark_node, Context};
 use crate::cli::{DeleteArgs, Format};
 use crate::cloud::Cloud;
+use crate::execute::{delete_node_servers, servers_of_node};
 use crate::model::{NodeId, NodeState};
 use crate::output;
-use crate::plan::meta;
-use crate::state::{nodes, subnodes};
+use crate::state::{nodes, pass, subnodes};
 
 /// `--now` waits this long for the cloud to forget the servers.
 const WAIT_GONE: Duration = Duration::from_secs(120);
@@ -65,24 +66,16 @@ fn delete_now(ctx: &Context, id: NodeId) -> Result<()> {
             .filter_map(|s| s.external_id),
     );
     if node.external_id.is_none() {
-        // A launch that never recorded its server: find it by the id in its metadata.
-        let mine = id.to_string();
-        servers.extend(
-            cloud
-                .list_servers()?
-                .into_iter()
-                .filter(|s| s.metadata.get(meta::NODE_ID) == Some(&mine))
-                .map(|s| s.id),
-        );
+        // A launch that never recorded its server: find it by this installation's metadata.
+        let installation = pass::installation(conn)?;
+        let listed = cloud.list_servers()?;
+        let made = servers_of_node(&listed, &installation, provider.name.as_str(), id);
+        servers.extend(made.into_iter().map(|s| s.id.clone()));
+        servers.sort();
+        servers.dedup();
     }
-    if provider.pool.is_some() {
-        crate::cloud::release_floating_ips(&cloud, &crate::execute::node_addresses(conn, id)?);
-    }
-    for server in &servers {
-        cloud
-            .delete_server(server)
-            .with_context(|| format!("node {id}: deleting server {server}"))?;
-    }
+    delete_node_servers(&cloud, conn, provider, id, &servers, ctx.now)
+        .with_context(|| format!("node {id}"))?;
     let mut left = servers.clone();
     let mut poll = POLL_MIN;
     while !left.is_empty() {

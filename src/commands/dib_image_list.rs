@@ -5,8 +5,9 @@ use serde::Serialize;
 
 use super::Context;
 use crate::clock::{age_hours, rfc3339};
+use crate::model::image::DibImage;
 use crate::output::{self, cell};
-use crate::state::images::{self, DibImageRow};
+use crate::state::images;
 
 const HEADERS: [&str; 6] = ["ID", "Image", "Filename", "Version", "State", "Age (hours)"];
 
@@ -33,7 +34,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     )
 }
 
-fn to_json(image: &DibImageRow, now: i64) -> DibImageJson<'_> {
+fn to_json(image: &DibImage, now: i64) -> DibImageJson<'_> {
     DibImageJson {
         id: image.id,
         image: image.image.as_str(),
@@ -45,7 +46,7 @@ fn to_json(image: &DibImageRow, now: i64) -> DibImageJson<'_> {
     }
 }
 
-fn to_row(image: &DibImageRow, now: i64) -> Vec<String> {
+fn to_row(image: &DibImage, now: i64) -> Vec<String> {
     vec![
         image.id.to_string(),
         image.image.to_string(),

@@ -5,8 +5,9 @@ use serde::Serialize;
 
 use super::Context;
 use crate::clock::{age_hours, rfc3339};
+use crate::model::image::ProviderImage;
 use crate::output::{self, cell};
-use crate::state::images::{self, ProviderImageRow};
+use crate::state::images;
 
 const HEADERS: [&str; 9] = [
     "ID",
@@ -46,7 +47,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     )
 }
 
-fn to_json(image: &ProviderImageRow, now: i64) -> ImageJson<'_> {
+fn to_json(image: &ProviderImage, now: i64) -> ImageJson<'_> {
     ImageJson {
         id: image.id,
         provider: image.provider.as_str(),
@@ -61,7 +62,7 @@ fn to_json(image: &ProviderImageRow, now: i64) -> ImageJson<'_> {
     }
 }
 
-fn to_row(image: &ProviderImageRow, now: i64) -> Vec<String> {
+fn to_row(image: &ProviderImage, now: i64) -> Vec<String> {
     vec![
         image.id.to_string(),
         image.provider.to_string(),

@@ -5,8 +5,10 @@ use serde::Serialize;
 
 use super::Context;
 use crate::clock::{age_hours, rfc3339};
+use crate::model::node::Node;
+use crate::model::{LaunchPhase, NodeId};
 use crate::output::{self, cell};
-use crate::state::nodes::{self, Node};
+use crate::state::nodes;
 
 const HEADERS: [&str; 11] = [
     "ID",
@@ -25,7 +27,7 @@ const HEADERS: [&str; 11] = [
 /// One node in `--format json`; keys are a stable interface (more may be added).
 #[derive(Serialize)]
 struct NodeJson<'a> {
-    id: i64,
+    id: NodeId,
     provider: &'a str,
     az: Option<&'a str>,
     label: &'a str,
@@ -71,7 +73,7 @@ fn to_json(node: &Node, now: i64) -> NodeJson<'_> {
         state: node.state.as_str(),
         state_time: rfc3339(node.state_time),
         age_hours: age_hours(now, node.state_time),
-        launch_phase: node.launch_phase.as_deref(),
+        launch_phase: node.launch_phase.map(LaunchPhase::as_str),
         last_error: node.last_error.as_deref(),
         owner: node.owner.as_deref(),
         comment: node.comment.as_deref(),

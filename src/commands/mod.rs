@@ -62,7 +62,7 @@ fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::List => list::run(ctx),
         Command::ImageList => image_list::run(ctx),
         Command::DibImageList => dib_image_list::run(ctx),
-        Command::Hold(args) => hold::run(ctx, args.id),
+        Command::Hold(args) => hold::run(ctx, crate::model::NodeId(args.id)),
         Command::Delete(args) => delete::run(ctx, args),
         Command::Status => status::run(ctx),
         // Capabilities of later releases: refuse honestly, change nothing.

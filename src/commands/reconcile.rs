@@ -17,7 +17,7 @@ use crate::lock::{Lock, LockKind};
 use crate::model::ProviderName;
 use crate::observe::{self, CloudView};
 use crate::output;
-use crate::plan::{self, Kind, Mode, Plan};
+use crate::plan::{self, LocalStep, Mode, Plan, Step};
 use crate::state::{pass, Db};
 
 /// A run with `--duration 0` still gets this long to start mutating calls in its one round.
@@ -217,10 +217,12 @@ pub(super) fn rounds(
         let done = runner.execute(&db, &plan, observed.now);
         let progressed = done.progressed;
         // Leak sightings wait out a grace period far longer than a run: not work in flight.
-        let acted = plan
-            .actions
-            .iter()
-            .any(|a| !matches!(a.kind, Kind::SightLeak { .. } | Kind::ForgetLeak { .. }));
+        let acted = plan.actions.iter().any(|a| {
+            !matches!(
+                a.step,
+                Step::Local(LocalStep::SightLeak { .. } | LocalStep::ForgetLeak { .. })
+            )
+        });
         tally.add(done);
         let spent = started.elapsed();
         if (plan.in_flight == 0 && !acted) || spent >= duration {
@@ -270,7 +272,9 @@ struct AllocationJson<'a> {
     provider: &'a str,
     deficit: u32,
     granted: u32,
-    blocker: Option<&'a str>,
+    blocker: Option<String>,
+    /// Stable for scripts: `model::pass::Blocker::code`.
+    blocker_code: Option<&'static str>,
 }
 
 const DRY_RUN_HEADERS: [&str; 5] = ["Provider", "Label", "Node", "Action", "Reason"];
@@ -292,7 +296,8 @@ fn dry_run(ctx: &Context, providers: &[&Provider]) -> Result<()> {
                     provider: a.provider.as_str(),
                     deficit: a.deficit,
                     granted: a.granted,
-                    blocker: a.blocker.as_deref(),
+                    blocker: a.blocker.as_ref().map(ToString::to_string),
+                    blocker_code: a.blocker.as_ref().map(|b| b.code()),
                 })
                 .collect(),
         }),
@@ -304,8 +309,8 @@ fn dry_run(ctx: &Context, providers: &[&Provider]) -> Result<()> {
                     vec![
                         a.provider.to_string(),
                         a.label.as_ref().map(|l| l.to_string()).unwrap_or_default(),
-                        a.node.map(|n| n.to_string()).unwrap_or_default(),
-                        a.kind.name().to_string(),
+                        a.step.node().map(|n| n.to_string()).unwrap_or_default(),
+                        a.step.name().to_string(),
                         a.reason.clone(),
                     ]
                 })
@@ -318,13 +323,13 @@ fn dry_run(ctx: &Context, providers: &[&Provider]) -> Result<()> {
             for note in &plan.notes {
                 output::line(&format!("note: {note}"))?;
             }
-            for a in plan.allocation.iter().filter(|a| a.blocker.is_some()) {
-                output::line(&format!(
-                    "blocked: label {} on {}: {}",
-                    a.label,
-                    a.provider,
-                    a.blocker.as_deref().unwrap_or_default()
-                ))?;
+            for a in &plan.allocation {
+                if let Some(blocker) = &a.blocker {
+                    output::line(&format!(
+                        "blocked: label {} on {}: {blocker}",
+                        a.label, a.provider
+                    ))?;
+                }
             }
             Ok(())
         }

@@ -48,6 +48,9 @@ struct Row {
     /// What kept the last pass from launching this label here: at max-servers, quota,
     /// no ready image, cooldown, per-pass bound, unreachable.
     blocked_by: Option<String>,
+    /// The same as a stable code for scripts: at-max-servers, quota, no-ready-image,
+    /// cooldown, cooldown-starting, per-pass-bound, unreachable.
+    blocked_by_code: Option<&'static str>,
     /// When the last pass looked (RFC 3339).
     last_pass: Option<String>,
 }
@@ -94,7 +97,8 @@ pub fn run(ctx: &Context) -> Result<()> {
     for allocation in crate::state::pass::allocations(db.conn())? {
         if let Some(row) = rows.get_mut(&(allocation.label.clone(), allocation.provider.clone())) {
             row.deficit = Some(allocation.deficit);
-            row.blocked_by = allocation.blocker;
+            row.blocked_by = allocation.blocker.as_ref().map(ToString::to_string);
+            row.blocked_by_code = allocation.blocker.as_ref().map(|b| b.code());
             row.last_pass = Some(crate::clock::rfc3339(allocation.time));
         }
     }

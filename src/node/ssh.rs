@@ -32,6 +32,18 @@ pub struct Endpoint {
     pub private_key: PathBuf,
 }
 
+impl Endpoint {
+    /// How nodepool logs into a node booted from `image` at `host`.
+    pub fn for_image(image: &crate::config::ProviderImage, host: &str) -> Endpoint {
+        Endpoint {
+            host: host.to_string(),
+            port: image.connection_port,
+            user: image.username.clone(),
+            private_key: image.private_key.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Endpoint {
     /// `user@host:port` (`user@[v6]:port`), as errors name a node.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

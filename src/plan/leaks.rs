@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::{meta, Action, Kind, Plan, Servers, LEAK_GRACE_S};
+use super::policy::LEAK_GRACE_S;
+use super::{meta, Action, CloudStep, LocalStep, Observed, Plan, Servers, Step};
 use crate::model::ProviderName;
-use crate::observe::Observed;
 
 pub(super) fn plan(
     observed: &Observed,
@@ -17,11 +17,10 @@ pub(super) fn plan(
 ) {
     let now = observed.now;
     for (provider, index) in servers {
-        let action = |kind: Kind, reason: String| Action {
+        let action = |step: Step, reason: String| Action {
             provider: (*provider).clone(),
             label: None,
-            node: None,
-            kind,
+            step,
             reason,
         };
         let mut candidates: Vec<_> = index
@@ -41,15 +40,15 @@ pub(super) fn plan(
             let sighting = observed
                 .leaks
                 .get(&((*provider).clone(), server.id.clone()));
-            let kind = match sighting {
+            let step = match sighting {
                 Some(seen) if seen.first_seen + LEAK_GRACE_S <= now && seen.last_seen < now => {
-                    Kind::DeleteLeak {
+                    Step::Cloud(CloudStep::DeleteLeak {
                         server_id: server.id.clone(),
-                    }
+                    })
                 }
-                _ => Kind::SightLeak {
+                _ => Step::Local(LocalStep::SightLeak {
                     server_id: server.id.clone(),
-                },
+                }),
             };
             let reason = match sighting {
                 None => format!(
@@ -62,14 +61,14 @@ pub(super) fn plan(
                     now - seen.first_seen
                 ),
             };
-            plan.actions.push(action(kind, reason));
+            plan.actions.push(action(step, reason));
         }
         for ((sighted_on, server_id), _) in observed.leaks.iter() {
             if sighted_on == *provider && !leaked.contains(server_id) {
                 plan.actions.push(action(
-                    Kind::ForgetLeak {
+                    Step::Local(LocalStep::ForgetLeak {
                         server_id: server_id.clone(),
-                    },
+                    }),
                     "the leaked server is gone or has a row again".into(),
                 ));
             }

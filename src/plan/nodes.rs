@@ -1,14 +1,19 @@
-//! Step 2 of the plan: every node row against its servers. One step per node per round.
+//! Step 2 of the plan: every node row against its servers, one step per node per round.
+//!
+//! For each node, in order: count the servers it takes (`reserve`); a held node is never
+//! touched (`held`); a node whose label, target or provider left the configuration is
+//! deleted; then by state — `delete` (delete its servers, or remove the row once they are
+//! gone), ready/test/used (retire it when its server vanished or failed, or it was used for
+//! too long), building (`building`: the next launch step of each member of its set).
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::{Action, Kind, Mode, Plan, Servers, DELETE_RETRY_S, STALE_AFTER_S};
-use crate::cloud::{Server, ServerStatus};
+use super::policy::{DELETE_RETRY_S, STALE_AFTER_S};
+use super::{Action, CloudStep, LocalStep, Mode, Observed, Plan, Servers, SshStep, Step};
 use crate::config::{Config, Provider};
-use crate::model::{LabelName, NodeState, ProviderName, TargetName};
-use crate::observe::Observed;
-use crate::state::nodes::Node;
-use crate::state::subnodes::Subnode;
+use crate::model::cloud::{Server, ServerStatus};
+use crate::model::node::{Node, Subnode};
+use crate::model::{LabelName, LaunchPhase, Member, NodeId, NodeState, ProviderName, TargetName};
 
 /// What the walk learned that allocation and leak detection need.
 #[derive(Default)]
@@ -25,30 +30,6 @@ pub(super) struct Walked<'a> {
     pub known_servers: HashSet<&'a str>,
 }
 
-/// One member of a node's set (the primary or a subnode) as the walk sees it.
-struct Member<'a> {
-    subnode: Option<i64>,
-    phase: Option<&'a str>,
-    phase_time: i64,
-    external_id: Option<&'a str>,
-    ip: Option<&'a str>,
-    server: Option<&'a Server>,
-    /// A server carrying this member's id that the row never recorded.
-    unrecorded: Option<&'a Server>,
-}
-
-/// Where a member of a building node stands.
-enum Step {
-    /// Nothing to do until the cloud moves.
-    Wait,
-    /// Do this.
-    Act(Kind, String),
-    /// Up, with host keys (or without SSH); the set can be bootstrapped once all are.
-    Done,
-    /// The launch failed.
-    Fail(String),
-}
-
 pub(super) fn walk<'a>(
     config: &Config,
     observed: &'a Observed,
@@ -57,54 +38,28 @@ pub(super) fn walk<'a>(
     plan: &mut Plan,
 ) -> Walked<'a> {
     let mut walked = Walked::default();
-    let mut subnodes: BTreeMap<i64, Vec<&Subnode>> = BTreeMap::new();
+    let mut subnodes: BTreeMap<NodeId, Vec<&Subnode>> = BTreeMap::new();
     for subnode in &observed.subnodes {
         subnodes.entry(subnode.node_id).or_default().push(subnode);
-        if let Some(id) = &subnode.external_id {
-            walked.known_servers.insert(id);
-        }
     }
-    for node in &observed.nodes {
-        if let Some(id) = &node.external_id {
-            walked.known_servers.insert(id);
-        }
-    }
-    for row in &observed.images {
-        if let Some(id) = &row.server_external_id {
-            walked.known_servers.insert(id);
-        }
-    }
+    let recorded = (observed.nodes.iter().map(|n| &n.external_id))
+        .chain(observed.subnodes.iter().map(|s| &s.external_id))
+        .chain(observed.images.iter().map(|i| &i.server_external_id));
+    walked
+        .known_servers
+        .extend(recorded.filter_map(|id| id.as_deref()));
     for node in &observed.nodes {
         let subs = subnodes.get(&node.id).map(Vec::as_slice).unwrap_or(&[]);
-        // A building node will have all its label's subnodes: reserve the ones not launched
-        // yet, or new launches this round would take their room under max-servers.
-        let wanted = match node.state {
-            NodeState::Building => config.labels.get(&node.label).map_or(0, |l| l.subnodes),
-            _ => 0,
-        };
-        *walked
-            .servers_used
-            .entry(node.provider.clone())
-            .or_default() += 1 + (subs.len() as u32).max(wanted);
-        if let Some(az) = &node.az {
-            *walked
-                .zones
-                .entry(node.provider.clone())
-                .or_default()
-                .entry(az.clone())
-                .or_default() += 1;
-        }
-        let counted = one(
+        reserve(config, node, subs, &mut walked);
+        let walk = NodeWalk {
             config,
-            observed,
-            servers,
+            now: observed.now,
             mode,
             node,
             subs,
-            plan,
-            &mut walked,
-        );
-        if counted && node.state.counts_as_supply() {
+            index: servers.get(&node.provider),
+        };
+        if walk.plan(plan, &mut walked) && node.state.counts_as_supply() {
             *walked.counted.entry(node.label.clone()).or_default() += 1;
             *walked
                 .per_target
@@ -125,380 +80,460 @@ pub(super) fn walk<'a>(
     walked
 }
 
-/// Plan one node; true when it still counts towards its label's supply.
-#[allow(clippy::too_many_arguments)]
-fn one<'a>(
-    config: &Config,
-    observed: &'a Observed,
-    servers: &BTreeMap<&ProviderName, Servers<'a>>,
+/// Count the servers a node takes on its provider, and its zone. A building node will have
+/// all its label's subnodes: reserve the ones not launched yet, or new launches this round
+/// would take their room under max-servers.
+fn reserve(config: &Config, node: &Node, subs: &[&Subnode], walked: &mut Walked<'_>) {
+    let wanted = match node.state {
+        NodeState::Building => config.labels.get(&node.label).map_or(0, |l| l.subnodes),
+        _ => 0,
+    };
+    *walked
+        .servers_used
+        .entry(node.provider.clone())
+        .or_default() += 1 + (subs.len() as u32).max(wanted);
+    if let Some(az) = &node.az {
+        *walked
+            .zones
+            .entry(node.provider.clone())
+            .or_default()
+            .entry(az.clone())
+            .or_default() += 1;
+    }
+}
+
+/// One member of a node's set (the primary or a subnode) against the listing.
+struct MemberView<'a> {
+    member: Member,
+    phase: Option<LaunchPhase>,
+    phase_since: i64,
+    external_id: Option<&'a str>,
+    ip: Option<&'a str>,
+    server: Option<&'a Server>,
+    /// A server carrying this member's id that the row never recorded.
+    unrecorded: Option<&'a Server>,
+}
+
+/// Where a member of a building node stands.
+enum Next {
+    /// Nothing to do until the cloud moves.
+    Wait,
+    /// Do this.
+    Act(Step, String),
+    /// Up, with host keys (or without SSH); the set can be bootstrapped once all are.
+    Done,
+    /// The launch failed.
+    Fail(String),
+}
+
+/// One node of the walk and what it is planned against.
+struct NodeWalk<'a, 'w> {
+    config: &'w Config,
+    now: i64,
     mode: Mode,
     node: &'a Node,
-    subs: &[&'a Subnode],
-    plan: &mut Plan,
-    walked: &mut Walked<'a>,
-) -> bool {
-    let now = observed.now;
-    let unconfigured = if !config.labels.contains_key(&node.label) {
-        Some(format!("label `{}` is no longer configured", node.label))
-    } else if !config.targets.contains_key(&node.target) {
-        Some(format!("target `{}` is no longer configured", node.target))
-    } else if !config.providers.contains_key(&node.provider) {
-        Some(format!(
-            "provider `{}` is no longer configured",
-            node.provider
-        ))
-    } else {
-        None
-    };
-    if node.state == NodeState::Hold {
-        // Not even a server a killed run made for it but never recorded: no leak either.
-        if let Some(index) = servers.get(&node.provider) {
-            let made = index.by_node.get(&node.id).into_iter().flatten().copied();
-            let made_sub = subs
+    subs: &'w [&'a Subnode],
+    /// Its provider's listing; None when the provider was not listed this round.
+    index: Option<&'w Servers<'a>>,
+}
+
+impl<'a> NodeWalk<'a, '_> {
+    fn act(&self, step: Step, reason: impl Into<String>) -> Action {
+        Action {
+            provider: self.node.provider.clone(),
+            label: Some(self.node.label.clone()),
+            step,
+            reason: reason.into(),
+        }
+    }
+
+    /// Plan the node; true when it still counts towards its label's supply.
+    fn plan(&self, plan: &mut Plan, walked: &mut Walked<'a>) -> bool {
+        let node = self.node;
+        let unconfigured = self.unconfigured();
+        if node.state == NodeState::Hold {
+            self.held(unconfigured, plan, walked);
+            return true;
+        }
+        let (Some(index), Some(provider)) = (self.index, self.config.providers.get(&node.provider))
+        else {
+            if let (Some(why), None) = (&unconfigured, self.config.providers.get(&node.provider)) {
+                plan.notes.push(format!(
+                    "node {}: {why}, so nodepool cannot delete its servers; delete them by \
+                     hand or configure the provider again",
+                    node.id
+                ));
+            }
+            // Not observed this round (unreachable, or another `--provider`): no decision.
+            return true;
+        };
+        let members = self.members(index);
+        let live = live_servers(index, node.id, &members);
+        walked.known_servers.extend(live.iter().copied());
+        let set = Set { members, live };
+        if node.state != NodeState::Delete {
+            if let Some(why) = unconfigured {
+                return self.retire(&set, plan, why, false);
+            }
+        }
+        match node.state {
+            NodeState::Hold => true,
+            NodeState::Delete => {
+                self.deleting(&set, plan);
+                false
+            }
+            NodeState::Ready | NodeState::Test | NodeState::Used => self.settled(&set, plan),
+            NodeState::Building => {
+                if self.mode == Mode::Cleanup && self.now - node.state_time > STALE_AFTER_S {
+                    return self.retire(&set, plan, "building for over 8 hours".into(), true);
+                }
+                self.building(provider, &set, plan)
+            }
+        }
+    }
+
+    /// Why the node's label, target or provider is no longer configured, if it is not.
+    fn unconfigured(&self) -> Option<String> {
+        let (config, node) = (self.config, self.node);
+        if !config.labels.contains_key(&node.label) {
+            Some(format!("label `{}` is no longer configured", node.label))
+        } else if !config.targets.contains_key(&node.target) {
+            Some(format!("target `{}` is no longer configured", node.target))
+        } else if !config.providers.contains_key(&node.provider) {
+            Some(format!(
+                "provider `{}` is no longer configured",
+                node.provider
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// A held node is never touched, not even a server a killed run made for it but never
+    /// recorded: no leak either.
+    fn held(&self, unconfigured: Option<String>, plan: &mut Plan, walked: &mut Walked<'a>) {
+        if let Some(index) = self.index {
+            let made = index.by_node.get(&self.node.id).into_iter().flatten();
+            let made_sub = self
+                .subs
                 .iter()
-                .filter_map(|sub| index.by_subnode.get(&sub.id).copied());
+                .filter_map(|sub| index.by_subnode.get(&sub.id));
             walked
                 .known_servers
                 .extend(made.chain(made_sub).map(|s| s.id.as_str()));
         }
         if let Some(why) = unconfigured {
-            plan.notes
-                .push(format!("node {} is held; kept although its {why}", node.id));
-        }
-        return true;
-    }
-    let (Some(index), Some(provider)) = (
-        servers.get(&node.provider),
-        config.providers.get(&node.provider),
-    ) else {
-        if let (Some(why), None) = (&unconfigured, config.providers.get(&node.provider)) {
             plan.notes.push(format!(
-                "node {}: {why}, so nodepool cannot delete its servers; delete them by hand \
-                 or configure the provider again",
-                node.id
+                "node {} is held; kept although its {why}",
+                self.node.id
             ));
         }
-        // Not observed this round (unreachable, or another `--provider`): no decision.
-        return true;
-    };
-    let action = |kind: Kind, reason: String| Action {
-        provider: node.provider.clone(),
-        label: Some(node.label.clone()),
-        node: Some(node.id),
-        kind,
-        reason,
-    };
-    let primary = Member {
-        subnode: None,
-        phase: node.launch_phase.as_deref(),
-        phase_time: node.phase_time.unwrap_or(node.state_time),
-        external_id: node.external_id.as_deref(),
-        ip: node.ip.as_deref(),
-        server: index.live(node.external_id.as_deref()),
-        unrecorded: index.by_node.get(&node.id).and_then(|list| {
-            list.iter()
-                .copied()
-                .find(|s| Some(s.id.as_str()) != node.external_id.as_deref())
-        }),
-    };
-    let members: Vec<Member<'_>> = std::iter::once(primary)
-        .chain(subs.iter().map(|sub| {
-            Member {
-                subnode: Some(sub.id),
-                phase: sub.launch_phase.as_deref(),
-                phase_time: sub.phase_time.unwrap_or(sub.state_time),
-                external_id: sub.external_id.as_deref(),
-                ip: sub.ip.as_deref(),
-                server: index.live(sub.external_id.as_deref()),
-                unrecorded: index
-                    .by_subnode
-                    .get(&sub.id)
+    }
+
+    fn members(&self, index: &Servers<'a>) -> Vec<MemberView<'a>> {
+        let node = self.node;
+        let primary = MemberView {
+            member: Member::primary(node.id),
+            phase: node.launch_phase,
+            phase_since: node.phase_since(),
+            external_id: node.external_id.as_deref(),
+            ip: node.ip.as_deref(),
+            server: index.live(node.external_id.as_deref()),
+            unrecorded: index.by_node.get(&node.id).and_then(|list| {
+                list.iter()
                     .copied()
-                    .filter(|s| Some(s.id.as_str()) != sub.external_id.as_deref()),
-            }
-        }))
-        .collect();
-    // Every live server of the set, including ones a killed run created but never recorded.
-    let mut live: Vec<&'a str> = Vec::new();
-    for member in &members {
-        for server in [member.server, member.unrecorded].into_iter().flatten() {
-            if !live.contains(&server.id.as_str()) {
-                live.push(&server.id);
-            }
-        }
+                    .find(|s| Some(s.id.as_str()) != node.external_id.as_deref())
+            }),
+        };
+        let subnodes = self.subs.iter().map(|sub| MemberView {
+            member: sub.member(),
+            phase: sub.launch_phase,
+            phase_since: sub.phase_since(),
+            external_id: sub.external_id.as_deref(),
+            ip: sub.ip.as_deref(),
+            server: index.live(sub.external_id.as_deref()),
+            unrecorded: index
+                .by_subnode
+                .get(&sub.id)
+                .copied()
+                .filter(|s| Some(s.id.as_str()) != sub.external_id.as_deref()),
+        });
+        std::iter::once(primary).chain(subnodes).collect()
     }
-    for extra in index.by_node.get(&node.id).into_iter().flatten() {
-        if !live.contains(&extra.id.as_str()) {
-            live.push(&extra.id);
-        }
-    }
-    walked.known_servers.extend(live.iter().copied());
-    let server_ids = || live.iter().map(|id| id.to_string()).collect::<Vec<_>>();
-    let retire = |plan: &mut Plan, why: String, failure: bool| {
-        plan.actions.push(action(
-            Kind::Delete {
-                from: node.state,
-                server_ids: server_ids(),
+
+    /// Move the node to `delete` (a failure when it counts towards a cooldown).
+    fn retire(&self, set: &Set<'a>, plan: &mut Plan, why: String, failure: bool) -> bool {
+        plan.actions.push(self.act(
+            Step::Cloud(CloudStep::Delete {
+                node: self.node.id,
+                from: self.node.state,
+                server_ids: set.server_ids(),
                 failure,
-            },
+            }),
             why,
         ));
         plan.in_flight += 1;
         false
-    };
-    if node.state != NodeState::Delete {
-        if let Some(why) = unconfigured {
-            return retire(plan, why, false);
-        }
     }
-    match node.state {
-        NodeState::Hold => true,
-        NodeState::Delete => {
-            if live.is_empty() {
-                plan.actions.push(action(
-                    Kind::RemoveRow {
-                        from: NodeState::Delete,
-                    },
-                    "every server of the node is gone".into(),
-                ));
-            } else {
-                plan.in_flight += 1;
-                let asked = node.launch_phase.as_deref() == Some("deleting")
-                    && node.phase_time.unwrap_or(0) + DELETE_RETRY_S > now;
-                if !asked {
-                    let why = node
-                        .last_error
-                        .clone()
-                        .unwrap_or_else(|| "marked for deletion".into());
-                    plan.actions.push(action(
-                        Kind::Delete {
-                            from: NodeState::Delete,
-                            server_ids: server_ids(),
-                            failure: false,
-                        },
-                        why,
-                    ));
-                }
-            }
-            false
-        }
-        NodeState::Ready | NodeState::Test | NodeState::Used => {
-            let vanished = members
-                .iter()
-                .any(|m| m.external_id.is_some() && m.server.is_none());
-            if vanished {
-                return retire(plan, "server vanished".into(), false);
-            }
-            if members
-                .iter()
-                .any(|m| m.server.is_some_and(|s| s.status == ServerStatus::Error))
-            {
-                return retire(plan, "server in ERROR".into(), false);
-            }
-            if node.state == NodeState::Used && now - node.state_time > STALE_AFTER_S {
-                return retire(plan, "used for over 8 hours".into(), false);
-            }
-            true
-        }
-        NodeState::Building => {
-            if mode == Mode::Cleanup && now - node.state_time > STALE_AFTER_S {
-                return retire(plan, "building for over 8 hours".into(), true);
-            }
-            building(
-                config,
-                provider,
-                node,
-                &members,
-                subs.len(),
-                now,
-                plan,
-                &action,
-                &retire,
-            )
-        }
-    }
-}
 
-/// A building node: one step for each member of its set, or the whole set fails.
-#[allow(clippy::too_many_arguments)]
-fn building(
-    config: &Config,
-    provider: &Provider,
-    node: &Node,
-    members: &[Member<'_>],
-    have_subnodes: usize,
-    now: i64,
-    plan: &mut Plan,
-    action: &dyn Fn(Kind, String) -> Action,
-    retire: &dyn Fn(&mut Plan, String, bool) -> bool,
-) -> bool {
-    let launched = node.launch_time.unwrap_or(node.state_time);
-    let launch_timeout = provider.launch_timeout.as_secs() as i64;
-    if now - launched > launch_timeout {
-        return retire(
-            plan,
-            format!("launch-timeout: not ready {launch_timeout} s after launch"),
-            true,
-        );
-    }
-    let mut steps = Vec::new();
-    for member in members {
-        match step(config, provider, node, member, now) {
-            Step::Fail(why) => {
-                let who = match member.subnode {
-                    Some(id) => format!("subnode {id}: {why}"),
-                    None => why,
-                };
-                return retire(plan, who, true);
-            }
-            other => steps.push((member.subnode, other)),
+    /// A node in `delete`: remove the row once every server is gone, else (re)send the
+    /// delete calls unless they went out a short while ago.
+    fn deleting(&self, set: &Set<'a>, plan: &mut Plan) {
+        let node = self.node;
+        if set.live.is_empty() {
+            plan.actions.push(self.act(
+                Step::Local(LocalStep::RemoveRow {
+                    node: node.id,
+                    from: NodeState::Delete,
+                }),
+                "every server of the node is gone",
+            ));
+            return;
         }
-    }
-    plan.in_flight += 1;
-    let wanted = config
-        .labels
-        .get(&node.label)
-        .map_or(0, |l| l.subnodes as usize);
-    // The primary's missing subnodes are launched before new primaries (allocation runs
-    // after the walk).
-    let primary_launched = node.external_id.is_some();
-    if primary_launched && have_subnodes < wanted {
-        for _ in have_subnodes..wanted {
-            plan.actions.push(action(
-                Kind::LaunchSubnode,
-                format!("node {} has {have_subnodes} of {wanted} subnodes", node.id),
+        plan.in_flight += 1;
+        let asked = node.launch_phase == Some(LaunchPhase::Deleting)
+            && node.phase_time.unwrap_or(0) + DELETE_RETRY_S > self.now;
+        if !asked {
+            let why = node
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "marked for deletion".into());
+            plan.actions.push(self.act(
+                Step::Cloud(CloudStep::Delete {
+                    node: node.id,
+                    from: NodeState::Delete,
+                    server_ids: set.server_ids(),
+                    failure: false,
+                }),
+                why,
             ));
         }
     }
-    let all_done = have_subnodes >= wanted && steps.iter().all(|(_, s)| matches!(s, Step::Done));
-    for (_, step) in steps {
-        if let Step::Act(kind, reason) = step {
-            plan.actions.push(action(kind, reason));
-        }
-    }
-    if all_done {
-        let (kind, reason) = if provider.host_key_checking {
-            (
-                Kind::Bootstrap,
-                "every node of the set answers SSH: write /etc/nodepool, run the ready script"
-                    .to_string(),
-            )
-        } else {
-            (
-                Kind::MarkReady,
-                "every server of the set is ACTIVE with an address (host-key-checking off)"
-                    .to_string(),
-            )
-        };
-        plan.actions.push(action(kind, reason));
-    }
-    true
-}
 
-/// The next step of one member of a building set.
-fn step(config: &Config, provider: &Provider, node: &Node, member: &Member<'_>, now: i64) -> Step {
-    let Some(server) = member.server else {
-        if member.external_id.is_some() {
-            return Step::Fail("server vanished".into());
+    /// A ready, test or used node: retired when a server vanished or failed, or when it was
+    /// used for too long.
+    fn settled(&self, set: &Set<'a>, plan: &mut Plan) -> bool {
+        let members = &set.members;
+        if members
+            .iter()
+            .any(|m| m.external_id.is_some() && m.server.is_none())
+        {
+            return self.retire(set, plan, "server vanished".into(), false);
         }
-        // The create call's answer was never recorded (the run died, or the call failed
-        // ambiguously): adopt the server it made, or forget the row.
-        return match member.unrecorded {
-            Some(server) => Step::Act(
-                Kind::Adopt {
-                    subnode: member.subnode,
-                    server_id: server.id.clone(),
-                },
-                "a server carries this row's id but the row has no server id".into(),
-            ),
-            None => Step::Act(
-                Kind::Forget {
-                    subnode: member.subnode,
-                },
-                "no server was created for this row".into(),
-            ),
-        };
-    };
-    match server.status {
-        ServerStatus::Error => return Step::Fail("server went to ERROR".into()),
-        ServerStatus::Deleted => return Step::Fail("server was deleted".into()),
-        ServerStatus::Active => {}
-        ServerStatus::Build | ServerStatus::Other => return Step::Wait,
+        if members
+            .iter()
+            .any(|m| m.server.is_some_and(|s| s.status == ServerStatus::Error))
+        {
+            return self.retire(set, plan, "server in ERROR".into(), false);
+        }
+        if self.node.state == NodeState::Used && self.now - self.node.state_time > STALE_AFTER_S {
+            return self.retire(set, plan, "used for over 8 hours".into(), false);
+        }
+        true
     }
-    let boot_timeout = provider.boot_timeout.as_secs() as i64;
-    match member.phase.unwrap_or("booting") {
-        "reachable" => Step::Done,
-        "ssh" => {
-            if now - member.phase_time > boot_timeout {
-                return Step::Fail(format!(
-                    "boot-timeout: SSH did not answer within {boot_timeout} s of ACTIVE"
+
+    /// A building node: one step for each member of its set, or the whole set fails.
+    fn building(&self, provider: &Provider, set: &Set<'a>, plan: &mut Plan) -> bool {
+        let node = self.node;
+        let launched = node.launch_time.unwrap_or(node.state_time);
+        let launch_timeout = provider.launch_timeout.as_secs() as i64;
+        if self.now - launched > launch_timeout {
+            let why = format!("launch-timeout: not ready {launch_timeout} s after launch");
+            return self.retire(set, plan, why, true);
+        }
+        let mut steps = Vec::new();
+        for member in &set.members {
+            match self.next(provider, member) {
+                Next::Fail(why) => {
+                    let who = match member.member.subnode {
+                        Some(id) => format!("subnode {id}: {why}"),
+                        None => why,
+                    };
+                    return self.retire(set, plan, who, true);
+                }
+                other => steps.push(other),
+            }
+        }
+        plan.in_flight += 1;
+        let have = self.subs.len();
+        let wanted = self
+            .config
+            .labels
+            .get(&node.label)
+            .map_or(0, |l| l.subnodes as usize);
+        // The primary's missing subnodes are launched before new primaries (allocation runs
+        // after the walk).
+        if node.external_id.is_some() && have < wanted {
+            for _ in have..wanted {
+                plan.actions.push(self.act(
+                    Step::Cloud(CloudStep::LaunchSubnode { node: node.id }),
+                    format!("node {} has {have} of {wanted} subnodes", node.id),
                 ));
             }
-            let port = port_of(config, provider, node);
-            Step::Act(
-                Kind::ScanHostKeys {
-                    subnode: member.subnode,
-                    ip: member.ip.unwrap_or_default().to_string(),
-                    port,
-                },
-                "server is ACTIVE: waiting for SSH".into(),
-            )
         }
-        phase => {
-            let public = if provider.ipv6_preferred {
-                server.public_v6.clone().or(server.public_v4.clone())
-            } else {
-                server.public_v4.clone().or(server.public_v6.clone())
-            };
-            let next_phase = if provider.host_key_checking {
-                "ssh"
-            } else {
-                "reachable"
-            };
-            let record = |ip: String, how: &str| {
-                Step::Act(
-                    Kind::RecordAddress {
-                        subnode: member.subnode,
-                        ip,
-                        ip_private: server.private_v4.clone(),
-                        next_phase: next_phase.into(),
-                    },
-                    format!("server is ACTIVE with {how} address"),
-                )
-            };
-            match (public, &provider.pool) {
-                (Some(ip), _) => record(ip, "a public"),
-                (None, Some(pool)) if phase == "floating-ip" => {
-                    if now - member.phase_time > boot_timeout {
-                        Step::Fail(format!(
-                            "no floating IP from pool `{pool}` within {boot_timeout} s"
-                        ))
-                    } else {
-                        Step::Wait
-                    }
-                }
-                (None, Some(pool)) => Step::Act(
-                    Kind::AttachFloatingIp {
-                        subnode: member.subnode,
-                        server_id: server.id.clone(),
-                        pool: pool.clone(),
-                    },
-                    "server is ACTIVE without a public address".into(),
-                ),
-                (None, None) => match &server.private_v4 {
-                    Some(ip) => record(ip.clone(), "only a private"),
-                    None => Step::Wait,
-                },
+        let all_done = have >= wanted && steps.iter().all(|s| matches!(s, Next::Done));
+        for step in steps {
+            if let Next::Act(step, reason) = step {
+                plan.actions.push(self.act(step, reason));
             }
         }
+        if all_done {
+            plan.actions.push(if provider.host_key_checking {
+                self.act(
+                    Step::Ssh(SshStep::Bootstrap { node: node.id }),
+                    "every node of the set answers SSH: write /etc/nodepool, run the ready script",
+                )
+            } else {
+                self.act(
+                    Step::Local(LocalStep::MarkReady { node: node.id }),
+                    "every server of the set is ACTIVE with an address (host-key-checking off)",
+                )
+            });
+        }
+        true
+    }
+
+    /// The next launch step of one member of a building set.
+    fn next(&self, provider: &Provider, view: &MemberView<'_>) -> Next {
+        let member = view.member;
+        let Some(server) = view.server else {
+            if view.external_id.is_some() {
+                return Next::Fail("server vanished".into());
+            }
+            // The create call's answer was never recorded (the run died, or the call failed
+            // ambiguously): adopt the server it made, or forget the row.
+            return match view.unrecorded {
+                Some(server) => Next::Act(
+                    Step::Local(LocalStep::Adopt {
+                        member,
+                        server_id: server.id.clone(),
+                    }),
+                    "a server carries this row's id but the row has no server id".into(),
+                ),
+                None => Next::Act(
+                    Step::Local(LocalStep::Forget { member }),
+                    "no server was created for this row".into(),
+                ),
+            };
+        };
+        match server.status {
+            ServerStatus::Error => return Next::Fail("server went to ERROR".into()),
+            ServerStatus::Deleted => return Next::Fail("server was deleted".into()),
+            ServerStatus::Active => {}
+            ServerStatus::Build | ServerStatus::Other => return Next::Wait,
+        }
+        let boot_timeout = provider.boot_timeout.as_secs() as i64;
+        let in_phase = self.now - view.phase_since;
+        match view.phase.unwrap_or(LaunchPhase::Booting) {
+            LaunchPhase::Reachable | LaunchPhase::Ready => Next::Done,
+            LaunchPhase::Ssh if in_phase > boot_timeout => Next::Fail(format!(
+                "boot-timeout: SSH did not answer within {boot_timeout} s of ACTIVE"
+            )),
+            LaunchPhase::Ssh => Next::Act(
+                Step::Ssh(SshStep::ScanHostKeys {
+                    member,
+                    ip: view.ip.unwrap_or_default().to_string(),
+                    port: self.port(provider),
+                }),
+                "server is ACTIVE: waiting for SSH".into(),
+            ),
+            phase => self.address(provider, member, server, phase, in_phase),
+        }
+    }
+
+    /// An ACTIVE server without a recorded address: record its public one, or give it a
+    /// floating IP, or settle for a private one.
+    fn address(
+        &self,
+        provider: &Provider,
+        member: Member,
+        server: &Server,
+        phase: LaunchPhase,
+        in_phase: i64,
+    ) -> Next {
+        let public = if provider.ipv6_preferred {
+            server.public_v6.clone().or(server.public_v4.clone())
+        } else {
+            server.public_v4.clone().or(server.public_v6.clone())
+        };
+        let next_phase = if provider.host_key_checking {
+            LaunchPhase::Ssh
+        } else {
+            LaunchPhase::Reachable
+        };
+        let record = |ip: String, how: &str| {
+            Next::Act(
+                Step::Local(LocalStep::RecordAddress {
+                    member,
+                    ip,
+                    ip_private: server.private_v4.clone(),
+                    next_phase,
+                }),
+                format!("server is ACTIVE with {how} address"),
+            )
+        };
+        let boot_timeout = provider.boot_timeout.as_secs() as i64;
+        match (public, &provider.pool) {
+            (Some(ip), _) => record(ip, "a public"),
+            (None, Some(pool)) if phase == LaunchPhase::FloatingIp => {
+                if in_phase > boot_timeout {
+                    Next::Fail(format!(
+                        "no floating IP from pool `{pool}` within {boot_timeout} s"
+                    ))
+                } else {
+                    Next::Wait
+                }
+            }
+            (None, Some(pool)) => Next::Act(
+                Step::Cloud(CloudStep::AttachFloatingIp {
+                    member,
+                    server_id: server.id.clone(),
+                    pool: pool.clone(),
+                }),
+                "server is ACTIVE without a public address".into(),
+            ),
+            (None, None) => match &server.private_v4 {
+                Some(ip) => record(ip.clone(), "only a private"),
+                None => Next::Wait,
+            },
+        }
+    }
+
+    /// The SSH port of the node's image (`connection-port`, default 22).
+    fn port(&self, provider: &Provider) -> u16 {
+        self.config
+            .labels
+            .get(&self.node.label)
+            .and_then(|label| provider.images.get(&label.image))
+            .map_or(22, |image| image.connection_port)
     }
 }
 
-/// The SSH port of the node's image (`connection-port`, default 22).
-fn port_of(config: &Config, provider: &Provider, node: &Node) -> u16 {
-    config
-        .labels
-        .get(&node.label)
-        .and_then(|label| provider.images.get(&label.image))
-        .map_or(22, |image| image.connection_port)
+/// A node's set as listed: its members and every live server among them.
+struct Set<'a> {
+    members: Vec<MemberView<'a>>,
+    live: Vec<&'a str>,
+}
+
+impl Set<'_> {
+    fn server_ids(&self) -> Vec<String> {
+        self.live.iter().map(|id| id.to_string()).collect()
+    }
+}
+
+/// Every live server of a node's set, including ones a killed run created but never
+/// recorded, each once.
+fn live_servers<'a>(index: &Servers<'a>, node: NodeId, members: &[MemberView<'a>]) -> Vec<&'a str> {
+    let mut live: Vec<&'a str> = Vec::new();
+    let listed = members
+        .iter()
+        .flat_map(|m| [m.server, m.unrecorded])
+        .flatten()
+        .chain(index.by_node.get(&node).into_iter().flatten().copied());
+    for server in listed {
+        if !live.contains(&server.id.as_str()) {
+            live.push(&server.id);
+        }
+    }
+    live
 }

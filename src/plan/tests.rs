@@ -7,15 +7,14 @@
 
 use std::collections::BTreeMap;
 
-use super::{plan, Action, Kind, Mode, Plan, DELETE_RETRY_S, LEAK_GRACE_S, STALE_AFTER_S};
-use crate::cloud::{Image, Metadata, Server, ServerStatus};
+use super::policy::{DELETE_RETRY_S, LEAK_GRACE_S, STALE_AFTER_S};
+use super::{plan, Action, CloudStep, CloudView, LocalStep, Mode, Observed, Plan, SshStep, Step};
 use crate::config::{Config, ImageSource, Provider};
-use crate::model::{ImageState, NodeId, NodeState};
-use crate::observe::{CloudView, Observed};
-use crate::state::images::ProviderImageRow;
-use crate::state::nodes::Node;
-use crate::state::pass::{Allocation, Cooldown, Sighting};
-use crate::state::subnodes::Subnode;
+use crate::model::cloud::{Image, Metadata, Server, ServerStatus};
+use crate::model::image::ProviderImage;
+use crate::model::node::{Node, Subnode};
+use crate::model::pass::{Allocation, Blocker, Cooldown, Sighting};
+use crate::model::{ImageState, LaunchPhase, Member, NodeId, NodeState, SubnodeId};
 
 const NOW: i64 = 1_700_000_000;
 const INSTALLATION: &str = "install-a";
@@ -142,14 +141,14 @@ impl World {
 
     /// A node row and, listed on its provider, its ACTIVE server.
     fn add_live(&mut self, node: Node) -> &mut Self {
-        let server = server_on(node.provider.as_str(), &srv(node.id), node.id);
+        let server = server_on(node.provider.as_str(), &srv(node.id.0), node.id.0);
         self.serve(node.provider.as_str(), server).add(node)
     }
 
     /// A subnode row of a node on `provider` and its ACTIVE server.
     fn add_live_subnode(&mut self, provider: &str, subnode: Subnode) -> &mut Self {
         let id = subnode.external_id.clone().expect("subnode with a server");
-        let server = subnode_server_on(provider, &id, subnode.node_id, subnode.id);
+        let server = subnode_server_on(provider, &id, subnode.node_id.0, subnode.id.0);
         self.serve(provider, server).add_subnode(subnode)
     }
 
@@ -179,15 +178,18 @@ impl World {
         self
     }
 
+    /// A cooldown that ends at `until` by the policy: three failures of `label`, or a quota
+    /// refusal of the whole provider (no label).
     fn cooldown(&mut self, provider: &str, label: Option<&str>, until: i64) -> &mut Self {
-        self.observed.cooldowns.push(Cooldown {
+        let mut cooldown = Cooldown {
             provider: provider.into(),
             label: label.map(Into::into),
-            reason: if label.is_some() { "failures" } else { "quota" }.into(),
-            failures: 3,
-            until,
+            failures: if label.is_some() { 3 } else { 0 },
+            last_time: 0,
             last_error: Some("No valid host was found".into()),
-        });
+        };
+        cooldown.last_time = until - super::policy::cooldown_end(&cooldown);
+        self.observed.cooldowns.push(cooldown);
         self
     }
 
@@ -216,15 +218,15 @@ impl World {
 // ---------------------------------------------------------------------------------------------
 
 /// The server id the fixtures give node `id`.
-fn srv(id: NodeId) -> String {
+fn srv(id: i64) -> String {
     format!("srv-{id}")
 }
 
 /// A node of label `trusty` on p1 for target jenkins1, in `state` for a minute, with its
 /// server recorded.
-fn node(id: NodeId, state: NodeState) -> Node {
+fn node(id: i64, state: NodeState) -> Node {
     Node {
-        id,
+        id: NodeId(id),
         provider: "p1".into(),
         label: "trusty".into(),
         target: "jenkins1".into(),
@@ -241,7 +243,6 @@ fn node(id: NodeId, state: NodeState) -> Node {
         launch_phase: None,
         launch_time: Some(NOW - 60),
         last_error: None,
-        host_keys: None,
         snapshot_image_id: None,
         image_external_id: Some(IMAGE_ID.into()),
         owner: None,
@@ -250,9 +251,9 @@ fn node(id: NodeId, state: NodeState) -> Node {
 }
 
 /// A building node in `phase` (entered 10 s ago), launched 30 s ago, its server recorded.
-fn building(id: NodeId, phase: &str) -> Node {
+fn building(id: i64, phase: &str) -> Node {
     Node {
-        launch_phase: Some(phase.into()),
+        launch_phase: Some(phase_of(phase)),
         phase_time: Some(NOW - 10),
         launch_time: Some(NOW - 30),
         state_time: NOW - 30,
@@ -261,29 +262,32 @@ fn building(id: NodeId, phase: &str) -> Node {
 }
 
 /// Subnode `id` of node `node_id`, building in `phase`, its server (`sub-ID`) recorded.
-fn subnode(id: i64, node_id: NodeId, phase: &str) -> Subnode {
+fn subnode(id: i64, node_id: i64, phase: &str) -> Subnode {
     Subnode {
-        id,
-        node_id,
+        id: SubnodeId(id),
+        node_id: NodeId(node_id),
         hostname: format!("multi-{node_id}-{id}"),
         external_id: Some(format!("sub-{id}")),
         ip: Some(format!("203.0.113.{id}")),
         ip_private: None,
         state: NodeState::Building,
         state_time: NOW - 30,
-        launch_phase: Some(phase.into()),
+        launch_phase: Some(phase_of(phase)),
         phase_time: Some(NOW - 10),
         last_error: None,
-        host_keys: None,
     }
 }
 
+fn phase_of(name: &str) -> LaunchPhase {
+    LaunchPhase::parse(name).unwrap_or_else(|| panic!("no launch phase `{name}`"))
+}
+
 /// An ACTIVE server on p1 carrying this installation's metadata for node `node`.
-fn server(id: &str, node: NodeId) -> Server {
+fn server(id: &str, node: i64) -> Server {
     server_on("p1", id, node)
 }
 
-fn server_on(provider: &str, id: &str, node: NodeId) -> Server {
+fn server_on(provider: &str, id: &str, node: i64) -> Server {
     let metadata: Metadata = [
         (super::meta::INSTALLATION, INSTALLATION.to_string()),
         (super::meta::PROVIDER, provider.to_string()),
@@ -304,7 +308,7 @@ fn server_on(provider: &str, id: &str, node: NodeId) -> Server {
     }
 }
 
-fn subnode_server_on(provider: &str, id: &str, node: NodeId, subnode: i64) -> Server {
+fn subnode_server_on(provider: &str, id: &str, node: i64, subnode: i64) -> Server {
     let mut server = server_on(provider, id, node);
     server
         .metadata
@@ -335,26 +339,26 @@ fn cloud_image(id: &str, name: &str) -> Image {
 // Reading a plan.
 // ---------------------------------------------------------------------------------------------
 
-fn kinds(plan: &Plan) -> Vec<&Kind> {
-    plan.actions.iter().map(|a| &a.kind).collect()
+fn steps(plan: &Plan) -> Vec<&Step> {
+    plan.actions.iter().map(|a| &a.step).collect()
 }
 
 fn names(plan: &Plan) -> Vec<&'static str> {
-    plan.actions.iter().map(|a| a.kind.name()).collect()
+    plan.actions.iter().map(|a| a.step.name()).collect()
 }
 
-fn of_node(plan: &Plan, id: NodeId) -> Vec<&Kind> {
+fn of_node(plan: &Plan, id: i64) -> Vec<&Step> {
     plan.actions
         .iter()
-        .filter(|a| a.node == Some(id))
-        .map(|a| &a.kind)
+        .filter(|a| a.step.node() == Some(NodeId(id)))
+        .map(|a| &a.step)
         .collect()
 }
 
 fn launches(plan: &Plan) -> Vec<&Action> {
     plan.actions
         .iter()
-        .filter(|a| matches!(a.kind, Kind::Launch { .. }))
+        .filter(|a| matches!(a.step, Step::Cloud(CloudStep::Launch { .. })))
         .collect()
 }
 
@@ -374,19 +378,86 @@ fn allocation<'a>(plan: &'a Plan, label: &str, provider: &str) -> &'a Allocation
         .unwrap_or_else(|| panic!("no allocation row for {label} on {provider}: {plan:#?}"))
 }
 
-fn blocker<'a>(plan: &'a Plan, label: &str, provider: &str) -> &'a str {
+/// What blocked `label` on `provider`, as the text `status` shows.
+fn blocker(plan: &Plan, label: &str, provider: &str) -> String {
     allocation(plan, label, provider)
         .blocker
-        .as_deref()
+        .as_ref()
+        .map(Blocker::to_string)
         .unwrap_or_else(|| panic!("no blocker for {label} on {provider}: {plan:#?}"))
 }
 
-fn delete(from: NodeState, server_ids: &[&str], failure: bool) -> Kind {
-    Kind::Delete {
+/// The member of node `node`: its primary, or subnode `sub`.
+fn member(node: i64, sub: Option<i64>) -> Member {
+    Member {
+        node: NodeId(node),
+        subnode: sub.map(SubnodeId),
+    }
+}
+
+fn delete(node: i64, from: NodeState, server_ids: &[&str], failure: bool) -> Step {
+    Step::Cloud(CloudStep::Delete {
+        node: NodeId(node),
         from,
         server_ids: server_ids.iter().map(|s| (*s).to_string()).collect(),
         failure,
-    }
+    })
+}
+
+fn forget(node: i64, sub: Option<i64>) -> Step {
+    Step::Local(LocalStep::Forget {
+        member: member(node, sub),
+    })
+}
+
+fn adopt(node: i64, server_id: &str) -> Step {
+    Step::Local(LocalStep::Adopt {
+        member: member(node, None),
+        server_id: server_id.into(),
+    })
+}
+
+fn record_address(ip: &str, ip_private: &str, next_phase: LaunchPhase) -> Step {
+    Step::Local(LocalStep::RecordAddress {
+        member: member(1, None),
+        ip: ip.into(),
+        ip_private: Some(ip_private.into()),
+        next_phase,
+    })
+}
+
+fn scan(node: i64, sub: Option<i64>, ip: &str, port: u16) -> Step {
+    Step::Ssh(SshStep::ScanHostKeys {
+        member: member(node, sub),
+        ip: ip.into(),
+        port,
+    })
+}
+
+fn bootstrap(node: i64) -> Step {
+    Step::Ssh(SshStep::Bootstrap { node: NodeId(node) })
+}
+
+fn mark_ready(node: i64) -> Step {
+    Step::Local(LocalStep::MarkReady { node: NodeId(node) })
+}
+
+fn sight_leak(server_id: &str) -> Step {
+    Step::Local(LocalStep::SightLeak {
+        server_id: server_id.into(),
+    })
+}
+
+fn forget_leak(server_id: &str) -> Step {
+    Step::Local(LocalStep::ForgetLeak {
+        server_id: server_id.into(),
+    })
+}
+
+fn delete_leak(server_id: &str) -> Step {
+    Step::Cloud(CloudStep::DeleteLeak {
+        server_id: server_id.into(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,12 +478,12 @@ fn an_empty_pool_launches_min_ready_spread_over_providers_by_room() {
     assert_eq!(launches(&plan).len(), plan.actions.len(), "{plan:#?}");
     let mut per_target: BTreeMap<String, usize> = BTreeMap::new();
     for action in launches(&plan) {
-        let Kind::Launch {
+        let Step::Cloud(CloudStep::Launch {
             target,
             image,
             image_id,
             ..
-        } = &action.kind
+        }) = &action.step
         else {
             unreachable!()
         };
@@ -432,8 +503,8 @@ fn an_empty_pool_launches_min_ready_spread_over_providers_by_room() {
     // p1 lists two zones and fills them evenly; p2 lists none.
     let zones: Vec<(&str, Option<&str>)> = launches(&plan)
         .iter()
-        .map(|a| match &a.kind {
-            Kind::Launch { az, .. } => (a.provider.as_str(), az.as_deref()),
+        .map(|a| match &a.step {
+            Step::Cloud(CloudStep::Launch { az, .. }) => (a.provider.as_str(), az.as_deref()),
             _ => unreachable!(),
         })
         .collect();
@@ -468,8 +539,8 @@ fn new_nodes_go_to_the_target_and_zone_with_fewest_nodes() {
     let plan = world.plan();
     let launched: Vec<(String, Option<String>)> = launches(&plan)
         .iter()
-        .map(|a| match &a.kind {
-            Kind::Launch { target, az, .. } => (target.to_string(), az.clone()),
+        .map(|a| match &a.step {
+            Step::Cloud(CloudStep::Launch { target, az, .. }) => (target.to_string(), az.clone()),
             _ => unreachable!(),
         })
         .collect();
@@ -528,7 +599,7 @@ fn a_full_pool_launches_nothing() {
     assert!(plan.actions.is_empty(), "{plan:#?}");
     let row = allocation(&plan, "trusty", "p1");
     assert_eq!(
-        (row.deficit, row.granted, row.blocker.as_deref()),
+        (row.deficit, row.granted, row.blocker.as_ref()),
         (0, 0, None)
     );
 }
@@ -564,7 +635,9 @@ fn a_cloud_image_is_found_by_id_as_well_as_by_name() {
     let plan = world.plan();
     match &launches(&plan)[..] {
         [action] => {
-            assert!(matches!(&action.kind, Kind::Launch { image_id, .. } if image_id == BASE_IMAGE))
+            assert!(
+                matches!(&action.step, Step::Cloud(CloudStep::Launch { image_id, .. }) if image_id == BASE_IMAGE)
+            )
         }
         other => panic!("expected one launch: {other:#?}"),
     }
@@ -583,21 +656,20 @@ fn snapshot_images_boot_from_the_newest_ready_one_the_cloud_still_has() {
         base_image: BASE_IMAGE.into(),
         setup: "prepare_node.sh".into(),
     };
-    let row =
-        |id: i64, provider: &str, external: Option<&str>, state: ImageState| ProviderImageRow {
-            id,
-            provider: provider.into(),
-            image: "trusty".into(),
-            hostname: None,
-            version: Some(id),
-            external_id: external.map(Into::into),
-            server_external_id: None,
-            dib_image_id: None,
-            state,
-            state_time: NOW - 3600 + id,
-            phase: None,
-            last_error: None,
-        };
+    let row = |id: i64, provider: &str, external: Option<&str>, state: ImageState| ProviderImage {
+        id,
+        provider: provider.into(),
+        image: "trusty".into(),
+        hostname: None,
+        version: Some(id),
+        external_id: external.map(Into::into),
+        server_external_id: None,
+        dib_image_id: None,
+        state,
+        state_time: NOW - 3600 + id,
+        phase: None,
+        last_error: None,
+    };
     world.observed.images = vec![
         row(1, "p1", Some("snap-1"), ImageState::Ready),
         row(2, "p1", Some("snap-2"), ImageState::Ready),
@@ -611,8 +683,8 @@ fn snapshot_images_boot_from_the_newest_ready_one_the_cloud_still_has() {
     let booted_from = |world: &World| -> Vec<String> {
         launches(&world.plan())
             .iter()
-            .map(|a| match &a.kind {
-                Kind::Launch { image_id, .. } => image_id.clone(),
+            .map(|a| match &a.step {
+                Step::Cloud(CloudStep::Launch { image_id, .. }) => image_id.clone(),
                 _ => unreachable!(),
             })
             .collect()
@@ -790,10 +862,10 @@ fn max_actions_per_pass_keeps_deletes_first_and_defers_the_rest() {
         .add_live(node(3, NodeState::Delete));
     let plan = world.plan();
     assert_eq!(
-        kinds(&plan),
+        steps(&plan),
         [
-            &delete(NodeState::Delete, &["srv-2"], false),
-            &delete(NodeState::Delete, &["srv-3"], false),
+            &delete(2, NodeState::Delete, &["srv-2"], false),
+            &delete(3, NodeState::Delete, &["srv-3"], false),
         ]
     );
     assert!(
@@ -830,7 +902,7 @@ fn a_label_starved_last_pass_goes_first_when_room_is_short() {
             provider: "p1".into(),
             deficit: 5,
             granted: 0,
-            blocker: Some("at max-servers".into()),
+            blocker: Some(Blocker::AtMaxServers),
             time: NOW - 60,
         },
         Allocation {
@@ -894,12 +966,7 @@ fn a_server_made_for_a_held_node_is_not_a_leak() {
         .sighted("p1", "srv-made", NOW - LEAK_GRACE_S - 60, NOW - 60);
     let plan = world.plan();
     // Its earlier sighting as a leak is dropped; nothing is deleted.
-    assert_eq!(
-        kinds(&plan),
-        [&Kind::ForgetLeak {
-            server_id: "srv-made".into()
-        }]
-    );
+    assert_eq!(steps(&plan), [&forget_leak("srv-made")]);
 }
 
 #[test]
@@ -910,7 +977,10 @@ fn a_node_whose_label_left_the_config_is_deleted() {
         ..node(1, NodeState::Ready)
     });
     let plan = world.plan();
-    assert_eq!(kinds(&plan), [&delete(NodeState::Ready, &["srv-1"], false)]);
+    assert_eq!(
+        steps(&plan),
+        [&delete(1, NodeState::Ready, &["srv-1"], false)]
+    );
     assert!(plan.actions[0].reason.contains("label `gone`"));
 }
 
@@ -923,8 +993,8 @@ fn a_node_whose_target_left_the_config_is_deleted() {
     });
     let plan = world.plan();
     assert_eq!(
-        kinds(&plan),
-        [&delete(NodeState::Building, &["srv-1"], false)]
+        steps(&plan),
+        [&delete(1, NodeState::Building, &["srv-1"], false)]
     );
     assert!(plan.actions[0].reason.contains("target `jenkins9`"));
 }
@@ -965,7 +1035,7 @@ fn building_nodes_take_one_step_per_round() {
         name: &'static str,
         node: Node,
         servers: Vec<Server>,
-        expect: Vec<Kind>,
+        expect: Vec<Step>,
     }
     let on_p2 = |node: Node| Node {
         provider: "p2".into(),
@@ -979,7 +1049,7 @@ fn building_nodes_take_one_step_per_round() {
                 ..building(1, "requested")
             },
             servers: vec![],
-            expect: vec![Kind::Forget { subnode: None }],
+            expect: vec![forget(1, None)],
         },
         Case {
             name: "a server names the row but the row never recorded it: adopt it",
@@ -988,10 +1058,7 @@ fn building_nodes_take_one_step_per_round() {
                 ..building(1, "requested")
             },
             servers: vec![server("srv-made", 1)],
-            expect: vec![Kind::Adopt {
-                subnode: None,
-                server_id: "srv-made".into(),
-            }],
+            expect: vec![adopt(1, "srv-made")],
         },
         Case {
             name: "a server of another installation naming the same id is not ours",
@@ -1006,7 +1073,7 @@ fn building_nodes_take_one_step_per_round() {
                     .insert(super::meta::INSTALLATION, "install-b");
                 alien
             }],
-            expect: vec![Kind::Forget { subnode: None }],
+            expect: vec![forget(1, None)],
         },
         Case {
             name: "server still BUILD: wait",
@@ -1018,34 +1085,23 @@ fn building_nodes_take_one_step_per_round() {
             name: "ACTIVE with a public address: record it, SSH next",
             node: building(1, "booting"),
             servers: vec![server("srv-1", 1)],
-            expect: vec![Kind::RecordAddress {
-                subnode: None,
-                ip: "198.51.100.1".into(),
-                ip_private: Some("10.1.0.1".into()),
-                next_phase: "ssh".into(),
-            }],
+            expect: vec![record_address("198.51.100.1", "10.1.0.1", LaunchPhase::Ssh)],
         },
         Case {
             name: "ACTIVE with only a private address and no pool: use it",
             node: building(1, "booting"),
             servers: vec![private_only(server("srv-1", 1), ServerStatus::Active)],
-            expect: vec![Kind::RecordAddress {
-                subnode: None,
-                ip: "10.1.0.1".into(),
-                ip_private: Some("10.1.0.1".into()),
-                next_phase: "ssh".into(),
-            }],
+            expect: vec![record_address("10.1.0.1", "10.1.0.1", LaunchPhase::Ssh)],
         },
         Case {
             name: "host-key-checking off: an address makes it reachable",
             node: on_p2(building(1, "booting")),
             servers: vec![server_on("p2", "srv-1", 1)],
-            expect: vec![Kind::RecordAddress {
-                subnode: None,
-                ip: "198.51.100.1".into(),
-                ip_private: Some("10.1.0.1".into()),
-                next_phase: "reachable".into(),
-            }],
+            expect: vec![record_address(
+                "198.51.100.1",
+                "10.1.0.1",
+                LaunchPhase::Reachable,
+            )],
         },
         Case {
             name: "ACTIVE without a public address on a provider with a pool: floating IP",
@@ -1054,11 +1110,11 @@ fn building_nodes_take_one_step_per_round() {
                 server_on("p2", "srv-1", 1),
                 ServerStatus::Active,
             )],
-            expect: vec![Kind::AttachFloatingIp {
-                subnode: None,
+            expect: vec![Step::Cloud(CloudStep::AttachFloatingIp {
+                member: member(1, None),
                 server_id: "srv-1".into(),
                 pool: "public".into(),
-            }],
+            })],
         },
         Case {
             name: "floating IP asked for: wait",
@@ -1079,17 +1135,13 @@ fn building_nodes_take_one_step_per_round() {
                 server_on("p2", "srv-1", 1),
                 ServerStatus::Active,
             )],
-            expect: vec![delete(NodeState::Building, &["srv-1"], true)],
+            expect: vec![delete(1, NodeState::Building, &["srv-1"], true)],
         },
         Case {
             name: "address recorded: scan host keys on the image's connection-port",
             node: building(1, "ssh"),
             servers: vec![server("srv-1", 1)],
-            expect: vec![Kind::ScanHostKeys {
-                subnode: None,
-                ip: "203.0.113.1".into(),
-                port: 2222,
-            }],
+            expect: vec![scan(1, None, "203.0.113.1", 2222)],
         },
         Case {
             name: "SSH silent past boot-timeout: delete as a failure",
@@ -1098,7 +1150,7 @@ fn building_nodes_take_one_step_per_round() {
                 ..building(1, "ssh")
             },
             servers: vec![server("srv-1", 1)],
-            expect: vec![delete(NodeState::Building, &["srv-1"], true)],
+            expect: vec![delete(1, NodeState::Building, &["srv-1"], true)],
         },
         Case {
             name: "server in ERROR: delete as a failure",
@@ -1107,7 +1159,7 @@ fn building_nodes_take_one_step_per_round() {
                 status: ServerStatus::Error,
                 ..server("srv-1", 1)
             }],
-            expect: vec![delete(NodeState::Building, &["srv-1"], true)],
+            expect: vec![delete(1, NodeState::Building, &["srv-1"], true)],
         },
         Case {
             name: "past launch-timeout: delete as a failure",
@@ -1116,25 +1168,25 @@ fn building_nodes_take_one_step_per_round() {
                 ..building(1, "booting")
             },
             servers: vec![private_only(server("srv-1", 1), ServerStatus::Build)],
-            expect: vec![delete(NodeState::Building, &["srv-1"], true)],
+            expect: vec![delete(1, NodeState::Building, &["srv-1"], true)],
         },
         Case {
             name: "recorded server vanished: delete",
             node: building(1, "booting"),
             servers: vec![],
-            expect: vec![delete(NodeState::Building, &[], true)],
+            expect: vec![delete(1, NodeState::Building, &[], true)],
         },
         Case {
             name: "host keys recorded: bootstrap",
             node: building(1, "reachable"),
             servers: vec![server("srv-1", 1)],
-            expect: vec![Kind::Bootstrap],
+            expect: vec![bootstrap(1)],
         },
         Case {
             name: "reachable without SSH: mark ready",
             node: on_p2(building(1, "reachable")),
             servers: vec![server_on("p2", "srv-1", 1)],
-            expect: vec![Kind::MarkReady],
+            expect: vec![mark_ready(1)],
         },
     ];
     for case in cases {
@@ -1145,11 +1197,13 @@ fn building_nodes_take_one_step_per_round() {
             world.serve(&provider, server);
         }
         let plan = world.plan();
-        let expect: Vec<&Kind> = case.expect.iter().collect();
+        let expect: Vec<&Step> = case.expect.iter().collect();
         // The whole plan: an adopted or alien server is no leak either.
-        assert_eq!(kinds(&plan), expect, "{}: {plan:#?}", case.name);
+        assert_eq!(steps(&plan), expect, "{}: {plan:#?}", case.name);
         assert!(
-            plan.actions.iter().all(|a| a.node == Some(1)),
+            plan.actions
+                .iter()
+                .all(|a| a.step.node() == Some(NodeId(1))),
             "{}: {plan:#?}",
             case.name
         );
@@ -1169,16 +1223,8 @@ fn an_adopted_server_is_not_a_leak_even_when_sighted_before() {
         .sighted("p1", "srv-made", NOW - LEAK_GRACE_S - 60, NOW - 60);
     let plan = world.plan();
     assert_eq!(
-        kinds(&plan),
-        [
-            &Kind::Adopt {
-                subnode: None,
-                server_id: "srv-made".into()
-            },
-            &Kind::ForgetLeak {
-                server_id: "srv-made".into()
-            },
-        ]
+        steps(&plan),
+        [&adopt(1, "srv-made"), &forget_leak("srv-made"),]
     );
 }
 
@@ -1209,7 +1255,7 @@ fn a_primary_not_yet_created_launches_no_subnodes() {
         external_id: None,
         ..building(1, "requested")
     });
-    assert_eq!(kinds(&world.plan()), [&Kind::Forget { subnode: None }]);
+    assert_eq!(steps(&world.plan()), [&forget(1, None)]);
 }
 
 /// A `multi` node on `provider`: primary and subnodes 11, 12 in the given phases, all ACTIVE.
@@ -1229,14 +1275,7 @@ fn multi_world(provider: &str, primary: &str, subnodes: [&str; 2]) -> World {
 #[test]
 fn a_set_is_bootstrapped_only_when_every_member_is_reachable() {
     let plan = multi_world("p1", "reachable", ["reachable", "ssh"]).plan();
-    assert_eq!(
-        kinds(&plan),
-        [&Kind::ScanHostKeys {
-            subnode: Some(12),
-            ip: "203.0.113.12".into(),
-            port: 2222
-        }]
-    );
+    assert_eq!(steps(&plan), [&scan(1, Some(12), "203.0.113.12", 2222)]);
 
     let mut world = multi_world("p1", "reachable", ["reachable", "booting"]);
     if let Some(CloudView::Seen { servers, .. }) = world.observed.clouds.get_mut("p1") {
@@ -1248,10 +1287,10 @@ fn a_set_is_bootstrapped_only_when_every_member_is_reachable() {
     assert!(plan.in_flight > 0);
 
     let plan = multi_world("p1", "reachable", ["reachable", "reachable"]).plan();
-    assert_eq!(kinds(&plan), [&Kind::Bootstrap]);
+    assert_eq!(steps(&plan), [&bootstrap(1)]);
 
     let plan = multi_world("p2", "reachable", ["reachable", "reachable"]).plan();
-    assert_eq!(kinds(&plan), [&Kind::MarkReady]);
+    assert_eq!(steps(&plan), [&mark_ready(1)]);
 }
 
 #[test]
@@ -1262,8 +1301,8 @@ fn a_failed_subnode_fails_the_whole_set() {
     }
     let plan = world.plan();
     assert_eq!(
-        kinds(&plan),
-        [&delete(NodeState::Building, &["srv-1", "sub-11"], true)]
+        steps(&plan),
+        [&delete(1, NodeState::Building, &["srv-1", "sub-11"], true)]
     );
     assert!(plan.actions[0].reason.starts_with("subnode 12:"));
 }
@@ -1275,7 +1314,7 @@ fn a_subnode_row_without_a_server_is_forgotten() {
     if let Some(CloudView::Seen { servers, .. }) = world.observed.clouds.get_mut("p1") {
         servers.retain(|s| s.id != "sub-12");
     }
-    assert_eq!(kinds(&world.plan()), [&Kind::Forget { subnode: Some(12) }]);
+    assert_eq!(steps(&world.plan()), [&forget(1, Some(12))]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1288,7 +1327,7 @@ fn ready_and_used_nodes_are_deleted_when_broken_or_stale() {
         name: &'static str,
         node: Node,
         server: Option<Server>,
-        expect: Vec<Kind>,
+        expect: Vec<Step>,
     }
     let cases = vec![
         Case {
@@ -1301,7 +1340,7 @@ fn ready_and_used_nodes_are_deleted_when_broken_or_stale() {
             name: "ready node whose server vanished",
             node: node(1, NodeState::Ready),
             server: None,
-            expect: vec![delete(NodeState::Ready, &[], false)],
+            expect: vec![delete(1, NodeState::Ready, &[], false)],
         },
         Case {
             name: "ready node whose server is in ERROR",
@@ -1310,7 +1349,7 @@ fn ready_and_used_nodes_are_deleted_when_broken_or_stale() {
                 status: ServerStatus::Error,
                 ..server("srv-1", 1)
             }),
-            expect: vec![delete(NodeState::Ready, &["srv-1"], false)],
+            expect: vec![delete(1, NodeState::Ready, &["srv-1"], false)],
         },
         Case {
             name: "used for an hour: nothing",
@@ -1328,7 +1367,7 @@ fn ready_and_used_nodes_are_deleted_when_broken_or_stale() {
                 ..node(1, NodeState::Used)
             },
             server: Some(server("srv-1", 1)),
-            expect: vec![delete(NodeState::Used, &["srv-1"], false)],
+            expect: vec![delete(1, NodeState::Used, &["srv-1"], false)],
         },
         Case {
             name: "ready for over 8 hours: nothing (only used and building go stale)",
@@ -1347,8 +1386,8 @@ fn ready_and_used_nodes_are_deleted_when_broken_or_stale() {
             world.serve("p1", server);
         }
         let plan = world.plan();
-        let expect: Vec<&Kind> = case.expect.iter().collect();
-        assert_eq!(kinds(&plan), expect, "{}: {plan:#?}", case.name);
+        let expect: Vec<&Step> = case.expect.iter().collect();
+        assert_eq!(steps(&plan), expect, "{}: {plan:#?}", case.name);
     }
 }
 
@@ -1365,12 +1404,13 @@ fn a_deleted_node_loses_every_server_then_its_row() {
         // A second server a killed run made for the same node.
         .serve("p1", server("srv-extra", 1));
     let plan = world.plan();
-    match &kinds(&plan)[..] {
-        [Kind::Delete {
+    match &steps(&plan)[..] {
+        [Step::Cloud(CloudStep::Delete {
             from: NodeState::Delete,
             server_ids,
             failure: false,
-        }] => {
+            ..
+        })] => {
             let mut ids = server_ids.clone();
             ids.sort();
             assert_eq!(ids, ["srv-1", "srv-extra", "sub-11", "sub-12"]);
@@ -1383,17 +1423,18 @@ fn a_deleted_node_loses_every_server_then_its_row() {
     world.add(node(1, NodeState::Delete));
     let plan = world.plan();
     assert_eq!(
-        kinds(&plan),
-        [&Kind::RemoveRow {
+        steps(&plan),
+        [&Step::Local(LocalStep::RemoveRow {
+            node: NodeId(1),
             from: NodeState::Delete
-        }]
+        })]
     );
 }
 
 #[test]
 fn a_delete_just_asked_for_is_not_repeated_until_the_retry_time() {
     let deleting = |since: i64| Node {
-        launch_phase: Some("deleting".into()),
+        launch_phase: Some(LaunchPhase::Deleting),
         phase_time: Some(NOW - since),
         ..node(1, NodeState::Delete)
     };
@@ -1406,8 +1447,8 @@ fn a_delete_just_asked_for_is_not_repeated_until_the_retry_time() {
     let mut world = World::new();
     world.add_live(deleting(DELETE_RETRY_S));
     assert_eq!(
-        kinds(&world.plan()),
-        [&delete(NodeState::Delete, &["srv-1"], false)]
+        steps(&world.plan()),
+        [&delete(1, NodeState::Delete, &["srv-1"], false)]
     );
 }
 
@@ -1430,11 +1471,9 @@ fn leaks_are_sighted_then_deleted_after_the_grace_period() {
     struct Case {
         name: &'static str,
         sighting: Option<(i64, i64)>,
-        expect: Kind,
+        expect: Step,
     }
-    let sight = Kind::SightLeak {
-        server_id: "srv-leak".into(),
-    };
+    let sight = sight_leak("srv-leak");
     let cases = vec![
         Case {
             name: "first sighting",
@@ -1454,9 +1493,7 @@ fn leaks_are_sighted_then_deleted_after_the_grace_period() {
         Case {
             name: "first seen a grace period ago, seen on an earlier pass: delete",
             sighting: Some((NOW - LEAK_GRACE_S, NOW - 60)),
-            expect: Kind::DeleteLeak {
-                server_id: "srv-leak".into(),
-            },
+            expect: delete_leak("srv-leak"),
         },
         Case {
             name: "old sighting but only recorded this very second: sight again",
@@ -1471,8 +1508,8 @@ fn leaks_are_sighted_then_deleted_after_the_grace_period() {
             world.sighted("p1", "srv-leak", first, last);
         }
         let plan = world.plan();
-        assert_eq!(kinds(&plan), [&case.expect], "{}", case.name);
-        assert_eq!(plan.actions[0].node, None);
+        assert_eq!(steps(&plan), [&case.expect], "{}", case.name);
+        assert_eq!(plan.actions[0].step.node(), None);
         assert_eq!(plan.actions[0].provider.as_str(), "p1");
     }
 }
@@ -1481,12 +1518,7 @@ fn leaks_are_sighted_then_deleted_after_the_grace_period() {
 fn a_sighted_leak_that_is_gone_is_forgotten() {
     let mut world = World::new();
     world.sighted("p1", "srv-gone", NOW - 600, NOW - 60);
-    assert_eq!(
-        kinds(&world.plan()),
-        [&Kind::ForgetLeak {
-            server_id: "srv-gone".into()
-        }]
-    );
+    assert_eq!(steps(&world.plan()), [&forget_leak("srv-gone")]);
 }
 
 #[test]
@@ -1515,7 +1547,7 @@ fn servers_that_are_not_ours_or_belong_to_a_row_are_no_leak() {
         .serve("p1", other_provider)
         // The server an image snapshot is being taken from.
         .serve("p1", server("srv-template", 0));
-    world.observed.images.push(ProviderImageRow {
+    world.observed.images.push(ProviderImage {
         id: 1,
         provider: "p1".into(),
         image: "trusty".into(),
@@ -1566,14 +1598,12 @@ fn cleanup_only_removes_things() {
         .sighted("p2", "srv-leak", NOW - LEAK_GRACE_S - 1, NOW - 60);
     let plan = world.cleanup();
     assert_eq!(
-        kinds(&plan),
+        steps(&plan),
         [
-            &delete(NodeState::Building, &["srv-3"], true),
-            &delete(NodeState::Delete, &["srv-4"], false),
-            &Kind::DeleteLeak {
-                server_id: "srv-leak".into()
-            },
-            &Kind::Forget { subnode: None },
+            &delete(3, NodeState::Building, &["srv-3"], true),
+            &delete(4, NodeState::Delete, &["srv-4"], false),
+            &delete_leak("srv-leak"),
+            &forget(5, None),
         ],
         "{plan:#?}"
     );

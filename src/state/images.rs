@@ -3,39 +3,11 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, Row};
 
+use crate::model::image::{DibImage, ProviderImage};
 use crate::model::{DiskImageName, ImageName, ImageState, ProviderName};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProviderImageRow {
-    pub id: i64,
-    pub provider: ProviderName,
-    pub image: ImageName,
-    pub hostname: Option<String>,
-    pub version: Option<i64>,
-    /// The cloud's image id.
-    pub external_id: Option<String>,
-    /// The server a snapshot was taken from.
-    pub server_external_id: Option<String>,
-    pub dib_image_id: Option<i64>,
-    pub state: ImageState,
-    pub state_time: i64,
-    pub phase: Option<String>,
-    pub last_error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DibImageRow {
-    pub id: i64,
-    pub image: DiskImageName,
-    pub filename: Option<String>,
-    pub version: i64,
-    pub state: ImageState,
-    pub state_time: i64,
-    pub last_error: Option<String>,
-}
-
-fn provider_image(row: &Row<'_>) -> rusqlite::Result<ProviderImageRow> {
-    Ok(ProviderImageRow {
+fn provider_image(row: &Row<'_>) -> rusqlite::Result<ProviderImage> {
+    Ok(ProviderImage {
         id: row.get(0)?,
         provider: row.get(1)?,
         image: row.get(2)?,
@@ -51,7 +23,7 @@ fn provider_image(row: &Row<'_>) -> rusqlite::Result<ProviderImageRow> {
     })
 }
 
-pub fn list_provider_images(conn: &Connection) -> Result<Vec<ProviderImageRow>> {
+pub fn list_provider_images(conn: &Connection) -> Result<Vec<ProviderImage>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, provider_name, image_name, hostname, version, external_id, \
          server_external_id, dib_image_id, state, state_time, phase, last_error \
@@ -62,13 +34,13 @@ pub fn list_provider_images(conn: &Connection) -> Result<Vec<ProviderImageRow>> 
         .context("reading provider images")
 }
 
-pub fn list_dib_images(conn: &Connection) -> Result<Vec<DibImageRow>> {
+pub fn list_dib_images(conn: &Connection) -> Result<Vec<DibImage>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, image_name, filename, version, state, state_time, last_error \
          FROM dib_image ORDER BY id",
     )?;
     let rows = stmt.query_map([], |row| {
-        Ok(DibImageRow {
+        Ok(DibImage {
             id: row.get(0)?,
             image: row.get(1)?,
             filename: row.get(2)?,

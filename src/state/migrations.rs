@@ -131,4 +131,17 @@ pub const MIGRATIONS: &[&str] = &[
         summary   TEXT
     );
     "#,
+    // 3: the store keeps facts, the planner decides (`plan/policy.rs`). A cooldown is "N
+    // failures, the last at T"; when it ends is policy, so `until` becomes the last failure's
+    // time (for rows of a running cooldown: its end minus the schedule's wait). Blockers are
+    // stored as JSON of `model::pass::Blocker`; the free-text rows are one pass old.
+    r#"
+    ALTER TABLE cooldown ADD COLUMN last_time INTEGER NOT NULL DEFAULT 0;
+    UPDATE cooldown SET last_time = until - CASE
+        WHEN label_name = '' THEN 60
+        WHEN failures < 2 THEN 0
+        ELSE min(600, 10 << min(failures - 2, 16)) END;
+    ALTER TABLE cooldown DROP COLUMN until;
+    DELETE FROM allocation;
+    "#,
 ];

@@ -232,6 +232,49 @@ mod tests {
     }
 
     #[test]
+    fn migration_3_keeps_a_running_cooldown_and_clears_old_blockers() {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &migrations::MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        // Three failures (a 20 s cooldown) ending at 1020, a quota wait ending at 1060.
+        conn.execute_batch(
+            "INSERT INTO cooldown VALUES ('p1', 'small', 'failures', 3, 1020, 'boom');
+             INSERT INTO cooldown VALUES ('p1', '', 'quota', 0, 1060, 'quota');
+             INSERT INTO allocation VALUES ('small', 'p1', 2, 0, 'at max-servers', 1000);",
+        )
+        .unwrap();
+        conn.execute_batch(migrations::MIGRATIONS[2]).unwrap();
+        let cooldowns = pass::cooldowns(&conn).unwrap();
+        let ends: Vec<i64> = cooldowns
+            .iter()
+            .map(crate::plan::policy::cooldown_end)
+            .collect();
+        assert_eq!(ends, [1060, 1020]);
+        assert!(cooldowns.iter().all(|c| c.last_time == 1000));
+        assert!(pass::allocations(&conn).unwrap().is_empty());
+    }
+
+    #[test]
+    fn failures_count_up_in_one_statement_and_a_success_clears_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.db");
+        let (a, b) = (Db::open(&path).unwrap(), Db::open(&path).unwrap());
+        let (provider, label) = ("p1".into(), "small".into());
+        pass::record_failure(a.conn(), &provider, &label, "first", 10).unwrap();
+        pass::record_failure(b.conn(), &provider, &label, "second", 20).unwrap();
+        let cooldowns = pass::cooldowns(a.conn()).unwrap();
+        assert_eq!(
+            (cooldowns[0].failures, cooldowns[0].last_time),
+            (2, 20),
+            "{cooldowns:?}"
+        );
+        assert_eq!(cooldowns[0].last_error.as_deref(), Some("second"));
+        pass::record_success(b.conn(), &provider, &label).unwrap();
+        assert!(pass::cooldowns(a.conn()).unwrap().is_empty());
+    }
+
+    #[test]
     fn pragmas_are_set() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("n.db")).unwrap();
@@ -257,7 +300,8 @@ mod sql_types {
     use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
     use crate::model::{
-        DiskImageName, ImageName, ImageState, LabelName, NodeState, ProviderName, TargetName,
+        DiskImageName, ImageName, ImageState, LabelName, LaunchPhase, NodeId, NodeState,
+        ProviderName, SubnodeId, TargetName,
     };
 
     macro_rules! name_from_sql {
@@ -277,6 +321,38 @@ mod sql_types {
         ImageName,
         DiskImageName
     );
+
+    macro_rules! id_sql {
+        ($($id:ident),*) => {$(
+            impl ToSql for $id {
+                fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                    Ok(ToSqlOutput::from(self.0))
+                }
+            }
+
+            impl FromSql for $id {
+                fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                    value.as_i64().map($id)
+                }
+            }
+        )*};
+    }
+
+    id_sql!(NodeId, SubnodeId);
+
+    impl ToSql for LaunchPhase {
+        fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+            Ok(ToSqlOutput::from(self.as_str()))
+        }
+    }
+
+    impl FromSql for LaunchPhase {
+        fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+            let text = value.as_str()?;
+            LaunchPhase::parse(text)
+                .ok_or_else(|| FromSqlError::Other(format!("unknown launch phase `{text}`").into()))
+        }
+    }
 
     impl ToSql for NodeState {
         fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

@@ -9,37 +9,8 @@ use std::hash::Hash;
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::model::{LabelName, NodeId, NodeState, ProviderName, TargetName};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Node {
-    pub id: NodeId,
-    pub provider: ProviderName,
-    pub label: LabelName,
-    pub target: TargetName,
-    pub manager: Option<String>,
-    pub hostname: String,
-    pub nodename: Option<String>,
-    /// The cloud's server id, once the create call answered.
-    pub external_id: Option<String>,
-    pub az: Option<String>,
-    pub ip: Option<String>,
-    pub ip_private: Option<String>,
-    pub state: NodeState,
-    pub state_time: i64,
-    pub comment: Option<String>,
-    /// How far a building node got (requested, server created, active, …).
-    pub launch_phase: Option<String>,
-    pub launch_time: Option<i64>,
-    pub last_error: Option<String>,
-    pub host_keys: Option<String>,
-    pub snapshot_image_id: Option<i64>,
-    pub image_external_id: Option<String>,
-    /// Who acquired the node (`acquire --owner`).
-    pub owner: Option<String>,
-    /// When `launch_phase` last changed.
-    pub phase_time: Option<i64>,
-}
+use crate::model::node::Node;
+use crate::model::{LabelName, LaunchPhase, Member, NodeId, NodeState, ProviderName, TargetName};
 
 /// What the launcher knows before the cloud call: enough to find the server again.
 #[derive(Debug, Clone)]
@@ -49,14 +20,14 @@ pub struct NewNode {
     pub target: TargetName,
     pub state: NodeState,
     pub az: Option<String>,
-    pub launch_phase: Option<String>,
+    pub launch_phase: Option<LaunchPhase>,
     /// The cloud image the server boots from.
     pub image_external_id: Option<String>,
 }
 
 const COLUMNS: &str = "id, provider_name, label_name, target_name, manager_name, hostname, \
     nodename, external_id, az, ip, ip_private, state, state_time, comment, launch_phase, \
-    launch_time, last_error, host_keys, snapshot_image_id, image_external_id, owner, phase_time";
+    launch_time, last_error, snapshot_image_id, image_external_id, owner, phase_time";
 
 fn from_row(row: &Row<'_>, names: &mut Names) -> rusqlite::Result<Node> {
     Ok(Node {
@@ -77,11 +48,10 @@ fn from_row(row: &Row<'_>, names: &mut Names) -> rusqlite::Result<Node> {
         launch_phase: row.get(14)?,
         launch_time: row.get(15)?,
         last_error: row.get(16)?,
-        host_keys: row.get(17)?,
-        snapshot_image_id: row.get(18)?,
-        image_external_id: row.get(19)?,
-        owner: row.get(20)?,
-        phase_time: row.get(21)?,
+        snapshot_image_id: row.get(17)?,
+        image_external_id: row.get(18)?,
+        owner: row.get(19)?,
+        phase_time: row.get(20)?,
     })
 }
 
@@ -111,21 +81,32 @@ where
 
 /// Every node, by id.
 pub fn list(conn: &Connection) -> Result<Vec<Node>> {
-    select_all(conn, COLUMNS)
-}
-
-/// Every node, by id, without the host keys (a kilobyte or more per node that planning never
-/// reads): what a reconcile round observes.
-pub fn list_for_planning(conn: &Connection) -> Result<Vec<Node>> {
-    select_all(conn, &COLUMNS.replace("host_keys", "NULL"))
-}
-
-fn select_all(conn: &Connection, columns: &str) -> Result<Vec<Node>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {columns} FROM node ORDER BY id"))?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM node ORDER BY id"))?;
     let mut names = Names::default();
     let rows = stmt.query_map([], |row| from_row(row, &mut names))?;
     rows.collect::<rusqlite::Result<_>>()
         .context("reading nodes")
+}
+
+/// The SSH host keys recorded for one member of a node's set (`known_hosts` lines).
+pub fn host_keys(conn: &Connection, member: Member) -> Result<Option<String>> {
+    let (table, id) = table_of(member);
+    conn.query_row(
+        &format!("SELECT host_keys FROM {table} WHERE id = ?1"),
+        [id],
+        |row| row.get(0),
+    )
+    .optional()
+    .map(Option::flatten)
+    .with_context(|| format!("reading the host keys of {member}"))
+}
+
+/// The table and row id of a member: the primary's node row or its subnode row.
+fn table_of(member: Member) -> (&'static str, i64) {
+    match member.subnode {
+        None => ("node", member.node.0),
+        Some(subnode) => ("subnode", subnode.0),
+    }
 }
 
 pub fn get(conn: &Connection, id: NodeId) -> Result<Option<Node>> {
@@ -162,7 +143,7 @@ pub fn insert(
                 node.image_external_id,
             ],
         )?;
-        let id = conn.last_insert_rowid();
+        let id = NodeId(conn.last_insert_rowid());
         let hostname = hostname(id);
         conn.execute(
             "UPDATE node SET hostname = ?1 WHERE id = ?2",
@@ -176,7 +157,7 @@ pub fn insert(
 /// What a launch step learned about a node; None leaves a column as it is.
 #[derive(Debug, Default, Clone)]
 pub struct Progress<'a> {
-    pub phase: Option<&'a str>,
+    pub phase: Option<LaunchPhase>,
     pub external_id: Option<&'a str>,
     pub ip: Option<&'a str>,
     pub ip_private: Option<&'a str>,
@@ -184,27 +165,16 @@ pub struct Progress<'a> {
     pub last_error: Option<&'a str>,
 }
 
-/// Record launch progress on a node that is still in `state` (compare-and-set: a node held
-/// or deleted meanwhile is left alone). A new phase restarts `phase_time`.
+/// Record launch progress on a member still in `state` (compare-and-set: a node held or
+/// deleted meanwhile is left alone). A new phase restarts `phase_time`.
 pub fn progress(
     conn: &Connection,
-    id: NodeId,
+    member: Member,
     state: NodeState,
     step: &Progress<'_>,
     now: i64,
 ) -> Result<bool> {
-    progress_in(conn, "node", id, state, step, now)
-}
-
-/// `progress` for the `node` or `subnode` table (same columns).
-pub(super) fn progress_in(
-    conn: &Connection,
-    table: &str,
-    id: i64,
-    state: NodeState,
-    step: &Progress<'_>,
-    now: i64,
-) -> Result<bool> {
+    let (table, id) = table_of(member);
     let changed = conn
         .prepare_cached(&format!(
             "UPDATE {table} SET \
@@ -226,11 +196,39 @@ pub(super) fn progress_in(
             id,
             state,
         ])
-        .with_context(|| format!("updating {table} {id}"))?;
+        .with_context(|| format!("updating {member}"))?;
     Ok(changed == 1)
 }
 
-/// Move a node to `delete` from `from` (compare-and-set), noting why.
+/// Record the server a create call made for a member whatever its state: a node held or
+/// deleted while the call was out still names its server, so `list` shows it and nothing
+/// has to find it by metadata.
+pub fn record_server(conn: &Connection, member: Member, server_id: &str) -> Result<()> {
+    let (table, id) = table_of(member);
+    conn.execute(
+        &format!("UPDATE {table} SET external_id = ?1 WHERE id = ?2 AND external_id IS NULL"),
+        params![server_id, id],
+    )
+    .with_context(|| format!("recording the server of {member}"))?;
+    Ok(())
+}
+
+/// Remove a member's row when its create call made no server: the node row if it is still
+/// building, or the subnode row.
+pub fn forget(conn: &Connection, member: Member) -> Result<bool> {
+    let removed = match member.subnode {
+        None => conn.execute(
+            "DELETE FROM node WHERE id = ?1 AND state = 'building'",
+            [member.node],
+        ),
+        Some(subnode) => conn.execute("DELETE FROM subnode WHERE id = ?1", [subnode]),
+    }
+    .with_context(|| format!("removing {member}"))?;
+    Ok(removed == 1)
+}
+
+/// Move a node and its subnodes to `delete` from `from` (compare-and-set, one savepoint so
+/// the set moves together), noting why.
 pub fn mark_delete(
     conn: &Connection,
     id: NodeId,
@@ -238,20 +236,56 @@ pub fn mark_delete(
     why: &str,
     now: i64,
 ) -> Result<bool> {
-    let changed = conn
-        .execute(
+    super::in_savepoint(conn, || {
+        let changed = conn.execute(
             "UPDATE node SET state = 'delete', state_time = ?1, launch_phase = NULL, \
              phase_time = ?1, last_error = ?2 WHERE id = ?3 AND state = ?4",
             params![now, why, id, from],
-        )
-        .with_context(|| format!("marking node {id} for deletion"))?;
-    if changed == 1 {
-        conn.execute(
-            "UPDATE subnode SET state = 'delete', state_time = ?1 WHERE node_id = ?2",
-            params![now, id],
         )?;
-    }
-    Ok(changed == 1)
+        if changed == 1 {
+            conn.execute(
+                "UPDATE subnode SET state = 'delete', state_time = ?1 WHERE node_id = ?2",
+                params![now, id],
+            )?;
+        }
+        Ok(changed == 1)
+    })
+    .with_context(|| format!("marking node {id} for deletion"))
+}
+
+/// Subnodes first, then the primary: building -> ready in one savepoint, and the
+/// provider/label's failure count starts again. False when the primary was no longer
+/// building (held or deleted meanwhile: its subnodes stay as the operator's state implies).
+pub fn mark_ready(conn: &Connection, node: &Node, now: i64) -> Result<bool> {
+    super::in_savepoint(conn, || {
+        let moved = conn.execute(
+            "UPDATE node SET state = 'ready', state_time = ?1, launch_phase = 'ready', \
+             phase_time = ?1 WHERE id = ?2 AND state = 'building'",
+            params![now, node.id],
+        )?;
+        if moved == 0 {
+            return Ok(false);
+        }
+        conn.execute(
+            "UPDATE subnode SET state = 'ready', state_time = ?1 \
+             WHERE node_id = ?2 AND state = 'building'",
+            params![now, node.id],
+        )?;
+        super::pass::record_success(conn, &node.provider, &node.label)?;
+        Ok(true)
+    })
+    .with_context(|| format!("marking node {} ready", node.id))
+}
+
+/// The addresses recorded for a node and its subnodes.
+pub fn addresses(conn: &Connection, id: NodeId) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ip FROM node WHERE id = ?1 AND ip IS NOT NULL \
+         UNION ALL SELECT ip FROM subnode WHERE node_id = ?1 AND ip IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([id], |row| row.get(0))?;
+    rows.collect::<rusqlite::Result<_>>()
+        .with_context(|| format!("reading the addresses of node {id}"))
 }
 
 /// Remove a node row (and its subnodes) if it is still in `state`; true when removed.
@@ -449,7 +483,7 @@ mod tests {
             Request::Already
         );
         assert_eq!(
-            request(db.conn(), 999, NodeState::Delete, not_delete, 1).unwrap(),
+            request(db.conn(), NodeId(999), NodeState::Delete, not_delete, 1).unwrap(),
             Request::NoSuchNode
         );
     }

@@ -1,12 +1,13 @@
-//! What one reconcile pass leaves for the next: cooldowns, the last allocation (fairness and
+//! What one reconcile pass leaves for the next, as facts (`model::pass`): cooldowns, the last allocation (fairness and
 //! `status`), leak sightings, and the run journal. No process lives between passes, so this
 //! memory is rows.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
+use crate::model::pass::{Allocation, Cooldown, Sighting};
 use crate::model::{LabelName, ProviderName};
 
 /// This installation's id, written into every server's metadata.
@@ -15,21 +16,9 @@ pub fn installation(conn: &Connection) -> Result<String> {
         .context("reading the installation id")
 }
 
-/// A provider/label that failed repeatedly, or a provider out of quota (`label` empty).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cooldown {
-    pub provider: ProviderName,
-    /// None: the whole provider (quota).
-    pub label: Option<LabelName>,
-    pub reason: String,
-    pub failures: u32,
-    pub until: i64,
-    pub last_error: Option<String>,
-}
-
 pub fn cooldowns(conn: &Connection) -> Result<Vec<Cooldown>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT provider_name, label_name, reason, failures, until, last_error FROM cooldown \
+        "SELECT provider_name, label_name, failures, last_time, last_error FROM cooldown \
          ORDER BY provider_name, label_name",
     )?;
     let rows = stmt.query_map([], |row| {
@@ -37,67 +26,34 @@ pub fn cooldowns(conn: &Connection) -> Result<Vec<Cooldown>> {
         Ok(Cooldown {
             provider: row.get(0)?,
             label: (!label.is_empty()).then_some(LabelName::from(label)),
-            reason: row.get(2)?,
-            failures: row.get(3)?,
-            until: row.get(4)?,
-            last_error: row.get(5)?,
+            failures: row.get(2)?,
+            last_time: row.get(3)?,
+            last_error: row.get(4)?,
         })
     })?;
     rows.collect::<rusqlite::Result<_>>()
         .context("reading cooldowns")
 }
 
-/// First cooldown after this many failures in a row; shorter runs of bad luck just retry.
-const FAILURES_BEFORE_COOLDOWN: u32 = 2;
-const COOLDOWN_FIRST_S: i64 = 10;
-const COOLDOWN_MAX_S: i64 = 600;
-/// A quota refusal blocks the provider this long before launches are tried again.
-pub const QUOTA_WAIT_S: i64 = 60;
-
-/// How long a provider/label waits after `failures` failures in a row: 0 for the first,
-/// then 10 s doubling to 10 min.
-pub fn cooldown_seconds(failures: u32) -> i64 {
-    if failures < FAILURES_BEFORE_COOLDOWN {
-        return 0;
-    }
-    let doublings = (failures - FAILURES_BEFORE_COOLDOWN).min(16);
-    (COOLDOWN_FIRST_S << doublings).min(COOLDOWN_MAX_S)
-}
-
-/// Count one more launch or ready failure of `label` on `provider`; returns the cooldown.
+/// Count one more launch or ready failure of `label` on `provider`, in one statement so two
+/// workers failing at once count two.
 pub fn record_failure(
     conn: &Connection,
     provider: &ProviderName,
     label: &LabelName,
     error: &str,
     now: i64,
-) -> Result<Cooldown> {
-    let failures: u32 = conn
-        .query_row(
-            "SELECT failures FROM cooldown WHERE provider_name = ?1 AND label_name = ?2",
-            params![provider.as_str(), label.as_str()],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0)
-        + 1;
-    let until = now + cooldown_seconds(failures);
+) -> Result<()> {
     conn.execute(
-        "INSERT INTO cooldown (provider_name, label_name, reason, failures, until, last_error) \
-         VALUES (?1, ?2, 'failures', ?3, ?4, ?5) \
+        "INSERT INTO cooldown (provider_name, label_name, reason, failures, last_time, last_error) \
+         VALUES (?1, ?2, 'failures', 1, ?3, ?4) \
          ON CONFLICT (provider_name, label_name) DO UPDATE SET \
-         failures = excluded.failures, until = excluded.until, last_error = excluded.last_error",
-        params![provider.as_str(), label.as_str(), failures, until, error],
+         failures = failures + 1, last_time = excluded.last_time, \
+         last_error = excluded.last_error",
+        params![provider.as_str(), label.as_str(), now, error],
     )
     .with_context(|| format!("recording a failure of {label} on {provider}"))?;
-    Ok(Cooldown {
-        provider: provider.clone(),
-        label: Some(label.clone()),
-        reason: "failures".into(),
-        failures,
-        until,
-        last_error: Some(error.into()),
-    })
+    Ok(())
 }
 
 /// A node of `label` became ready on `provider`: its failure count starts again.
@@ -109,7 +65,7 @@ pub fn record_success(conn: &Connection, provider: &ProviderName, label: &LabelN
     Ok(())
 }
 
-/// The provider refused a launch for quota: no launches there for a while. Not a failure.
+/// The provider refused a launch for quota (a state to wait out, not a failure).
 pub fn record_quota(
     conn: &Connection,
     provider: &ProviderName,
@@ -117,25 +73,13 @@ pub fn record_quota(
     now: i64,
 ) -> Result<()> {
     conn.execute(
-        "INSERT INTO cooldown (provider_name, label_name, reason, failures, until, last_error) \
+        "INSERT INTO cooldown (provider_name, label_name, reason, failures, last_time, last_error) \
          VALUES (?1, '', 'quota', 0, ?2, ?3) \
          ON CONFLICT (provider_name, label_name) DO UPDATE SET \
-         until = excluded.until, last_error = excluded.last_error",
-        params![provider.as_str(), now + QUOTA_WAIT_S, error],
+         last_time = excluded.last_time, last_error = excluded.last_error",
+        params![provider.as_str(), now, error],
     )?;
     Ok(())
-}
-
-/// One label's share on one provider in the last pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allocation {
-    pub label: LabelName,
-    pub provider: ProviderName,
-    pub deficit: u32,
-    pub granted: u32,
-    /// What kept the label from getting its deficit here (`at max-servers`, `quota`, …).
-    pub blocker: Option<String>,
-    pub time: i64,
 }
 
 pub fn allocations(conn: &Connection) -> Result<Vec<Allocation>> {
@@ -144,12 +88,22 @@ pub fn allocations(conn: &Connection) -> Result<Vec<Allocation>> {
          ORDER BY label_name, provider_name",
     )?;
     let rows = stmt.query_map([], |row| {
+        let blocker: Option<String> = row.get(4)?;
         Ok(Allocation {
             label: row.get(0)?,
             provider: row.get(1)?,
             deficit: row.get(2)?,
             granted: row.get(3)?,
-            blocker: row.get(4)?,
+            blocker: blocker
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        4,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?,
             time: row.get(5)?,
         })
     })?;
@@ -180,19 +134,15 @@ pub fn store_allocations(
                 row.provider.as_str(),
                 row.deficit,
                 row.granted,
-                row.blocker,
+                row.blocker
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()?,
                 row.time
             ],
         )?;
     }
     tx.commit().context("storing the allocation")
-}
-
-/// When a leaked server was first and last seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sighting {
-    pub first_seen: i64,
-    pub last_seen: i64,
 }
 
 pub fn leaks(conn: &Connection) -> Result<BTreeMap<(ProviderName, String), Sighting>> {

@@ -4,27 +4,11 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, Row};
 
-use super::nodes::{progress_in, Progress};
-use crate::model::{NodeId, NodeState};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Subnode {
-    pub id: i64,
-    pub node_id: NodeId,
-    pub hostname: String,
-    pub external_id: Option<String>,
-    pub ip: Option<String>,
-    pub ip_private: Option<String>,
-    pub state: NodeState,
-    pub state_time: i64,
-    pub launch_phase: Option<String>,
-    pub phase_time: Option<i64>,
-    pub last_error: Option<String>,
-    pub host_keys: Option<String>,
-}
+use crate::model::node::Subnode;
+use crate::model::{NodeId, SubnodeId};
 
 const COLUMNS: &str = "id, node_id, hostname, external_id, ip, ip_private, state, state_time, \
-    launch_phase, phase_time, last_error, host_keys";
+    launch_phase, phase_time, last_error";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Subnode> {
     Ok(Subnode {
@@ -39,7 +23,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Subnode> {
         launch_phase: row.get(8)?,
         phase_time: row.get(9)?,
         last_error: row.get(10)?,
-        host_keys: row.get(11)?,
     })
 }
 
@@ -59,8 +42,8 @@ pub fn insert(
     conn: &Connection,
     node_id: NodeId,
     now: i64,
-    hostname: impl FnOnce(i64) -> String,
-) -> Result<Option<(i64, String)>> {
+    hostname: impl FnOnce(SubnodeId) -> String,
+) -> Result<Option<(SubnodeId, String)>> {
     super::in_savepoint(conn, || {
         let changed = conn.execute(
             "INSERT INTO subnode (node_id, hostname, state, state_time, launch_phase, phase_time) \
@@ -71,7 +54,7 @@ pub fn insert(
         if changed == 0 {
             return Ok(None);
         }
-        let id = conn.last_insert_rowid();
+        let id = SubnodeId(conn.last_insert_rowid());
         let hostname = hostname(id);
         conn.execute(
             "UPDATE subnode SET hostname = ?1 WHERE id = ?2",
@@ -80,40 +63,6 @@ pub fn insert(
         Ok(Some((id, hostname)))
     })
     .with_context(|| format!("inserting a subnode of node {node_id}"))
-}
-
-/// Record launch progress on a subnode still in `state`.
-pub fn progress(
-    conn: &Connection,
-    id: i64,
-    state: NodeState,
-    step: &Progress<'_>,
-    now: i64,
-) -> Result<bool> {
-    progress_in(conn, "subnode", id, state, step, now)
-}
-
-/// Remove one subnode row (its server never appeared or is gone).
-pub fn remove(conn: &Connection, id: i64) -> Result<()> {
-    conn.execute("DELETE FROM subnode WHERE id = ?1", [id])
-        .with_context(|| format!("removing subnode {id}"))?;
-    Ok(())
-}
-
-/// Move every subnode of `node_id` in state `from` to `to`.
-pub fn transition_all(
-    conn: &Connection,
-    node_id: NodeId,
-    from: NodeState,
-    to: NodeState,
-    now: i64,
-) -> Result<()> {
-    conn.execute(
-        "UPDATE subnode SET state = ?1, state_time = ?2 WHERE node_id = ?3 AND state = ?4",
-        params![to, now, node_id, from],
-    )
-    .with_context(|| format!("updating the subnodes of node {node_id}"))?;
-    Ok(())
 }
 
 /// The subnodes of one node.

@@ -69,7 +69,7 @@ fn seed(path: &std::path::Path) {
     db.conn().execute_batch("BEGIN").expect("begin");
     for i in 0..NODES {
         let state = [NodeState::Ready, NodeState::Building, NodeState::Used][i % 3];
-        let id = nodes::insert(
+        let (nodepool::model::NodeId(id), _) = nodes::insert(
             db.conn(),
             &NewNode {
                 provider: format!("p{}", i % 50).as_str().into(),
@@ -83,8 +83,7 @@ fn seed(path: &std::path::Path) {
             now - (i as i64 % 7200),
             |id| format!("small-p{}-{id}", i % 50),
         )
-        .expect("insert")
-        .0;
+        .expect("insert");
         db.conn()
             .execute(
                 "UPDATE node SET nodename = hostname, external_id = ?2, ip = ?3 WHERE id = ?1",

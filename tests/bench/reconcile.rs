@@ -241,7 +241,7 @@ fn round_over_10k_nodes() {
                     target: "default".into(),
                     state: NodeState::Ready,
                     az: None,
-                    launch_phase: Some("ready".into()),
+                    launch_phase: Some(nodepool::model::LaunchPhase::Ready),
                     image_external_id: None,
                 },
                 nodepool::clock::now(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use nodepool::cloud::{Cloud, CreateServer};
-use nodepool::model::{NodeState, ProviderName};
+use nodepool::model::{NodeId, NodeState, ProviderName};
 use nodepool::state::nodes::{self, NewNode};
 use nodepool::state::Db;
 
@@ -85,9 +85,9 @@ impl Install {
         provider: &str,
         state: NodeState,
         age_s: i64,
-    ) -> i64 {
+    ) -> NodeId {
         let now = nodepool::clock::now();
-        let id = nodes::insert(
+        let (id, _) = nodes::insert(
             db.conn(),
             &NewNode {
                 provider: ProviderName::from(provider),
@@ -101,8 +101,7 @@ impl Install {
             now - age_s,
             |id| format!("{label}-{provider}-{id}"),
         )
-        .expect("insert node")
-        .0;
+        .expect("insert node");
         db.conn()
             .execute(
                 "UPDATE node SET hostname = ?2, nodename = ?2, external_id = ?3, ip = ?4, ip_private = ?5 WHERE id = ?1",
@@ -110,8 +109,8 @@ impl Install {
                     id,
                     format!("{label}-{provider}-{id}"),
                     format!("server-{id}"),
-                    format!("203.0.113.{}", id % 250),
-                    format!("10.0.0.{}", id % 250)
+                    format!("203.0.113.{}", id.0 % 250),
+                    format!("10.0.0.{}", id.0 % 250)
                 ],
             )
             .expect("update node");

@@ -1,0 +1,336 @@
+//! Launching: a primary or a subnode gets its row (the intent, committed) before the create
+//! call, both through one request builder; the answer is recorded or sorted into quota, a
+//! definite refusal or an ambiguous failure. Also the floating-IP attach of a launch step, and
+//! what a create needs (flavor, networks, keypair), found once per run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, Context, Result};
+
+use super::CloudWorker;
+use crate::cloud::{self, meta, Cloud, CloudError, CreateServer, ErrorKind};
+use crate::config::render_template;
+use crate::failpoint;
+use crate::model::{ImageName, LabelName, LaunchPhase, Member, NodeId, NodeState, TargetName};
+use crate::node::ssh;
+use crate::plan::Action;
+use crate::state::nodes::{self, NewNode, Progress};
+use crate::state::{pass, subnodes};
+
+/// Per provider and image: what a create call needs, found with a few calls once per run.
+#[derive(Default)]
+pub struct LaunchCache {
+    prepared: Mutex<BTreeMap<(crate::model::ProviderName, ImageName), Prepared>>,
+}
+
+#[derive(Clone)]
+struct Prepared {
+    flavor_id: String,
+    network_ids: Vec<String>,
+    key_name: Option<String>,
+}
+
+/// The server a member of a node's set gets.
+struct Wanted<'a> {
+    member: Member,
+    hostname: String,
+    label: &'a LabelName,
+    image: &'a ImageName,
+    image_id: String,
+    az: Option<String>,
+}
+
+impl<C: Cloud> CloudWorker<'_, C> {
+    pub(super) fn launch(
+        &mut self,
+        action: &Action,
+        target: &TargetName,
+        image: &ImageName,
+        image_id: &str,
+        az: Option<&str>,
+    ) -> Result<()> {
+        let label = action.label.as_ref().context("a launch names its label")?;
+        let prepared = match self.prepare(image) {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                self.work.tally.failed += 1;
+                let why = format!("{error:#}");
+                pass::record_failure(
+                    self.work.conn,
+                    &self.provider.name,
+                    label,
+                    &why,
+                    self.work.now,
+                )?;
+                return Err(error);
+            }
+        };
+        let config = self.work.runner.config;
+        let target_config = config
+            .targets
+            .get(target)
+            .with_context(|| format!("target {target} is not configured"))?;
+        let new = NewNode {
+            provider: self.provider.name.clone(),
+            label: label.clone(),
+            target: target.clone(),
+            state: NodeState::Building,
+            az: az.map(str::to_string),
+            launch_phase: Some(LaunchPhase::Requested),
+            image_external_id: Some(image_id.to_string()),
+        };
+        let now = self.work.now;
+        // Intent first: the row exists (and names the server) before the cloud hears of it.
+        let (id, hostname) = nodes::insert(self.work.conn, &new, now, |id| {
+            render_template(
+                &target_config.hostname,
+                &[
+                    ("label.name", label.as_str()),
+                    ("label.image", image.as_str()),
+                    ("provider.name", self.provider.name.as_str()),
+                    ("node_id", &id.to_string()),
+                    ("timestamp", &now.to_string()),
+                ],
+            )
+        })?;
+        failpoint::hit("after-intent");
+        self.create(
+            &prepared,
+            Wanted {
+                member: Member::primary(id),
+                hostname,
+                label,
+                image,
+                image_id: image_id.to_string(),
+                az: az.map(str::to_string),
+            },
+        )
+    }
+
+    pub(super) fn launch_subnode(&mut self, node_id: NodeId) -> Result<()> {
+        let conn = self.work.conn;
+        let Some(node) = nodes::get(conn, node_id)? else {
+            return Ok(()); // gone meanwhile
+        };
+        let config = self.work.runner.config;
+        let label = config
+            .labels
+            .get(&node.label)
+            .with_context(|| format!("label {} is not configured", node.label))?;
+        let target = config
+            .targets
+            .get(&node.target)
+            .with_context(|| format!("target {} is not configured", node.target))?;
+        let image_id = node
+            .image_external_id
+            .clone()
+            .context("the primary records no image")?;
+        let prepared = self.prepare(&label.image)?;
+        let now = self.work.now;
+        let inserted = subnodes::insert(conn, node_id, now, |sub_id| {
+            render_template(
+                &target.subnode_hostname,
+                &[
+                    ("label.name", label.name.as_str()),
+                    ("label.image", label.image.as_str()),
+                    ("provider.name", self.provider.name.as_str()),
+                    ("node_id", &node_id.to_string()),
+                    ("subnode_id", &sub_id.to_string()),
+                    ("timestamp", &now.to_string()),
+                ],
+            )
+        })?;
+        let Some((sub_id, hostname)) = inserted else {
+            return Ok(()); // the primary is no longer building (held, deleted)
+        };
+        failpoint::hit("after-intent");
+        self.create(
+            &prepared,
+            Wanted {
+                member: Member::subnode(node_id, sub_id),
+                hostname,
+                label: &label.name,
+                image: &label.image,
+                image_id,
+                az: node.az.clone(),
+            },
+        )
+    }
+
+    /// The create call for a member whose row is committed, and the recording of its answer.
+    fn create(&mut self, prepared: &Prepared, wanted: Wanted<'_>) -> Result<()> {
+        let image_config = self.provider.images.get(wanted.image);
+        let mut metadata = image_config.map(|i| i.meta.clone()).unwrap_or_default();
+        let mut ours = vec![
+            (
+                meta::INSTALLATION,
+                self.work.runner.installation.to_string(),
+            ),
+            (meta::NODE_ID, wanted.member.node.to_string()),
+            (meta::PROVIDER, self.provider.name.to_string()),
+            (meta::IMAGE, wanted.image.to_string()),
+            (meta::LABEL, wanted.label.to_string()),
+        ];
+        if let Some(subnode) = wanted.member.subnode {
+            ours.push((meta::SUBNODE_ID, subnode.to_string()));
+        }
+        for (key, value) in ours {
+            metadata.insert(key.to_string(), value);
+        }
+        let request = CreateServer {
+            name: wanted.hostname,
+            image_id: wanted.image_id,
+            flavor_id: prepared.flavor_id.clone(),
+            key_name: prepared.key_name.clone(),
+            availability_zone: wanted.az,
+            network_ids: prepared.network_ids.clone(),
+            metadata,
+            config_drive: image_config.is_some_and(|i| i.config_drive),
+        };
+        let created = self.cloud.create_server(&request);
+        self.record_create(wanted.member, wanted.label, created)
+    }
+
+    /// After a create call: record the server id, or sort the error into quota (a state,
+    /// not a failure), a definite refusal (the row goes) or an ambiguous answer (the row
+    /// stays; the next round adopts the server or forgets the row).
+    fn record_create(
+        &mut self,
+        member: Member,
+        label: &LabelName,
+        created: Result<String, CloudError>,
+    ) -> Result<()> {
+        let (conn, now) = (self.work.conn, self.work.now);
+        match created {
+            Ok(server_id) => {
+                failpoint::hit("after-create");
+                let step = Progress {
+                    phase: Some(LaunchPhase::Booting),
+                    external_id: Some(&server_id),
+                    ..Progress::default()
+                };
+                if !nodes::progress(conn, member, NodeState::Building, &step, now)? {
+                    // Held or deleted while the call was out: the state is the operator's,
+                    // but the row still names its server.
+                    nodes::record_server(conn, member, &server_id)?;
+                }
+                failpoint::hit("after-record");
+                self.work.tally.launched += 1;
+                self.work.tally.progressed = true;
+                Ok(())
+            }
+            Err(error) => {
+                let definite = matches!(
+                    error.kind,
+                    ErrorKind::QuotaExceeded
+                        | ErrorKind::RateLimited
+                        | ErrorKind::AuthFailed
+                        | ErrorKind::NotFound
+                ) || matches!(error.kind, ErrorKind::Api { status } if status < 500);
+                if definite {
+                    nodes::forget(conn, member)?;
+                } else {
+                    let step = Progress {
+                        last_error: Some(&error.message),
+                        ..Progress::default()
+                    };
+                    nodes::progress(conn, member, NodeState::Building, &step, now)?;
+                }
+                let provider = &self.provider.name;
+                match error.kind {
+                    ErrorKind::QuotaExceeded => {
+                        pass::record_quota(conn, provider, &error.message, now)?
+                    }
+                    ErrorKind::RateLimited => {}
+                    _ => {
+                        self.work.tally.failed += 1;
+                        pass::record_failure(conn, provider, label, &error.message, now)?;
+                    }
+                }
+                Err(anyhow!("create failed: {error}"))
+            }
+        }
+    }
+
+    /// Give a server without a public address a floating IP, and record the address.
+    pub(super) fn attach(&mut self, member: Member, server_id: &str, pool: &str) -> Result<()> {
+        let attached = self.cloud.attach_floating_ip(server_id, pool)?;
+        failpoint::hit("after-floating-ip");
+        let step = Progress {
+            phase: Some(LaunchPhase::FloatingIp),
+            ip: Some(&attached.ip),
+            ..Progress::default()
+        };
+        nodes::progress(
+            self.work.conn,
+            member,
+            NodeState::Building,
+            &step,
+            self.work.now,
+        )?;
+        self.work.tally.progressed = true;
+        Ok(())
+    }
+
+    /// Flavor, networks and keypair for launching `image` on this provider (cached per run).
+    fn prepare(&self, image: &ImageName) -> Result<Prepared> {
+        let provider = self.provider;
+        let cache = &self.work.runner.cache.prepared;
+        let key = (provider.name.clone(), image.clone());
+        if let Some(found) = cache.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(found);
+        }
+        let wanted = provider
+            .images
+            .get(image)
+            .with_context(|| format!("image {image} is not configured on {}", provider.name))?;
+        let flavors = self.cloud.list_flavors()?;
+        let flavor = cloud::choose_flavor(&flavors, wanted.min_ram, wanted.name_filter.as_deref())
+            .with_context(|| {
+                format!(
+                    "no flavor with at least {} MB of RAM{} on {}",
+                    wanted.min_ram,
+                    wanted
+                        .name_filter
+                        .as_ref()
+                        .map(|f| format!(" and `{f}` in its name"))
+                        .unwrap_or_default(),
+                    provider.name
+                )
+            })?;
+        let network_ids = cloud::resolve_networks(self.cloud, &provider.networks)?;
+        let key_name = match &provider.keypair {
+            Some(name) => Some(name.clone()),
+            None => self.managed_keypair(image, &wanted.private_key)?,
+        };
+        let prepared = Prepared {
+            flavor_id: flavor.id.clone(),
+            network_ids,
+            key_name,
+        };
+        if let Ok(mut map) = cache.lock() {
+            map.insert(key, prepared.clone());
+        }
+        Ok(prepared)
+    }
+
+    /// Without a configured `keypair`, nodepool keeps one per image, holding the public half
+    /// of the image's `private-key`, so cloud images accept the SSH login. No private key
+    /// file: no keypair (the image must let the user in some other way).
+    fn managed_keypair(&self, image: &ImageName, private_key: &Path) -> Result<Option<String>> {
+        if !private_key.exists() {
+            return Ok(None);
+        }
+        let name = cloud::managed_keypair_name(self.work.runner.installation, image);
+        if self.cloud.list_keypairs()?.iter().any(|k| k.name == name) {
+            return Ok(Some(name));
+        }
+        let public = ssh::public_key_of(private_key)?;
+        self.cloud
+            .create_keypair(&name, &public)
+            .with_context(|| format!("creating keypair {name} on {}", self.provider.name))?;
+        Ok(Some(name))
+    }
+}

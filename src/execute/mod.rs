@@ -1,0 +1,194 @@
+//! Execute a plan. Each step is routed once, by its type: store-only steps run first on this
+//! thread (`local.rs`), each provider's cloud calls on a thread of their own (`launch.rs`,
+//! `delete.rs`), and the SSH steps on a small pool (`ssh.rs`), in parallel. Every cloud call
+//! is preceded by a committed intent; every state change is compare-and-set, so an operator's
+//! `hold` or `delete` typed meanwhile wins. Errors are collected per action, never stop the
+//! others, and become data the next plan reads (last_error, cooldowns). No new mutating call
+//! starts after the deadline; what was not done waits for the next round.
+
+mod delete;
+mod launch;
+mod local;
+mod ssh;
+mod tally;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Result;
+use rusqlite::Connection;
+
+pub use delete::{delete_node_servers, servers_of_node};
+pub use launch::LaunchCache;
+pub use tally::Tally;
+
+use crate::cloud::Cloud;
+use crate::config::{Config, Provider};
+use crate::model::ProviderName;
+use crate::plan::{Action, CloudStep, Plan, SshStep, Step};
+use crate::state::{pass, Db};
+
+/// SSH steps of one round run on at most this many threads.
+const SSH_WORKERS: usize = 8;
+
+/// What the executor needs besides the plan.
+pub struct Runner<'a, C: Cloud> {
+    pub config: &'a Config,
+    pub db_path: &'a Path,
+    pub clouds: &'a BTreeMap<ProviderName, C>,
+    pub installation: &'a str,
+    /// No mutating call starts after this.
+    pub deadline: Instant,
+    /// Flavors, networks and keypairs, looked up once per run.
+    pub cache: &'a LaunchCache,
+}
+
+/// One thread's share of a round: the run, its own database connection, and what it did.
+struct Worker<'r, C: Cloud> {
+    runner: &'r Runner<'r, C>,
+    conn: &'r Connection,
+    now: i64,
+    tally: Tally,
+}
+
+/// A worker on one provider's cloud calls.
+struct CloudWorker<'r, C: Cloud> {
+    work: Worker<'r, C>,
+    cloud: &'r C,
+    provider: &'r Provider,
+}
+
+impl<C: Cloud> Runner<'_, C> {
+    pub fn execute(&self, db: &Db, plan: &Plan, now: i64) -> Tally {
+        let mut local = Worker {
+            runner: self,
+            conn: db.conn(),
+            now,
+            tally: Tally::default(),
+        };
+        let mut cloud_work: BTreeMap<&ProviderName, Vec<(&Action, &CloudStep)>> = BTreeMap::new();
+        let mut ssh_work = VecDeque::new();
+        for action in &plan.actions {
+            match &action.step {
+                Step::Local(step) => {
+                    let outcome = local.local(action, step);
+                    local.tally.outcome(action, outcome);
+                }
+                Step::Cloud(step) => cloud_work
+                    .entry(&action.provider)
+                    .or_default()
+                    .push((action, step)),
+                Step::Ssh(step) => ssh_work.push_back((action, step)),
+            }
+        }
+        let mut tally = local.tally;
+        let providers: Vec<ProviderName> =
+            plan.allocation.iter().map(|a| a.provider.clone()).collect();
+        if let Err(error) = pass::store_allocations(db.conn(), &providers, &plan.allocation) {
+            log::warn!("storing the allocation: {error:#}");
+        }
+        let ssh_threads = SSH_WORKERS.min(ssh_work.len());
+        let ssh_work = Mutex::new(ssh_work);
+        std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for (provider, steps) in cloud_work {
+                handles.push(scope.spawn(move || self.provider_worker(provider, &steps, now)));
+            }
+            for _ in 0..ssh_threads {
+                handles.push(scope.spawn(|| self.ssh_worker(&ssh_work, now)));
+            }
+            for handle in handles {
+                match handle.join() {
+                    Ok(done) => tally.add(done),
+                    Err(_) => tally.errors.push("a worker thread panicked".into()),
+                }
+            }
+        });
+        tally
+    }
+
+    /// One provider's mutating calls, in plan order (deletes first), spaced by the HTTP
+    /// layer's `rate`.
+    fn provider_worker(
+        &self,
+        provider: &ProviderName,
+        steps: &[(&Action, &CloudStep)],
+        now: i64,
+    ) -> Tally {
+        let db = match Db::open(self.db_path) {
+            Ok(db) => db,
+            Err(error) => return Tally::failed(format!("{provider}: {error:#}")),
+        };
+        let (Some(cloud), Some(settings)) = (
+            self.clouds.get(provider),
+            self.config.providers.get(provider),
+        ) else {
+            return Tally::default();
+        };
+        let mut worker = CloudWorker {
+            work: Worker {
+                runner: self,
+                conn: db.conn(),
+                now,
+                tally: Tally::default(),
+            },
+            cloud,
+            provider: settings,
+        };
+        for (action, step) in steps {
+            if Instant::now() >= self.deadline {
+                worker.work.tally.deferred += 1;
+                continue;
+            }
+            let outcome = worker.cloud_step(action, step);
+            worker.work.tally.outcome(action, outcome);
+        }
+        worker.work.tally
+    }
+
+    fn ssh_worker(&self, queue: &Mutex<VecDeque<(&Action, &SshStep)>>, now: i64) -> Tally {
+        let db = match Db::open(self.db_path) {
+            Ok(db) => db,
+            Err(error) => return Tally::failed(format!("{error:#}")),
+        };
+        let mut worker = Worker {
+            runner: self,
+            conn: db.conn(),
+            now,
+            tally: Tally::default(),
+        };
+        while let Some((action, step)) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
+            let outcome = worker.ssh(step);
+            worker.tally.outcome(action, outcome);
+        }
+        worker.tally
+    }
+}
+
+impl<C: Cloud> CloudWorker<'_, C> {
+    fn cloud_step(&mut self, action: &Action, step: &CloudStep) -> Result<()> {
+        match step {
+            CloudStep::Launch {
+                target,
+                image,
+                image_id,
+                az,
+            } => self.launch(action, target, image, image_id, az.as_deref()),
+            CloudStep::LaunchSubnode { node } => self.launch_subnode(*node),
+            CloudStep::AttachFloatingIp {
+                member,
+                server_id,
+                pool,
+            } => self.attach(*member, server_id, pool),
+            CloudStep::Delete {
+                node,
+                from,
+                server_ids,
+                failure,
+            } => self.delete(action, *node, *from, server_ids, *failure),
+            CloudStep::DeleteLeak { server_id } => self.delete_leak(server_id),
+        }
+    }
+}

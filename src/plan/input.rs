@@ -1,0 +1,38 @@
+//! What a round observed, as plain data: `observe.rs` fills it from the store and the clouds,
+//! the planner reads it, and tests write it by hand.
+
+use std::collections::BTreeMap;
+
+use crate::model::cloud::{Image, Server};
+use crate::model::image::ProviderImage;
+use crate::model::node::{Node, Subnode};
+use crate::model::pass::{Allocation, Cooldown, Sighting};
+use crate::model::ProviderName;
+
+/// Everything one round knows.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// When the round observed (Unix seconds).
+    pub now: i64,
+    /// This installation's id (`nodepool_installation` in server metadata).
+    pub installation: String,
+    pub nodes: Vec<Node>,
+    pub subnodes: Vec<Subnode>,
+    pub images: Vec<ProviderImage>,
+    pub cooldowns: Vec<Cooldown>,
+    pub allocations: Vec<Allocation>,
+    pub leaks: BTreeMap<(ProviderName, String), Sighting>,
+    /// The providers this round looked at; one absent here is not touched.
+    pub clouds: BTreeMap<ProviderName, CloudView>,
+}
+
+/// One provider as the round saw it.
+#[derive(Debug, Clone)]
+pub enum CloudView {
+    Seen {
+        servers: Vec<Server>,
+        images: Vec<Image>,
+    },
+    /// The provider could not be listed; nothing is decided about it this round.
+    Unreachable { error: String },
+}
