@@ -2,6 +2,8 @@
 //! without a network; `openstack/` implements it over HTTP.
 
 pub mod clouds_yaml;
+#[cfg(test)]
+pub mod memory;
 pub mod openstack;
 
 use std::collections::BTreeMap;
