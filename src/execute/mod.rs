@@ -12,6 +12,9 @@ mod local;
 mod ssh;
 mod tally;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Mutex;

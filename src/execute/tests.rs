@@ -1,0 +1,637 @@
+//! Executor tests on the in-memory cloud: each kind of step, and the cloud faults that the
+//! HTTP simulator can hardly produce, in milliseconds. A test either executes one action it
+//! wrote by hand or runs whole rounds (observe → plan → execute) against `MemoryCloud`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::{LaunchCache, Runner, Tally};
+use crate::cloud::memory::{Fault, MemoryCloud, Op};
+use crate::cloud::{meta, CloudError, ErrorKind};
+use crate::config::Config;
+use crate::model::node::{Node, Subnode};
+use crate::model::{LaunchPhase, Member, NodeId, NodeState, ProviderName};
+use crate::plan::{self, Action, CloudStep, LocalStep, Mode, Plan, SshStep, Step};
+use crate::state::{nodes, pass, subnodes, Db};
+
+/// One provider, `p1`, booting `trusty` from the cloud image `Ubuntu Trusty`; SSH checks are
+/// off unless a test turns them on, so rounds need no sshd.
+const CONFIG: &str = r#"
+labels:
+  - name: small
+    image: trusty
+    min-ready: 1
+    providers:
+      - name: p1
+  - name: multi
+    image: trusty
+    min-ready: 0
+    subnodes: 1
+    providers:
+      - name: p1
+providers:
+  - name: p1
+    username: jenkins
+    password: secret
+    auth-url: https://keystone.example.com/v3
+    project-id: ci
+    max-servers: 10
+    host-key-checking: false
+    images:
+      - name: trusty
+        base-image: Ubuntu Trusty
+        min-ram: 2048
+        private-key: /nonexistent/id_rsa
+        connection-port: 1
+targets:
+  - name: jenkins
+"#;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    config: Config,
+    db: Db,
+    clouds: BTreeMap<ProviderName, MemoryCloud>,
+    installation: String,
+    cache: LaunchCache,
+    image_id: String,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(|_| {})
+    }
+
+    /// The fixture with min-ready 0: rounds launch nothing of their own.
+    fn settled() -> Harness {
+        Harness::with(|c| *c = c.replace("min-ready: 1", "min-ready: 0"))
+    }
+
+    /// The fixture with `change` applied to the configuration text.
+    fn with(change: impl FnOnce(&mut String)) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut text = format!("dburi: {}\n{CONFIG}", dir.path().join("n.db").display());
+        change(&mut text);
+        let path = dir.path().join("nodepool.yaml");
+        std::fs::write(&path, text).expect("write config");
+        let config = crate::config::load(&path).unwrap_or_else(|e| panic!("fixture: {e}"));
+        let db = Db::open(&config.database).expect("database");
+        let installation = pass::installation(db.conn()).expect("installation");
+        let cloud = MemoryCloud::new();
+        cloud.add_flavor("m1.small", 2048, 1);
+        let image_id = cloud.add_image("Ubuntu Trusty");
+        Harness {
+            _dir: dir,
+            config,
+            db,
+            clouds: [("p1".into(), cloud)].into_iter().collect(),
+            installation,
+            cache: LaunchCache::default(),
+            image_id,
+        }
+    }
+
+    fn cloud(&self) -> &MemoryCloud {
+        &self.clouds["p1"]
+    }
+
+    fn runner(&self, deadline: Instant) -> Runner<'_, MemoryCloud> {
+        Runner {
+            config: &self.config,
+            db_path: self.db.path(),
+            clouds: &self.clouds,
+            installation: &self.installation,
+            deadline,
+            cache: &self.cache,
+        }
+    }
+
+    fn execute(&self, actions: Vec<Action>) -> Tally {
+        let plan = Plan {
+            actions,
+            ..Plan::default()
+        };
+        self.runner(Instant::now() + Duration::from_secs(60))
+            .execute(&self.db, &plan, crate::clock::now())
+    }
+
+    /// One round as `reconcile` runs it.
+    fn round(&self) -> (Plan, Tally) {
+        let now = crate::clock::now();
+        let mut observed = crate::observe::database(self.db.conn(), now).expect("observe");
+        observed.clouds = crate::observe::clouds(&self.clouds);
+        let plan = plan::plan(&self.config, &observed, Mode::Reconcile);
+        let tally = self
+            .runner(Instant::now() + Duration::from_secs(60))
+            .execute(&self.db, &plan, now);
+        (plan, tally)
+    }
+
+    fn nodes(&self) -> Vec<Node> {
+        nodes::list(self.db.conn()).expect("nodes")
+    }
+
+    fn subnodes(&self) -> Vec<Subnode> {
+        subnodes::list(self.db.conn()).expect("subnodes")
+    }
+
+    fn launch(&self, label: &str) -> Action {
+        Action {
+            provider: "p1".into(),
+            label: Some(label.into()),
+            step: Step::Cloud(CloudStep::Launch {
+                target: "jenkins".into(),
+                image: "trusty".into(),
+                image_id: self.image_id.clone(),
+                az: None,
+            }),
+            reason: "test".into(),
+        }
+    }
+
+    /// A node launched and recorded (phase booting), its server still in BUILD.
+    fn launched(&self, label: &str) -> Node {
+        let tally = self.execute(vec![self.launch(label)]);
+        assert!(tally.errors.is_empty(), "{:?}", tally.errors);
+        self.nodes().pop().expect("a node")
+    }
+}
+
+fn action(label: Option<&str>, step: Step) -> Action {
+    Action {
+        provider: "p1".into(),
+        label: label.map(Into::into),
+        step,
+        reason: "test".into(),
+    }
+}
+
+fn names(plan: &Plan) -> Vec<&'static str> {
+    plan.actions.iter().map(|a| a.step.name()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launches.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_launch_records_its_row_and_marks_the_server_as_this_installations() {
+    let h = Harness::new();
+    let node = h.launched("small");
+    assert_eq!(node.state, NodeState::Building);
+    assert_eq!(node.launch_phase, Some(LaunchPhase::Booting));
+    let servers = h.cloud().servers();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(node.external_id.as_deref(), Some(servers[0].id.as_str()));
+    let metadata = &servers[0].metadata;
+    assert_eq!(
+        metadata.get(meta::INSTALLATION),
+        Some(h.installation.as_str())
+    );
+    assert_eq!(
+        metadata.get(meta::NODE_ID),
+        Some(node.id.to_string().as_str())
+    );
+    assert_eq!(metadata.get(meta::PROVIDER), Some("p1"));
+    assert_eq!(metadata.get(meta::LABEL), Some("small"));
+    assert_eq!(metadata.get(meta::SUBNODE_ID), None);
+    assert_eq!(servers[0].name, node.hostname);
+    // What a create needs is found once per run.
+    h.launched("small");
+    assert_eq!(h.cloud().calls(Op::ListFlavors), 1);
+    assert_eq!(h.cloud().calls(Op::CreateServer), 2);
+}
+
+#[test]
+fn a_create_that_times_out_keeps_its_row_and_the_next_round_adopts_the_server() {
+    let h = Harness::new();
+    h.cloud()
+        .script(Op::CreateServer, Fault::TimeoutAfterCreate);
+    let tally = h.execute(vec![h.launch("small")]);
+    assert_eq!((tally.launched, tally.errors.len()), (0, 1), "{tally:?}");
+    let node = &h.nodes()[0];
+    assert_eq!(node.external_id, None);
+    assert!(node.last_error.is_some(), "{node:?}");
+    let server = h.cloud().servers().pop().expect("the server exists");
+
+    let (plan, _) = h.round();
+    assert_eq!(names(&plan), ["adopt"], "{plan:#?}");
+    assert_eq!(h.nodes()[0].external_id, Some(server.id));
+    assert_eq!(
+        h.cloud().calls(Op::CreateServer),
+        1,
+        "nothing launched twice"
+    );
+}
+
+#[test]
+fn a_quota_refusal_forgets_the_row_and_blocks_the_provider_without_counting_a_failure() {
+    let h = Harness::new();
+    let quota = CloudError::new(ErrorKind::QuotaExceeded, "Quota exceeded for instances");
+    h.cloud().script(Op::CreateServer, Fault::Error(quota));
+    let tally = h.execute(vec![h.launch("small")]);
+    assert_eq!((tally.failed, tally.errors.len()), (0, 1), "{tally:?}");
+    assert!(h.nodes().is_empty());
+    let cooldowns = pass::cooldowns(h.db.conn()).unwrap();
+    assert_eq!(cooldowns.len(), 1);
+    assert_eq!(
+        (cooldowns[0].label.as_ref(), cooldowns[0].failures),
+        (None, 0)
+    );
+
+    let (plan, _) = h.round();
+    assert!(names(&plan).is_empty(), "the quota wait holds: {plan:#?}");
+}
+
+#[test]
+fn a_refused_create_forgets_its_row_and_counts_a_failure() {
+    let h = Harness::new();
+    let refused = CloudError::new(ErrorKind::Api { status: 400 }, "Invalid flavor");
+    h.cloud().script(Op::CreateServer, Fault::Error(refused));
+    let tally = h.execute(vec![h.launch("small")]);
+    assert_eq!(tally.failed, 1, "{tally:?}");
+    assert!(h.nodes().is_empty());
+    let cooldowns = pass::cooldowns(h.db.conn()).unwrap();
+    assert_eq!(cooldowns[0].failures, 1);
+}
+
+#[test]
+fn a_subnode_launch_uses_the_primarys_image_and_zone_and_names_itself() {
+    let h = Harness::with(|c| {
+        *c = c.replace(
+            "max-servers: 10",
+            "max-servers: 10\n    availability-zones: [nova]",
+        )
+    });
+    let node = {
+        let mut launch = h.launch("multi");
+        if let Step::Cloud(CloudStep::Launch { az, .. }) = &mut launch.step {
+            *az = Some("nova".into());
+        }
+        assert!(h.execute(vec![launch]).errors.is_empty());
+        h.nodes().pop().unwrap()
+    };
+    let tally = h.execute(vec![action(
+        Some("multi"),
+        Step::Cloud(CloudStep::LaunchSubnode { node: node.id }),
+    )]);
+    assert!(tally.errors.is_empty(), "{tally:?}");
+    let sub = h.subnodes().pop().expect("a subnode row");
+    let server_id = sub.external_id.clone().expect("its server recorded");
+    let request = h.cloud().request(&server_id).expect("its create request");
+    assert_eq!(request.image_id, h.image_id);
+    assert_eq!(request.availability_zone.as_deref(), Some("nova"));
+    assert_eq!(request.metadata[meta::SUBNODE_ID], sub.id.to_string());
+    assert_eq!(request.metadata[meta::NODE_ID], node.id.to_string());
+}
+
+#[test]
+fn a_subnode_of_a_primary_held_meanwhile_is_not_launched() {
+    let h = Harness::new();
+    let node = h.launched("multi");
+    nodes::transition(
+        h.db.conn(),
+        node.id,
+        NodeState::Building,
+        NodeState::Hold,
+        1,
+    )
+    .unwrap();
+    let tally = h.execute(vec![action(
+        Some("multi"),
+        Step::Cloud(CloudStep::LaunchSubnode { node: node.id }),
+    )]);
+    assert!(tally.errors.is_empty(), "{tally:?}");
+    assert!(h.subnodes().is_empty());
+    assert_eq!(h.cloud().calls(Op::CreateServer), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lifecycle, round by round.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn rounds_take_a_node_from_launch_to_ready_one_step_each() {
+    let h = Harness::new();
+    let (plan, tally) = h.round();
+    assert_eq!((names(&plan), tally.launched), (vec!["launch"], 1));
+    let (plan, _) = h.round();
+    assert!(names(&plan).is_empty(), "waits for ACTIVE: {plan:#?}");
+    h.cloud().activate_all();
+    let (plan, _) = h.round();
+    assert_eq!(names(&plan), ["record-address"]);
+    let node = &h.nodes()[0];
+    assert_eq!(node.launch_phase, Some(LaunchPhase::Reachable));
+    assert!(node.ip.is_some());
+    let (plan, tally) = h.round();
+    assert_eq!((names(&plan), tally.ready), (vec!["mark-ready"], 1));
+    assert_eq!(h.nodes()[0].state, NodeState::Ready);
+    let (plan, _) = h.round();
+    assert!(plan.actions.is_empty(), "a full pool: {plan:#?}");
+}
+
+#[test]
+fn a_row_whose_create_made_no_server_is_forgotten() {
+    let h = Harness::new();
+    h.cloud().script(
+        Op::CreateServer,
+        Fault::Error(CloudError::new(ErrorKind::Transport, "connection reset")),
+    );
+    h.execute(vec![h.launch("small")]);
+    assert_eq!(h.nodes().len(), 1, "an ambiguous answer keeps the row");
+    let (plan, _) = h.round();
+    assert_eq!(names(&plan)[0], "forget", "{plan:#?}");
+    assert!(h.nodes().iter().all(|n| n.external_id.is_some()));
+}
+
+#[test]
+fn a_server_without_a_public_address_gets_a_floating_ip() {
+    let h =
+        Harness::with(|c| *c = c.replace("max-servers: 10", "max-servers: 10\n    pool: public"));
+    h.cloud().add_network("public", true);
+    h.cloud().set_private_only(true);
+    h.launched("small");
+    h.cloud().activate_all();
+    let (plan, tally) = h.round();
+    assert_eq!(names(&plan), ["attach-floating-ip"], "{plan:#?}");
+    assert!(tally.errors.is_empty(), "{tally:?}");
+    let ips = h.cloud().floating_ips();
+    assert_eq!(ips.len(), 1);
+    let node = &h.nodes()[0];
+    assert_eq!(node.launch_phase, Some(LaunchPhase::FloatingIp));
+    assert_eq!(node.ip.as_deref(), Some(ips[0].ip.as_str()));
+}
+
+#[test]
+fn an_attach_that_fails_after_the_allocation_leaves_the_node_building_and_says_why() {
+    let h =
+        Harness::with(|c| *c = c.replace("max-servers: 10", "max-servers: 10\n    pool: public"));
+    h.cloud().add_network("public", true);
+    h.cloud().set_private_only(true);
+    let node = h.launched("small");
+    h.cloud().activate_all();
+    let refused = CloudError::new(ErrorKind::Api { status: 409 }, "port has no fixed IP");
+    h.cloud()
+        .script(Op::AttachFloatingIp, Fault::FailAfterAllocate(refused));
+    let (_, tally) = h.round();
+    assert_eq!(tally.errors.len(), 1, "{tally:?}");
+    assert!(
+        tally.errors[0].contains("port has no fixed IP"),
+        "{tally:?}"
+    );
+    let after = &h.nodes()[0];
+    assert_eq!(
+        (after.id, after.state, after.ip.clone()),
+        (node.id, NodeState::Building, None)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deletes and leaks.
+// ---------------------------------------------------------------------------------------------
+
+fn delete(node: &Node, from: NodeState, failure: bool) -> Action {
+    action(
+        Some(node.label.as_str()),
+        Step::Cloud(CloudStep::Delete {
+            node: node.id,
+            from,
+            server_ids: node.external_id.iter().cloned().collect(),
+            failure,
+        }),
+    )
+}
+
+#[test]
+fn a_delete_marks_the_node_deletes_its_server_and_counts_a_failure_when_asked() {
+    let h = Harness::settled();
+    let node = h.launched("small");
+    let tally = h.execute(vec![delete(&node, NodeState::Building, true)]);
+    assert_eq!((tally.deleting, tally.failed), (1, 1), "{tally:?}");
+    let after = &h.nodes()[0];
+    assert_eq!(after.state, NodeState::Delete);
+    assert_eq!(after.launch_phase, Some(LaunchPhase::Deleting));
+    assert!(h.cloud().servers().is_empty());
+    assert_eq!(pass::cooldowns(h.db.conn()).unwrap()[0].failures, 1);
+    let (plan, tally) = h.round();
+    assert_eq!(names(&plan)[0], "remove-row", "{plan:#?}");
+    assert_eq!(tally.deleted, 1);
+    assert!(h.nodes().is_empty());
+}
+
+#[test]
+fn a_delete_loses_to_a_hold_typed_since_the_round_observed() {
+    let h = Harness::new();
+    let node = h.launched("small");
+    nodes::transition(
+        h.db.conn(),
+        node.id,
+        NodeState::Building,
+        NodeState::Hold,
+        1,
+    )
+    .unwrap();
+    h.execute(vec![delete(&node, NodeState::Building, true)]);
+    assert_eq!(h.nodes()[0].state, NodeState::Hold);
+    assert_eq!(h.cloud().servers().len(), 1);
+    assert_eq!(h.cloud().calls(Op::DeleteServer), 0);
+}
+
+#[test]
+fn a_delete_the_cloud_accepts_and_does_not_do_is_sent_again_after_the_retry_time() {
+    let h = Harness::settled();
+    let node = h.launched("small");
+    h.cloud().script(Op::DeleteServer, Fault::IgnoreDelete);
+    h.execute(vec![delete(&node, NodeState::Building, false)]);
+    assert_eq!(h.cloud().servers().len(), 1, "the cloud kept it");
+    let (plan, _) = h.round();
+    assert!(
+        !names(&plan).contains(&"delete"),
+        "asked a moment ago: {plan:#?}"
+    );
+    h.db.conn()
+        .execute(
+            "UPDATE node SET phase_time = phase_time - ?1",
+            [plan::policy::DELETE_RETRY_S],
+        )
+        .unwrap();
+    let (plan, _) = h.round();
+    assert_eq!(names(&plan), ["delete"], "{plan:#?}");
+    assert!(h.cloud().servers().is_empty());
+    assert_eq!(h.cloud().calls(Op::DeleteServer), 2);
+}
+
+#[test]
+fn a_leak_is_deleted_only_when_a_get_still_shows_it_as_ours() {
+    let h = Harness::new();
+    let node = h.launched("small");
+    let ours = node.external_id.clone().unwrap();
+    nodes::remove(h.db.conn(), node.id, NodeState::Building).unwrap();
+    let stranger = h.cloud().add_server(&crate::cloud::CreateServer {
+        name: "someone-else".into(),
+        metadata: [(meta::INSTALLATION.to_string(), "another".to_string())].into(),
+        ..Default::default()
+    });
+    let leak = |id: &str| {
+        action(
+            None,
+            Step::Cloud(CloudStep::DeleteLeak {
+                server_id: id.into(),
+            }),
+        )
+    };
+    let sight = |id: &str| {
+        action(
+            None,
+            Step::Local(LocalStep::SightLeak {
+                server_id: id.into(),
+            }),
+        )
+    };
+    h.execute(vec![sight(&ours), sight(&stranger)]);
+    assert_eq!(pass::leaks(h.db.conn()).unwrap().len(), 2);
+    let tally = h.execute(vec![leak(&ours), leak(&stranger)]);
+    assert_eq!(tally.leaks_deleted, 1, "{tally:?}");
+    let left: Vec<String> = h.cloud().servers().into_iter().map(|s| s.id).collect();
+    assert_eq!(left, [stranger]);
+    assert_eq!(h.cloud().calls(Op::GetServer), 2);
+    // The stranger's sighting is dropped; ours stays until the listing no longer shows it.
+    assert_eq!(pass::leaks(h.db.conn()).unwrap().len(), 1);
+    h.execute(vec![action(
+        None,
+        Step::Local(LocalStep::ForgetLeak { server_id: ours }),
+    )]);
+    assert!(pass::leaks(h.db.conn()).unwrap().is_empty());
+}
+
+#[test]
+fn delete_now_finds_unrecorded_servers_of_this_installation_and_provider_only() {
+    let h = Harness::new();
+    let ours = h.cloud().add_server(&crate::cloud::CreateServer {
+        metadata: [
+            (meta::INSTALLATION.to_string(), h.installation.clone()),
+            (meta::PROVIDER.to_string(), "p1".to_string()),
+            (meta::NODE_ID.to_string(), "7".to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    });
+    for (installation, provider) in [("another", "p1"), (h.installation.as_str(), "p2")] {
+        h.cloud().add_server(&crate::cloud::CreateServer {
+            metadata: [
+                (meta::INSTALLATION.to_string(), installation.to_string()),
+                (meta::PROVIDER.to_string(), provider.to_string()),
+                (meta::NODE_ID.to_string(), "7".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        });
+    }
+    let listed = crate::cloud::Cloud::list_servers(h.cloud()).unwrap();
+    let found: Vec<&str> = super::servers_of_node(&listed, &h.installation, "p1", NodeId(7))
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(found, [ours.as_str()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SSH steps, the deadline, and the store-only steps on subnodes.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_host_key_scan_of_a_node_not_answering_yet_waits_without_an_error() {
+    let h = Harness::new();
+    let node = h.launched("small");
+    let tally = h.execute(vec![action(
+        Some("small"),
+        Step::Ssh(SshStep::ScanHostKeys {
+            member: Member::primary(node.id),
+            ip: "127.0.0.1".into(),
+            port: 1,
+        }),
+    )]);
+    assert!(tally.errors.is_empty() && !tally.progressed, "{tally:?}");
+    assert_eq!(h.nodes()[0].launch_phase, Some(LaunchPhase::Booting));
+}
+
+#[test]
+fn a_failed_bootstrap_deletes_the_node_as_a_launch_failure() {
+    let h = Harness::new();
+    let node = h.launched("small");
+    let step = nodes::Progress {
+        phase: Some(LaunchPhase::Reachable),
+        ip: Some("127.0.0.1"),
+        ..nodes::Progress::default()
+    };
+    nodes::progress(
+        h.db.conn(),
+        Member::primary(node.id),
+        NodeState::Building,
+        &step,
+        1,
+    )
+    .unwrap();
+    let tally = h.execute(vec![action(
+        Some("small"),
+        Step::Ssh(SshStep::Bootstrap { node: node.id }),
+    )]);
+    assert_eq!((tally.failed, tally.errors.len()), (1, 1), "{tally:?}");
+    assert!(tally.errors[0].contains("bootstrap failed"), "{tally:?}");
+    assert_eq!(h.nodes()[0].state, NodeState::Delete);
+    assert_eq!(pass::cooldowns(h.db.conn()).unwrap()[0].failures, 1);
+}
+
+#[test]
+fn no_cloud_call_starts_after_the_deadline() {
+    let h = Harness::new();
+    let plan = Plan {
+        actions: vec![h.launch("small"), h.launch("small")],
+        ..Plan::default()
+    };
+    let tally = h
+        .runner(Instant::now())
+        .execute(&h.db, &plan, crate::clock::now());
+    assert_eq!((tally.deferred, tally.launched), (2, 0), "{tally:?}");
+    assert!(h.cloud().log().is_empty(), "{:?}", h.cloud().log());
+    assert!(h.nodes().is_empty(), "no intent written either");
+}
+
+#[test]
+fn store_steps_on_a_subnode_change_only_its_row() {
+    let h = Harness::new();
+    let node = h.launched("multi");
+    h.execute(vec![action(
+        Some("multi"),
+        Step::Cloud(CloudStep::LaunchSubnode { node: node.id }),
+    )]);
+    let sub = h.subnodes().pop().unwrap();
+    let record = action(
+        Some("multi"),
+        Step::Local(LocalStep::RecordAddress {
+            member: sub.member(),
+            ip: "127.2.0.9".into(),
+            ip_private: None,
+            next_phase: LaunchPhase::Reachable,
+        }),
+    );
+    assert!(h.execute(vec![record]).progressed);
+    let (node_after, sub_after) = (&h.nodes()[0], &h.subnodes()[0]);
+    assert_eq!(sub_after.ip.as_deref(), Some("127.2.0.9"));
+    assert_eq!(sub_after.launch_phase, Some(LaunchPhase::Reachable));
+    assert_eq!(node_after.ip, None);
+    assert_eq!(node_after.launch_phase, Some(LaunchPhase::Booting));
+    h.execute(vec![action(
+        Some("multi"),
+        Step::Local(LocalStep::Forget {
+            member: sub.member(),
+        }),
+    )]);
+    assert!(h.subnodes().is_empty());
+    assert_eq!(h.nodes().len(), 1);
+    h.execute(vec![action(
+        Some("multi"),
+        Step::Local(LocalStep::MarkReady { node: node.id }),
+    )]);
+    assert_eq!(h.nodes()[0].state, NodeState::Ready);
+}
