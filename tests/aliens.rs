@@ -9,7 +9,8 @@ use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::OpenStack;
 use nodepool::cloud::Cloud;
 use nodepool::model::NodeState;
-use nodepool::simulator::{Knobs, Simulator};
+use nodepool_simulator::{Knobs, Simulator};
+use support::simulator::client_settings;
 use support::{status, stderr, stdout, Install};
 
 fn config(sims: &[&Simulator]) -> String {
@@ -28,7 +29,7 @@ fn config(sims: &[&Simulator]) -> String {
 }
 
 fn client(sim: &Simulator) -> OpenStack {
-    OpenStack::connect(&sim.client_settings("setup"), CallCounter::default()).unwrap()
+    OpenStack::connect(&client_settings(sim, "setup"), CallCounter::default()).unwrap()
 }
 
 #[test]

@@ -25,8 +25,9 @@ use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::OpenStack;
 use nodepool::failpoint;
 use nodepool::model::{NodeState, ProviderName};
-use nodepool::simulator::{Dump, Knobs, Simulator};
 use nodepool::state::{nodes, pass, subnodes};
+use nodepool_simulator::{Dump, Knobs, Simulator};
+use support::simulator::client_settings;
 use support::sshd::Sshd;
 use support::Install;
 
@@ -461,7 +462,7 @@ targets:
     }
 
     fn client(&self) -> OpenStack {
-        OpenStack::connect(&self.sim.client_settings("setup"), CallCounter::default())
+        OpenStack::connect(&client_settings(&self.sim, "setup"), CallCounter::default())
             .expect("connect to the simulator")
     }
 

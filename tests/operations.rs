@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nodepool::cloud::Cloud;
 use nodepool::execute::managed_keypair_name;
 use nodepool::lock::{lock_path, Lock, LockKind};
-use nodepool::simulator::{Knobs, Simulator};
+use nodepool_simulator::{Knobs, Simulator};
 use serde_json::Value;
 use support::pool::{Label, Options, Pool, PROVIDER};
 use support::{status, stderr, stdout, Install};

@@ -175,4 +175,5 @@ pub fn create_server(cloud: &dyn Cloud, name: &str, metadata: &[(&str, &str)]) -
 }
 
 pub mod pool;
+pub mod simulator;
 pub mod sshd;
