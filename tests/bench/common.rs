@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-#[path = "../support/simulator.rs"]
+#[path = "../it/support/simulator.rs"]
 mod simulator;
 
 pub use simulator::client_settings;

@@ -1,8 +1,6 @@
 //! The OpenStack client against the simulator: every call, and each fault the client must
 //! survive or report by kind.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -11,7 +9,9 @@ use nodepool::cloud::openstack::{OpenStack, Settings};
 use nodepool::cloud::{Cloud, CreateServer, ErrorKind, ServerStatus};
 use nodepool::model::Secret;
 use nodepool_simulator::{Knobs, Simulator};
-use support::simulator::client_settings;
+
+use crate::support;
+use crate::support::simulator::client_settings;
 
 /// The simulator's client settings, with another Keystone URL and password.
 fn settings_for(sim: &Simulator, auth_url: String, password: &str) -> Settings {

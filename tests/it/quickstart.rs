@@ -1,9 +1,9 @@
 //! README's first command: examples/quickstart.sh fills a pool on the simulator, passes
 //! printing their summaries, then lists the nodes and stops the simulator.
 
-mod support;
-
 use std::process::Command;
+
+use crate::support;
 
 #[test]
 fn the_quickstart_fills_the_pool_and_lists_it() {

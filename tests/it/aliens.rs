@@ -1,8 +1,6 @@
 //! `alien-list` and `alien-image-list` against the simulator: servers and snapshots the
 //! database does not know, with nodepool's own leaks marked.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use nodepool::cloud::openstack::http::CallCounter;
@@ -10,8 +8,10 @@ use nodepool::cloud::openstack::OpenStack;
 use nodepool::cloud::Cloud;
 use nodepool::model::NodeState;
 use nodepool_simulator::{Knobs, Simulator};
-use support::simulator::client_settings;
-use support::{status, stderr, stdout, Install};
+
+use crate::support;
+use crate::support::simulator::client_settings;
+use crate::support::{status, stderr, stdout, Install};
 
 fn config(sims: &[&Simulator]) -> String {
     let providers: String = sims

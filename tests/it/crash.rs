@@ -8,8 +8,6 @@
 //! Points are iterated from the constant, so a new point is covered (or the test says how it
 //! could not be reached) without touching this file.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
@@ -27,9 +25,11 @@ use nodepool::failpoint;
 use nodepool::model::{NodeState, ProviderName};
 use nodepool::state::{nodes, pass, subnodes};
 use nodepool_simulator::{Dump, Knobs, Simulator};
-use support::simulator::client_settings;
-use support::sshd::Sshd;
-use support::Install;
+
+use crate::support;
+use crate::support::simulator::client_settings;
+use crate::support::sshd::Sshd;
+use crate::support::Install;
 
 const MIN_READY: usize = 2;
 /// Runs without the failpoint allowed to converge (each is one bounded `--duration` run).
@@ -231,7 +231,7 @@ fn case(point: &str, shape: Shape, flow: Flow, nth: u32) {
         crashed.status.signal(),
         Some(9),
         "NODEPOOL_FAILPOINT={armed} did not kill the run with SIGKILL ({:?}): the {flow:?} \
-         flow does not reach it; teach tests/crash.rs how to.\nstdout: {}\nstderr: {}",
+         flow does not reach it; teach tests/it/crash.rs how to.\nstdout: {}\nstderr: {}",
         crashed.status,
         crashed.stdout,
         crashed.stderr

@@ -2,8 +2,6 @@
 //! nothing of nodepool): client settings that log into one, and where its binary is.
 //! The benchmarks include this file too (`#[path]`).
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::time::Duration;
 
