@@ -9,8 +9,8 @@ set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin=${NODEPOOL_BIN_DIR:-}
 if [ -z "$bin" ]; then
-    echo "quickstart: building nodepool (cargo build --release)"
-    (cd "$repo" && cargo build --release --quiet --bins)
+    echo "quickstart: building nodepool and the simulator (cargo build --release --workspace)"
+    (cd "$repo" && cargo build --release --quiet --workspace --bins)
     bin=$repo/target/release
 fi
 

@@ -20,7 +20,6 @@ pub mod observe;
 pub mod output;
 pub mod parallel;
 pub mod plan;
-pub mod simulator;
 pub mod state;
 
 /// Run one command line.

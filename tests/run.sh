@@ -21,10 +21,11 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 
+# The whole workspace: nodepool and the simulator crate (tests/simulator) it is tested against.
 cargo fmt --all -- --check
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --no-fail-fast
+    cargo nextest run --workspace --no-fail-fast
 else
-    cargo test --no-fail-fast
+    cargo test --workspace --no-fail-fast
 fi

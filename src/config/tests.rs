@@ -1,5 +1,5 @@
 //! Unit tests of the pure parts of configuration handling; the binary's messages are covered
-//! by tests/config_validate.rs.
+//! by tests/it/config_validate.rs.
 
 use std::path::Path;
 

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 #[path = "common.rs"]
 mod common;
 
+use common::client_settings;
 use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::OpenStack;
 use nodepool::cloud::Cloud;
-use nodepool::simulator::{Knobs, Simulator};
+use nodepool_simulator::{Knobs, Simulator};
 
 fn main() {
     upload_rss();
@@ -35,7 +36,7 @@ fn upload_rss() {
     let (mut child, url) = common::simulator_process(&[]);
     // The simulator runs in its own process here; only its URL differs from the in-process one.
     let local = Simulator::start(Knobs::default()).expect("simulator");
-    let mut settings = local.client_settings("bench");
+    let mut settings = client_settings(&local, "bench");
     settings.credentials.auth_url = format!("{url}/identity/v3");
     settings.timeouts.call = Duration::from_secs(600);
     drop(local);

@@ -19,13 +19,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use common::client_settings;
 use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::OpenStack;
 use nodepool::cloud::{Cloud, CreateServer};
 use nodepool::model::{NodeState, ProviderName};
-use nodepool::simulator::{Knobs, Simulator};
 use nodepool::state::nodes::{self, NewNode};
 use nodepool::state::{pass, Db};
+use nodepool_simulator::{Knobs, Simulator};
 
 #[path = "common.rs"]
 mod common;
@@ -198,7 +199,7 @@ fn round_over_10k_nodes() {
                 let installation = installation.clone();
                 scope.spawn(move || {
                     let cloud = OpenStack::connect(
-                        &sim.client_settings(&format!("p{i:02}")),
+                        &client_settings(sim, &format!("p{i:02}")),
                         CallCounter::default(),
                     )
                     .expect("connect");
@@ -307,7 +308,7 @@ fn round_over_10k_nodes() {
         .enumerate()
         .map(|(i, sim)| {
             let name = format!("p{i:02}");
-            let cloud = OpenStack::connect(&sim.client_settings(&name), CallCounter::default())
+            let cloud = OpenStack::connect(&client_settings(sim, &name), CallCounter::default())
                 .expect("connect");
             (ProviderName::from(name), cloud)
         })

@@ -1,5 +1,6 @@
 //! `nodepool-simulator`: a wire-compatible OpenStack subset on loopback, for trying nodepool
-//! without a cloud. A separate binary so the production `nodepool` never carries a server.
+//! without a cloud. A binary of its own crate so the production `nodepool` never carries a
+//! server.
 //!
 //! Prints `nodepool-simulator listening on http://127.0.0.1:PORT` once it serves, then serves
 //! until killed. Knobs can be changed while it runs with `POST /_sim/knobs`.
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use nodepool::simulator::{Knobs, Simulator};
+use nodepool_simulator::{Knobs, Simulator};
 
 /// Serve a simulated OpenStack cloud (Keystone, Nova, Glance, Neutron) on 127.0.0.1.
 ///
@@ -112,7 +113,7 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    nodepool::logging::init(false);
+    init_logging();
     match serve(args) {
         Ok(never) => match never {},
         Err(error) => {
@@ -120,6 +121,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Warnings (a request that could not be accepted or answered) to stderr, as nodepool logs;
+/// `RUST_LOG=debug` shows every request.
+fn init_logging() {
+    let env = env_logger::Env::default().default_filter_or("warn");
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp(None)
+        .format_target(false)
+        .try_init();
 }
 
 /// Start, say where, then serve until killed; the accept thread does the work.

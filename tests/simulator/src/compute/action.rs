@@ -6,9 +6,9 @@ use std::time::{Instant, SystemTime};
 use serde_json::{json, Map, Value};
 
 use super::not_found;
-use crate::simulator::http::{Handled, Reply, Req};
-use crate::simulator::state::{Image, ImageStatus};
-use crate::simulator::Core;
+use crate::http::{Handled, Reply, Req};
+use crate::state::{Image, ImageStatus};
+use crate::Core;
 
 /// From this microversion on, createImage answers `{"image_id"}` instead of a Location header.
 const IMAGE_ID_IN_BODY: (u32, u32) = (2, 45);

@@ -1,8 +1,6 @@
 //! The OpenStack client against the simulator: every call, and each fault the client must
 //! survive or report by kind.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -10,11 +8,14 @@ use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::{OpenStack, Settings};
 use nodepool::cloud::{Cloud, CreateServer, ErrorKind, ServerStatus};
 use nodepool::model::Secret;
-use nodepool::simulator::{Knobs, Simulator};
+use nodepool_simulator::{Knobs, Simulator};
+
+use crate::support;
+use crate::support::simulator::client_settings;
 
 /// The simulator's client settings, with another Keystone URL and password.
 fn settings_for(sim: &Simulator, auth_url: String, password: &str) -> Settings {
-    let mut settings = sim.client_settings("sim");
+    let mut settings = client_settings(sim, "sim");
     settings.credentials.auth_url = auth_url;
     settings.credentials.password = Secret(password.into());
     settings

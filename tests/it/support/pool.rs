@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::OpenStack;
-use nodepool::simulator::{DumpServer, Knobs, Simulator};
 use nodepool::state::Db;
+use nodepool_simulator::{DumpServer, Knobs, Simulator};
 use serde_json::Value;
 
+use super::simulator::client_settings;
 use super::sshd::Sshd;
 use super::{stderr, stdout, BIN};
 
@@ -244,7 +245,7 @@ impl Pool {
 
     /// A client of the simulated cloud, for changes behind nodepool's back.
     pub fn client(&self) -> OpenStack {
-        OpenStack::connect(&self.sim.client_settings("test"), CallCounter::default())
+        OpenStack::connect(&client_settings(&self.sim, "test"), CallCounter::default())
             .expect("connect to the simulator")
     }
 

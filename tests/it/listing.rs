@@ -1,12 +1,11 @@
 //! Listing and state commands on a seeded database: 2015 columns, stable JSON keys, and the
 //! compare-and-set `hold`/`delete` transitions with their races.
 
-mod support;
-
 use nodepool::model::{ImageState, NodeId, NodeState};
 use nodepool::state::{images, nodes};
 use serde_json::Value;
-use support::{status, stderr, stdout, Install};
+
+use crate::support::{status, stderr, stdout, Install};
 
 fn json(out: &std::process::Output) -> Value {
     assert_eq!(status(out), 0, "{}", stderr(out));

@@ -2,8 +2,6 @@
 //! `reconcile --provider` and the run lock — the real binary against the simulator and (for
 //! `check`) a real sshd on loopback.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::process::{Child, Command, Stdio};
@@ -12,10 +10,12 @@ use std::time::{Duration, Instant};
 use nodepool::cloud::managed_keypair_name;
 use nodepool::cloud::Cloud;
 use nodepool::lock::{lock_path, Lock, LockKind};
-use nodepool::simulator::{Knobs, Simulator};
+use nodepool_simulator::{Knobs, Simulator};
 use serde_json::Value;
-use support::pool::{Label, Options, Pool, PROVIDER};
-use support::{status, stderr, stdout, Install};
+
+use crate::support;
+use crate::support::pool::{Label, Options, Pool, PROVIDER};
+use crate::support::{status, stderr, stdout, Install};
 
 /// A public key for keypairs made behind nodepool's back (the simulator keeps it as given).
 const PUBLIC_KEY: &str =

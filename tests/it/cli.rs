@@ -1,11 +1,9 @@
 //! The command surface: every command exists with its `--help`, global options work, and
 //! the commands of later releases refuse honestly (exit 1) without touching anything.
 
-mod support;
-
 use std::process::Command;
 
-use support::{status, stderr, stdout, Install, BIN};
+use crate::support::{status, stderr, stdout, Install, BIN};
 
 /// (command, words its --help must contain): the 2015 names and positional arguments.
 const COMMANDS: &[(&str, &[&str])] = &[

@@ -1,14 +1,15 @@
 //! README's first command: examples/quickstart.sh fills a pool on the simulator, passes
 //! printing their summaries, then lists the nodes and stops the simulator.
 
-use std::path::Path;
 use std::process::Command;
+
+use crate::support;
 
 #[test]
 fn the_quickstart_fills_the_pool_and_lists_it() {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_nodepool"))
-        .parent()
-        .expect("binary directory");
+    // The script runs both binaries from one directory: cargo's, where both were built.
+    let simulator = support::simulator::simulator_bin();
+    let bin_dir = simulator.parent().expect("binary directory");
     let scratch = tempfile::tempdir().expect("tempdir");
     let out = Command::new("sh")
         .arg(concat!(

@@ -1,16 +1,17 @@
 //! `alien-list` and `alien-image-list` against the simulator: servers and snapshots the
 //! database does not know, with nodepool's own leaks marked.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::OpenStack;
 use nodepool::cloud::Cloud;
 use nodepool::model::NodeState;
-use nodepool::simulator::{Knobs, Simulator};
-use support::{status, stderr, stdout, Install};
+use nodepool_simulator::{Knobs, Simulator};
+
+use crate::support;
+use crate::support::simulator::client_settings;
+use crate::support::{status, stderr, stdout, Install};
 
 fn config(sims: &[&Simulator]) -> String {
     let providers: String = sims
@@ -28,7 +29,7 @@ fn config(sims: &[&Simulator]) -> String {
 }
 
 fn client(sim: &Simulator) -> OpenStack {
-    OpenStack::connect(&sim.client_settings("setup"), CallCounter::default()).unwrap()
+    OpenStack::connect(&client_settings(sim, "setup"), CallCounter::default()).unwrap()
 }
 
 #[test]

@@ -5,10 +5,12 @@
 //! create call per server, and the bootstrap (files and ready script) done on every member.
 //!
 //! Each case has its own simulator (0.2 s boot), real sshd on loopback and installation.
-//! Points are iterated from the constant, so a new point is covered (or the test says how it
-//! could not be reached) without touching this file.
-
-mod support;
+//! Every point has a test per shape (`crash::single_nodes::mid_ssh`,
+//! `crash::with_subnodes::mid_ssh`). A point added to the constant fails
+//! `every_failpoint_has_its_tests` until it has its line in `point_tests!`; then it runs (or
+//! says how it could not be reached) with the default flow of `scenarios` unless taught a
+//! better one. How many cases run at once is nextest's business: the `crash` test group in
+//! .config/nextest.toml.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -26,10 +28,13 @@ use nodepool::cloud::openstack::OpenStack;
 use nodepool::failpoint;
 use nodepool::model::node::{Node, Subnode};
 use nodepool::model::{LaunchPhase, Member, NodeState, ProviderName};
-use nodepool::simulator::{Dump, Knobs, Simulator};
 use nodepool::state::{nodes, pass, subnodes};
-use support::sshd::Sshd;
-use support::Install;
+use nodepool_simulator::{Dump, Knobs, Simulator};
+
+use crate::support;
+use crate::support::simulator::client_settings;
+use crate::support::sshd::Sshd;
+use crate::support::Install;
 
 const MIN_READY: usize = 2;
 /// Runs without the failpoint allowed to converge (each is one bounded `--duration` run).
@@ -99,94 +104,67 @@ fn scenarios(point: &str, shape: Shape) -> (Flow, Vec<u32>) {
     }
 }
 
-/// Every point of `POINTS` on the given shape; each case on its own thread.
-fn every_point(shape: Shape) {
-    let started = Instant::now();
-    let cases: Vec<(&str, Flow, u32)> = failpoint::POINTS
-        .iter()
-        .flat_map(|point| {
-            let (flow, nths) = scenarios(point, shape);
-            nths.into_iter().map(move |nth| (*point, flow, nth))
-        })
-        .collect();
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = cases
-            .iter()
-            .map(|&(point, flow, nth)| {
-                let handle = std::thread::Builder::new()
-                    .name(format!("{point}:{nth}"))
-                    .spawn_scoped(scope, move || case(point, shape, flow, nth));
-                (format!("{point}:{nth}"), handle.expect("spawn a case"))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|(armed, handle)| match handle.join() {
-                Ok(()) => None,
-                Err(panic) => {
-                    let why = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    Some(format!("{shape:?} {armed}: {why}"))
+/// One test per point of `failpoint::POINTS` and shape (`crash::single_nodes::after_intent`,
+/// …), so nextest schedules the cases like any other test, names the one that fails, and holds
+/// them back with the `crash` test group (.config/nextest.toml).
+macro_rules! point_tests {
+    ($($test:ident => $point:literal,)*) => {
+        /// The points that have tests here.
+        const TESTED: &[&str] = &[$($point),*];
+
+        mod single_nodes {
+            $(
+                #[test]
+                fn $test() {
+                    super::cases($point, super::Shape::Plain);
                 }
-            })
-            .collect()
-    });
-    eprintln!(
-        "{shape:?}: {} cases over {} points in {:.1?}",
-        cases.len(),
-        failpoint::POINTS.len(),
-        started.elapsed()
-    );
-    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
-}
-
-#[test]
-fn every_failpoint_converges_on_single_nodes() {
-    every_point(Shape::Plain);
-}
-
-#[test]
-fn every_failpoint_converges_on_nodes_with_subnodes() {
-    every_point(Shape::Subnodes);
-}
-
-/// At most this many cases (each a simulator, an sshd and `nodepool` runs) at once across
-/// the tests of this file, so two cores are not swamped into SSH timeouts.
-const PARALLEL_CASES: u32 = 4;
-static RUNNING: AtomicU32 = AtomicU32::new(0);
-
-struct Slot;
-
-impl Slot {
-    fn take() -> Slot {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let running = RUNNING.load(Ordering::SeqCst);
-            if running < PARALLEL_CASES
-                && RUNNING
-                    .compare_exchange(running, running + 1, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            {
-                return Slot;
-            }
-            assert!(Instant::now() < deadline, "no case slot in 120 s");
-            std::thread::sleep(Duration::from_millis(20));
+            )*
         }
-    }
+
+        mod with_subnodes {
+            $(
+                #[test]
+                fn $test() {
+                    super::cases($point, super::Shape::Subnodes);
+                }
+            )*
+        }
+    };
 }
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        RUNNING.fetch_sub(1, Ordering::SeqCst);
+point_tests! {
+    after_intent => "after-intent",
+    after_create => "after-create",
+    after_record => "after-record",
+    after_floating_ip => "after-floating-ip",
+    after_keyscan => "after-keyscan",
+    mid_ssh => "mid-ssh",
+    after_delete_call => "after-delete-call",
+    after_leak_delete => "after-leak-delete",
+}
+
+/// A point added to `failpoint::POINTS` fails here until it has its tests above.
+#[test]
+fn every_failpoint_has_its_tests() {
+    let points: BTreeSet<&str> = failpoint::POINTS.iter().copied().collect();
+    let tested: BTreeSet<&str> = TESTED.iter().copied().collect();
+    assert_eq!(
+        tested, points,
+        "the points of point_tests! in tests/it/crash.rs are not failpoint::POINTS: add a line \
+         for each new point (`scenarios` says how its run reaches it)"
+    );
+}
+
+/// Every case of `point` on `shape`, one after the other.
+fn cases(point: &str, shape: Shape) {
+    let (flow, nths) = scenarios(point, shape);
+    for nth in nths {
+        case(point, shape, flow, nth);
     }
 }
 
 /// One kill -9 case: set up, run with `point:nth` armed, check where it died, converge.
 fn case(point: &str, shape: Shape, flow: Flow, nth: u32) {
-    let _slot = Slot::take();
     let started = Instant::now();
     let fx = Fixture::new(shape, flow);
     let mut sets_launched = MIN_READY;
@@ -231,7 +209,7 @@ fn case(point: &str, shape: Shape, flow: Flow, nth: u32) {
         crashed.status.signal(),
         Some(9),
         "NODEPOOL_FAILPOINT={armed} did not kill the run with SIGKILL ({:?}): the {flow:?} \
-         flow does not reach it; teach tests/crash.rs how to.\nstdout: {}\nstderr: {}",
+         flow does not reach it; teach tests/it/crash.rs how to.\nstdout: {}\nstderr: {}",
         crashed.status,
         crashed.stdout,
         crashed.stderr
@@ -462,7 +440,7 @@ targets:
     }
 
     fn client(&self) -> OpenStack {
-        OpenStack::connect(&self.sim.client_settings("setup"), CallCounter::default())
+        OpenStack::connect(&client_settings(&self.sim, "setup"), CallCounter::default())
             .expect("connect to the simulator")
     }
 

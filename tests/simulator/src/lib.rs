@@ -1,9 +1,10 @@
 //! A wire-compatible OpenStack subset (Keystone, Nova, Glance, Neutron) served on loopback.
 //!
-//! The tests drive the real HTTP client against it, and the quickstart runs it through the
-//! `nodepool-simulator` binary so a new user sees the whole cycle without a cloud. The
-//! production `nodepool` binary never starts it: the code lives in the library so both the
-//! tests and the separate binary can reach it, and the linker drops it from `nodepool` itself.
+//! nodepool's tests drive the real HTTP client against it in-process, and the quickstart and
+//! the benchmarks run it as the `nodepool-simulator` binary (`src/main.rs`) so a new user sees
+//! the whole cycle without a cloud. It is a crate of its own in the workspace, a
+//! dev-dependency of `nodepool`, so the product never links a server (nor `tiny_http`); it
+//! knows nothing of nodepool either, only the OpenStack wire format.
 //!
 //! Layout: this file holds the public handle ([`Simulator`]), its [`Knobs`] and the request
 //! loop (accounting, latency, token check, injected faults); `http` the request/reply types and
@@ -220,37 +221,6 @@ impl Simulator {
     /// Answers GET with Keystone's version discovery document.
     pub fn auth_url_unversioned(&self) -> String {
         format!("{}/identity", self.core.url)
-    }
-
-    /// Client settings that log into this simulator through Keystone v3 as the knobs'
-    /// user, with short retry waits (tests and benchmarks).
-    pub fn client_settings(&self, provider: &str) -> crate::cloud::openstack::Settings {
-        use crate::cloud::openstack::http::{RetryPolicy, Timeouts};
-        let knobs = self.knobs();
-        crate::cloud::openstack::Settings {
-            provider: provider.to_string(),
-            credentials: crate::cloud::openstack::auth::Credentials {
-                auth_url: self.auth_url_v3(),
-                username: knobs.username,
-                password: crate::model::Secret(knobs.password),
-                project_name: Some(knobs.project),
-                interface: "public".into(),
-                ..Default::default()
-            },
-            service_type: None,
-            service_name: None,
-            timeouts: Timeouts {
-                connect: Duration::from_secs(2),
-                call: Duration::from_secs(5),
-            },
-            retry: RetryPolicy {
-                attempts: 3,
-                backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(50),
-                max_retry_after: Duration::from_secs(3),
-            },
-            rate: Duration::ZERO,
-        }
     }
 
     pub fn set_knobs(&self, change: impl FnOnce(&mut Knobs)) {

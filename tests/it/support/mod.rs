@@ -1,8 +1,6 @@
 //! Shared by the integration tests: a temporary installation (config + database) and a way
 //! to run the real binary against it.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -174,4 +172,5 @@ pub fn create_server(cloud: &dyn Cloud, name: &str, metadata: &[(&str, &str)]) -
 }
 
 pub mod pool;
+pub mod simulator;
 pub mod sshd;

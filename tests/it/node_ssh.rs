@@ -1,7 +1,5 @@
 //! SSH to nodes and the node bootstrap, against real sshd servers on loopback.
 
-mod support;
-
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use nodepool::node::bootstrap::{self, Member, NodeSet};
 use nodepool::node::ssh;
-use support::sshd::Sshd;
+
+use crate::support::sshd::Sshd;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -3,9 +3,9 @@
 use serde_json::{json, Value};
 
 use super::{link, ZONE};
-use crate::simulator::http::{Handled, Reply, Req};
-use crate::simulator::state::{stable_id, Keypair};
-use crate::simulator::{Core, Knobs};
+use crate::http::{Handled, Reply, Req};
+use crate::state::{stable_id, Keypair};
+use crate::{Core, Knobs};
 
 /// From this microversion on, keypair create answers 201 and delete 204 (200 and 202 before).
 const KEYPAIR_CREATED: (u32, u32) = (2, 2);

@@ -1,16 +1,16 @@
 //! `nodepool reconcile`, the real binary, against the simulator and (where nodes are
 //! bootstrapped) a real sshd on loopback that stands in for every server.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nodepool::cloud::Cloud;
-use support::pool::{Label, Options, Pool, MARK, PROVIDER};
-use support::{stderr, stdout};
+
+use crate::support;
+use crate::support::pool::{Label, Options, Pool, MARK, PROVIDER};
+use crate::support::{stderr, stdout};
 
 /// The (id, hostname) of every node in `state`.
 fn hostnames(pool: &Pool, state: &str) -> Vec<(i64, String)> {

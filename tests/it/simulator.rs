@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use nodepool::simulator::{Knobs, Simulator};
+use nodepool_simulator::{Knobs, Simulator};
 use serde_json::{json, Value};
 use ureq::http::{HeaderMap, Method};
 
@@ -703,7 +703,7 @@ fn calls_are_counted_per_route() {
     assert_eq!(calls.route("GET /compute/servers/{id}"), 1);
     assert_eq!(calls.route("DELETE /compute/servers/{id}"), 1);
     assert_eq!(calls.total, 7, "{calls:?}");
-    let over_http: nodepool::simulator::Calls =
+    let over_http: nodepool_simulator::Calls =
         serde_json::from_value(client.get("/_sim/calls").body).unwrap();
     assert_eq!(over_http, calls);
 }
@@ -747,7 +747,7 @@ fn dump_and_control_endpoints_show_what_the_cloud_holds() {
         dump.floating_ips[0].instance_id.as_deref(),
         Some(id.as_str())
     );
-    let over_http: nodepool::simulator::Dump =
+    let over_http: nodepool_simulator::Dump =
         serde_json::from_value(Client::new(&sim).get("/_sim/state").body).unwrap();
     assert_eq!(over_http, dump);
 
@@ -845,43 +845,4 @@ fn stop_closes_the_port() {
         .build()
         .into();
     assert!(agent.get(format!("{url}/identity")).call().is_err());
-}
-
-#[test]
-fn binary_prints_its_url_and_serves_until_killed() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nodepool-simulator"))
-        .args(["--boot-delay", "0.5", "--instance-quota", "2"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let stdout = child.stdout.take().unwrap();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("nodepool-simulator listening on ")
-        .map(str::to_owned);
-    let knobs = url.as_ref().map(|url| {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        let mut answer = agent.get(format!("{url}/_sim/knobs")).call().unwrap();
-        let text = answer.body_mut().read_to_string().unwrap();
-        serde_json::from_str::<Value>(&text).unwrap()
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        url.is_some_and(|u| u.starts_with("http://127.0.0.1:")),
-        "{line:?}"
-    );
-    let knobs = knobs.unwrap();
-    assert_eq!(knobs["boot_delay"], 0.5);
-    assert_eq!(knobs["instance_quota"], 2);
 }
