@@ -63,6 +63,42 @@ impl<C: Cloud> CloudWorker<'_, C> {
     }
 }
 
+impl<C: Cloud> CloudWorker<'_, C> {
+    /// A recorded server the listing did not show: retire its node only if a GET says the
+    /// cloud no longer has it.
+    pub(super) fn check_vanished(
+        &mut self,
+        action: &Action,
+        node: NodeId,
+        from: NodeState,
+        server_id: &str,
+        failure: bool,
+    ) -> Result<()> {
+        if self.cloud.get_server(server_id)?.is_some() {
+            log::info!(
+                "{}: server {server_id} of node {node} was missing from the listing but is \
+                 there",
+                self.provider.name
+            );
+            return Ok(());
+        }
+        let (conn, now) = (self.work.conn, self.work.now);
+        let why = format!("server {server_id} vanished");
+        if !nodes::mark_delete(conn, node, from, &why, now)? {
+            return Ok(()); // held or deleted meanwhile
+        }
+        log::warn!("{}: node {node}: {why}", self.provider.name);
+        self.work.tally.progressed = true;
+        if failure {
+            self.work.tally.failed += 1;
+            if let Some(label) = &action.label {
+                pass::record_failure(conn, &self.provider.name, label, &why, now)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Delete the servers of `node` (in state delete): the floating IPs nodepool attached go
 /// first, then every server gets its delete call, and the node notes when (a lost delete is
 /// sent again after a while). Every delete call is tried; the first error is returned.

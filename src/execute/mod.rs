@@ -192,6 +192,12 @@ impl<C: Cloud> CloudWorker<'_, C> {
                 failure,
             } => self.delete(action, *node, *from, server_ids, *failure),
             CloudStep::DeleteLeak { server_id } => self.delete_leak(server_id),
+            CloudStep::CheckVanished {
+                node,
+                from,
+                server_id,
+                failure,
+            } => self.check_vanished(action, *node, *from, server_id, *failure),
         }
     }
 }

@@ -386,6 +386,46 @@ fn an_attach_that_fails_after_the_allocation_leaves_the_node_building_and_says_w
     );
 }
 
+#[test]
+fn a_server_missing_from_one_listing_does_not_retire_its_node() {
+    let h = Harness::new();
+    h.round();
+    h.cloud().activate_all();
+    h.round();
+    h.round();
+    let node = h.nodes().pop().unwrap();
+    assert_eq!(node.state, NodeState::Ready);
+    let server = node.external_id.clone().unwrap();
+    h.cloud()
+        .script(Op::ListServers, Fault::Omit(server.clone()));
+    let (plan, tally) = h.round();
+    assert_eq!(names(&plan), ["check-vanished"], "{plan:#?}");
+    assert!(tally.errors.is_empty(), "{tally:?}");
+    assert_eq!(
+        h.nodes(),
+        [node],
+        "the GET found the server: nothing changed"
+    );
+    assert_eq!(h.cloud().calls(Op::DeleteServer), 0);
+    let (plan, _) = h.round();
+    assert!(plan.actions.is_empty(), "listed again: {plan:#?}");
+}
+
+#[test]
+fn a_server_the_cloud_no_longer_has_retires_its_node_and_a_building_one_counts_a_failure() {
+    let h = Harness::new();
+    let node = h.launched("small");
+    h.cloud()
+        .remove_server(node.external_id.as_deref().unwrap());
+    let (plan, tally) = h.round();
+    assert_eq!(names(&plan), ["check-vanished"], "{plan:#?}");
+    assert_eq!(tally.failed, 1, "{tally:?}");
+    let after = h.nodes().into_iter().find(|n| n.id == node.id).unwrap();
+    assert_eq!(after.state, NodeState::Delete);
+    assert!(after.last_error.unwrap().contains("vanished"));
+    assert_eq!(pass::cooldowns(h.db.conn()).unwrap()[0].failures, 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Deletes and leaks.
 // ---------------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ fn rooms(
         let mutating = plan
             .actions
             .iter()
-            .filter(|a| &a.provider == name && a.step.is_mutating())
+            .filter(|a| &a.provider == name && a.step.is_cloud_call())
             .count() as u32;
         rooms.insert(
             name.clone(),

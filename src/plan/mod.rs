@@ -117,13 +117,16 @@ pub fn plan(config: &Config, observed: &Observed, mode: Mode) -> Plan {
         plan.actions.retain(|a| {
             matches!(
                 a.step,
-                Step::Cloud(CloudStep::Delete { .. } | CloudStep::DeleteLeak { .. })
-                    | Step::Local(
-                        LocalStep::RemoveRow { .. }
-                            | LocalStep::Forget { .. }
-                            | LocalStep::SightLeak { .. }
-                            | LocalStep::ForgetLeak { .. }
-                    )
+                Step::Cloud(
+                    CloudStep::Delete { .. }
+                        | CloudStep::DeleteLeak { .. }
+                        | CloudStep::CheckVanished { .. }
+                ) | Step::Local(
+                    LocalStep::RemoveRow { .. }
+                        | LocalStep::Forget { .. }
+                        | LocalStep::SightLeak { .. }
+                        | LocalStep::ForgetLeak { .. }
+                )
             )
         });
     }
@@ -141,7 +144,7 @@ fn bound(config: &Config, plan: &mut Plan, launches: Vec<Action>) {
     actions.sort_by_key(|a| !a.step.is_delete());
     actions.extend(launches);
     for action in actions {
-        if action.step.is_mutating() {
+        if action.step.is_cloud_call() {
             let limit = config
                 .providers
                 .get(&action.provider)

@@ -310,15 +310,14 @@ impl<'a> NodeWalk<'a, '_> {
         }
     }
 
-    /// A ready, test or used node: retired when a server vanished or failed, or when it was
-    /// used for too long.
+    /// A ready, test or used node: retired when a server failed or the cloud says it is
+    /// gone, or when it was used for too long.
     fn settled(&self, set: &Set<'a>, plan: &mut Plan) -> bool {
         let members = &set.members;
-        if members
-            .iter()
-            .any(|m| m.external_id.is_some() && m.server.is_none())
-        {
-            return self.retire(set, plan, "server vanished".into(), false);
+        if let Some(check) = self.vanished(set, false) {
+            plan.actions.push(check);
+            plan.in_flight += 1;
+            return true;
         }
         if members
             .iter()
@@ -340,6 +339,11 @@ impl<'a> NodeWalk<'a, '_> {
         if self.now - launched > launch_timeout {
             let why = format!("launch-timeout: not ready {launch_timeout} s after launch");
             return self.retire(set, plan, why, true);
+        }
+        if let Some(check) = self.vanished(set, true) {
+            plan.actions.push(check);
+            plan.in_flight += 1;
+            return true;
         }
         let mut steps = Vec::new();
         for member in &set.members {
@@ -397,9 +401,7 @@ impl<'a> NodeWalk<'a, '_> {
     fn next(&self, provider: &Provider, view: &MemberView<'_>) -> Next {
         let member = view.member;
         let Some(server) = view.server else {
-            if view.external_id.is_some() {
-                return Next::Fail("server vanished".into());
-            }
+            // (A recorded server missing from the listing was checked before.)
             // The create call's answer was never recorded (the run died, or the call failed
             // ambiguously): adopt the server it made, or forget the row.
             return match view.unrecorded {
@@ -497,6 +499,28 @@ impl<'a> NodeWalk<'a, '_> {
                 None => Next::Wait,
             },
         }
+    }
+
+    /// A recorded server of the set that the listing does not show: check it with a GET
+    /// before anything else is decided about the node.
+    fn vanished(&self, set: &Set<'a>, failure: bool) -> Option<Action> {
+        let missing = set
+            .members
+            .iter()
+            .find(|m| m.server.is_none() && m.external_id.is_some())?;
+        let server_id = missing.external_id?.to_string();
+        Some(self.act(
+            Step::Cloud(CloudStep::CheckVanished {
+                node: self.node.id,
+                from: self.node.state,
+                server_id: server_id.clone(),
+                failure,
+            }),
+            format!(
+                "server {server_id} of {} is not in the listing",
+                missing.member
+            ),
+        ))
     }
 
     /// The SSH port of the node's image (`connection-port`, default 22).

@@ -25,7 +25,8 @@ pub struct Action {
 pub enum Step {
     /// Bookkeeping in the store only.
     Local(LocalStep),
-    /// A call that changes the provider's cloud: bounded per pass, spaced by `rate`.
+    /// A call to the provider's cloud, on the provider's worker: bounded per pass (the
+    /// mutating ones are spaced by `rate`).
     Cloud(CloudStep),
     /// Talks to the node over SSH.
     Ssh(SshStep),
@@ -93,6 +94,15 @@ pub enum CloudStep {
     },
     /// A leak seen on two passes and older than the grace period: delete it after a GET.
     DeleteLeak { server_id: String },
+    /// A recorded server is missing from the listing: a GET decides. A listing can miss a
+    /// server, so only a server the cloud says is gone retires its node.
+    CheckVanished {
+        node: NodeId,
+        from: NodeState,
+        server_id: String,
+        /// A building node's launch failed: counts towards the cooldown.
+        failure: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -121,7 +131,11 @@ impl Step {
             | Step::Cloud(CloudStep::AttachFloatingIp { member, .. })
             | Step::Ssh(SshStep::ScanHostKeys { member, .. }) => Some(member.node),
             Step::Local(LocalStep::MarkReady { node } | LocalStep::RemoveRow { node, .. })
-            | Step::Cloud(CloudStep::LaunchSubnode { node } | CloudStep::Delete { node, .. })
+            | Step::Cloud(
+                CloudStep::LaunchSubnode { node }
+                | CloudStep::Delete { node, .. }
+                | CloudStep::CheckVanished { node, .. },
+            )
             | Step::Ssh(SshStep::Bootstrap { node }) => Some(*node),
             Step::Local(LocalStep::SightLeak { .. } | LocalStep::ForgetLeak { .. })
             | Step::Cloud(CloudStep::Launch { .. } | CloudStep::DeleteLeak { .. }) => None,
@@ -145,6 +159,7 @@ impl Step {
                 CloudStep::AttachFloatingIp { .. } => "attach-floating-ip",
                 CloudStep::Delete { .. } => "delete",
                 CloudStep::DeleteLeak { .. } => "delete-leak",
+                CloudStep::CheckVanished { .. } => "check-vanished",
             },
             Step::Ssh(step) => match step {
                 SshStep::ScanHostKeys { .. } => "scan-host-keys",
@@ -153,8 +168,8 @@ impl Step {
         }
     }
 
-    /// Calls that change the cloud: bounded per provider per pass.
-    pub fn is_mutating(&self) -> bool {
+    /// Calls to the cloud: bounded per provider per pass.
+    pub fn is_cloud_call(&self) -> bool {
         matches!(self, Step::Cloud(_))
     }
 

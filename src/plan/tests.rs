@@ -404,6 +404,15 @@ fn delete(node: i64, from: NodeState, server_ids: &[&str], failure: bool) -> Ste
     })
 }
 
+fn check_vanished(from: NodeState, server_id: &str, failure: bool) -> Step {
+    Step::Cloud(CloudStep::CheckVanished {
+        node: NodeId(1),
+        from,
+        server_id: server_id.into(),
+        failure,
+    })
+}
+
 fn forget(node: i64, sub: Option<i64>) -> Step {
     Step::Local(LocalStep::Forget {
         member: member(node, sub),
@@ -1171,10 +1180,10 @@ fn building_nodes_take_one_step_per_round() {
             expect: vec![delete(1, NodeState::Building, &["srv-1"], true)],
         },
         Case {
-            name: "recorded server vanished: delete",
+            name: "recorded server missing from the listing: a GET decides (a failure if gone)",
             node: building(1, "booting"),
             servers: vec![],
-            expect: vec![delete(1, NodeState::Building, &[], true)],
+            expect: vec![check_vanished(NodeState::Building, "srv-1", true)],
         },
         Case {
             name: "host keys recorded: bootstrap",
@@ -1297,14 +1306,37 @@ fn a_set_is_bootstrapped_only_when_every_member_is_reachable() {
 fn a_failed_subnode_fails_the_whole_set() {
     let mut world = multi_world("p1", "reachable", ["reachable", "ssh"]);
     if let Some(CloudView::Seen { servers, .. }) = world.observed.clouds.get_mut("p1") {
+        let sub = servers.iter_mut().find(|s| s.id == "sub-12").unwrap();
+        sub.status = ServerStatus::Error;
+    }
+    let plan = world.plan();
+    assert_eq!(
+        steps(&plan),
+        [&delete(
+            1,
+            NodeState::Building,
+            &["srv-1", "sub-11", "sub-12"],
+            true
+        )]
+    );
+    assert!(plan.actions[0].reason.starts_with("subnode 12:"));
+}
+
+#[test]
+fn a_subnode_server_missing_from_the_listing_is_checked_before_anything_else() {
+    let mut world = multi_world("p1", "reachable", ["reachable", "ssh"]);
+    if let Some(CloudView::Seen { servers, .. }) = world.observed.clouds.get_mut("p1") {
         servers.retain(|s| s.id != "sub-12");
     }
     let plan = world.plan();
     assert_eq!(
         steps(&plan),
-        [&delete(1, NodeState::Building, &["srv-1", "sub-11"], true)]
+        [&check_vanished(NodeState::Building, "sub-12", true)]
     );
-    assert!(plan.actions[0].reason.starts_with("subnode 12:"));
+    assert!(
+        plan.actions[0].reason.contains("node 1 subnode 12"),
+        "{plan:#?}"
+    );
 }
 
 #[test]
@@ -1337,10 +1369,10 @@ fn ready_and_used_nodes_are_deleted_when_broken_or_stale() {
             expect: vec![],
         },
         Case {
-            name: "ready node whose server vanished",
+            name: "ready node whose server is missing from the listing: a GET decides",
             node: node(1, NodeState::Ready),
             server: None,
-            expect: vec![delete(1, NodeState::Ready, &[], false)],
+            expect: vec![check_vanished(NodeState::Ready, "srv-1", false)],
         },
         Case {
             name: "ready node whose server is in ERROR",
