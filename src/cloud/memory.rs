@@ -369,7 +369,7 @@ fn answer(status: u16, route: &str, message: &str) -> CloudError {
 /// What `openstack` says of a 2xx answer without what it needs.
 fn malformed(route: &str, what: &str) -> CloudError {
     let message = format!("{PROVIDER}: {route}: malformed answer: {what}");
-    CloudError::new(ErrorKind::Api { status: 200 }, message)
+    CloudError::new(ErrorKind::Malformed, message)
 }
 
 /// `127.<net>.x.y`, numbered from `n`.
@@ -696,7 +696,7 @@ mod tests {
         let (cloud, request) = seeded();
         cloud.script(Op::CreateServer, Fault::CreatedWithoutId);
         let error = cloud.create_server(&request).unwrap_err();
-        assert_eq!(error.kind, ErrorKind::Api { status: 200 });
+        assert_eq!(error.kind, ErrorKind::Malformed);
         let message = "memory: POST compute /servers: malformed answer: no server id";
         assert_eq!(error.message, message);
         assert_eq!(ids(cloud.list_servers().unwrap()), ["server-1"]);
@@ -833,7 +833,7 @@ mod tests {
         let left = cloud.floating_ips();
         assert_eq!(left[0].server_id, None, "allocated, attached to nothing");
         let unknown_pool = cloud.attach_floating_ip(&id, "nowhere").unwrap_err();
-        assert_eq!(unknown_pool.kind, ErrorKind::Api { status: 200 });
+        assert_eq!(unknown_pool.kind, ErrorKind::Malformed);
     }
 
     #[test]

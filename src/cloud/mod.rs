@@ -102,6 +102,9 @@ pub enum ErrorKind {
     },
     /// No answer: connection refused, timeout, broken body.
     Transport,
+    /// A success answer nodepool could not read (not JSON, or without what it must hold,
+    /// such as a create's server id): the request may well have taken effect.
+    Malformed,
 }
 
 impl CloudError {
@@ -114,6 +117,21 @@ impl CloudError {
 
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound
+    }
+
+    /// The cloud definitely did not do what was asked: a 4xx answer (refused, quota, rate
+    /// limited, unauthorised, not found). Anything else — no answer, a 5xx, a success answer
+    /// that could not be read — may have taken effect, so a create that ends so must be
+    /// looked for before it is given up.
+    pub fn is_refusal(&self) -> bool {
+        match self.kind {
+            ErrorKind::NotFound
+            | ErrorKind::QuotaExceeded
+            | ErrorKind::RateLimited
+            | ErrorKind::AuthFailed => true,
+            ErrorKind::Api { status } => (400..500).contains(&status),
+            ErrorKind::Transport | ErrorKind::Malformed => false,
+        }
     }
 }
 

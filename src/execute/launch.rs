@@ -160,7 +160,17 @@ impl<C: Cloud> CloudWorker<'_, C> {
     }
 
     /// The create call for a member whose row is committed, and the recording of its answer.
+    /// The row says the call is out before it goes: a row still `requested` later was never
+    /// sent and can be forgotten at once; a `creating` one is looked for first.
     fn create(&mut self, prepared: &Prepared, wanted: Wanted<'_>) -> Result<()> {
+        let sending = Progress {
+            phase: Some(LaunchPhase::Creating),
+            ..Progress::default()
+        };
+        let (conn, now) = (self.work.conn, self.work.now);
+        if !nodes::progress(conn, wanted.member, NodeState::Building, &sending, now)? {
+            return Ok(()); // held or deleted since its intent was written
+        }
         let image_config = self.provider.images.get(wanted.image);
         let mut metadata = image_config.map(|i| i.meta.clone()).unwrap_or_default();
         let mut ours = vec![
@@ -193,9 +203,10 @@ impl<C: Cloud> CloudWorker<'_, C> {
         self.record_create(wanted.member, wanted.label, created)
     }
 
-    /// After a create call: record the server id, or sort the error into quota (a state,
-    /// not a failure), a definite refusal (the row goes) or an ambiguous answer (the row
-    /// stays; the next round adopts the server or forgets the row).
+    /// After a create call: record the server id, or sort the error into a definite refusal
+    /// (the row goes; quota is a state to wait out, not a failure) or a lost answer (the row
+    /// stays; the next rounds adopt the server it may have made, or forget the row after a
+    /// grace period, counting the failure only then).
     fn record_create(
         &mut self,
         member: Member,
@@ -221,23 +232,19 @@ impl<C: Cloud> CloudWorker<'_, C> {
                 self.work.tally.progressed = true;
                 Ok(())
             }
+            Err(error) if !error.is_refusal() => {
+                let step = Progress {
+                    last_error: Some(&error.message),
+                    ..Progress::default()
+                };
+                nodes::progress(conn, member, NodeState::Building, &step, now)?;
+                Err(anyhow!(
+                    "create answer lost ({error}); the server it may have made is looked for \
+                     before the row is given up"
+                ))
+            }
             Err(error) => {
-                let definite = matches!(
-                    error.kind,
-                    ErrorKind::QuotaExceeded
-                        | ErrorKind::RateLimited
-                        | ErrorKind::AuthFailed
-                        | ErrorKind::NotFound
-                ) || matches!(error.kind, ErrorKind::Api { status } if status < 500);
-                if definite {
-                    nodes::forget(conn, member)?;
-                } else {
-                    let step = Progress {
-                        last_error: Some(&error.message),
-                        ..Progress::default()
-                    };
-                    nodes::progress(conn, member, NodeState::Building, &step, now)?;
-                }
+                nodes::forget(conn, member)?;
                 let provider = &self.provider.name;
                 match error.kind {
                     ErrorKind::QuotaExceeded => {
@@ -249,7 +256,7 @@ impl<C: Cloud> CloudWorker<'_, C> {
                         pass::record_failure(conn, provider, label, &error.message, now)?;
                     }
                 }
-                Err(anyhow!("create failed: {error}"))
+                Err(anyhow!("create refused: {error}"))
             }
         }
     }

@@ -25,8 +25,13 @@ impl<C: Cloud> Worker<'_, C> {
                 tally.progressed |=
                     nodes::progress(conn, *member, NodeState::Building, &step, now)?;
             }
-            LocalStep::Forget { member } => {
-                nodes::forget(conn, *member)?;
+            LocalStep::Forget { member, failure } => {
+                if nodes::forget(conn, *member)? && *failure {
+                    tally.failed += 1;
+                    if let Some(label) = &action.label {
+                        pass::record_failure(conn, &action.provider, label, &action.reason, now)?;
+                    }
+                }
                 tally.progressed = true;
             }
             LocalStep::RecordAddress {

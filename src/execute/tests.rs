@@ -331,17 +331,68 @@ fn rounds_take_a_node_from_launch_to_ready_one_step_each() {
 }
 
 #[test]
-fn a_row_whose_create_made_no_server_is_forgotten() {
+fn a_lost_create_answer_without_a_server_waits_out_the_grace_then_counts_a_failure() {
     let h = Harness::new();
     h.cloud().script(
         Op::CreateServer,
         Fault::Error(CloudError::new(ErrorKind::Transport, "connection reset")),
     );
-    h.execute(vec![h.launch("small")]);
-    assert_eq!(h.nodes().len(), 1, "an ambiguous answer keeps the row");
+    let tally = h.execute(vec![h.launch("small")]);
+    assert_eq!((tally.failed, tally.errors.len()), (0, 1), "{tally:?}");
+    assert_eq!(h.nodes()[0].launch_phase, Some(LaunchPhase::Creating));
     let (plan, _) = h.round();
-    assert_eq!(names(&plan)[0], "forget", "{plan:#?}");
-    assert!(h.nodes().iter().all(|n| n.external_id.is_some()));
+    assert!(
+        plan.actions.is_empty(),
+        "no second create while it may appear: {plan:#?}"
+    );
+    h.db.conn()
+        .execute(
+            "UPDATE node SET phase_time = phase_time - ?1",
+            [plan::policy::CREATE_ANSWER_GRACE_S],
+        )
+        .unwrap();
+    let (plan, tally) = h.round();
+    assert_eq!(names(&plan), ["forget"], "{plan:#?}");
+    assert_eq!(tally.failed, 1, "{tally:?}");
+    assert_eq!(pass::cooldowns(h.db.conn()).unwrap()[0].failures, 1);
+    let (plan, _) = h.round();
+    assert_eq!(names(&plan), ["launch"], "then a replacement: {plan:#?}");
+}
+
+#[test]
+fn a_row_whose_create_was_never_sent_is_forgotten_at_once() {
+    let h = Harness::settled();
+    let new = nodes::NewNode {
+        provider: "p1".into(),
+        label: "small".into(),
+        target: "jenkins".into(),
+        state: NodeState::Building,
+        az: None,
+        launch_phase: Some(LaunchPhase::Requested),
+        image_external_id: Some(h.image_id.clone()),
+    };
+    nodes::insert(h.db.conn(), &new, crate::clock::now(), |_| "n".into()).unwrap();
+    let (plan, tally) = h.round();
+    assert_eq!(names(&plan), ["forget"], "{plan:#?}");
+    assert_eq!(tally.failed, 0, "{tally:?}");
+    assert!(h.nodes().is_empty());
+}
+
+#[test]
+fn a_create_answered_without_an_id_keeps_its_row_and_adopts_the_server() {
+    let h = Harness::new();
+    h.cloud().script(Op::CreateServer, Fault::CreatedWithoutId);
+    let tally = h.execute(vec![h.launch("small")]);
+    assert_eq!((tally.failed, tally.errors.len()), (0, 1), "{tally:?}");
+    assert_eq!(h.nodes().len(), 1, "the row stays");
+    let (plan, _) = h.round();
+    assert_eq!(names(&plan), ["adopt"], "{plan:#?}");
+    let server = h.cloud().servers().pop().unwrap();
+    assert_eq!(h.nodes()[0].external_id, Some(server.id));
+    assert!(
+        pass::cooldowns(h.db.conn()).unwrap().is_empty(),
+        "no failure"
+    );
 }
 
 #[test]
@@ -665,6 +716,7 @@ fn store_steps_on_a_subnode_change_only_its_row() {
         Some("multi"),
         Step::Local(LocalStep::Forget {
             member: sub.member(),
+            failure: false,
         }),
     )]);
     assert!(h.subnodes().is_empty());

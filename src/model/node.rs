@@ -141,8 +141,11 @@ impl fmt::Display for NodeState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LaunchPhase {
-    /// The row is written; the create call is out or its answer was lost.
+    /// The row is written; the create call is not sent yet.
     Requested,
+    /// The create call is sent (or being sent) and its answer is not recorded: it may have
+    /// made a server, which is looked for a while before the row is given up.
+    Creating,
     /// The create call answered with the server id; waiting for ACTIVE.
     Booting,
     /// A floating IP was attached; waiting for the server to show it.
@@ -158,8 +161,9 @@ pub enum LaunchPhase {
 }
 
 impl LaunchPhase {
-    pub const ALL: [LaunchPhase; 7] = [
+    pub const ALL: [LaunchPhase; 8] = [
         LaunchPhase::Requested,
+        LaunchPhase::Creating,
         LaunchPhase::Booting,
         LaunchPhase::FloatingIp,
         LaunchPhase::Ssh,
@@ -171,6 +175,7 @@ impl LaunchPhase {
     pub fn as_str(self) -> &'static str {
         match self {
             LaunchPhase::Requested => "requested",
+            LaunchPhase::Creating => "creating",
             LaunchPhase::Booting => "booting",
             LaunchPhase::FloatingIp => "floating-ip",
             LaunchPhase::Ssh => "ssh",

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::images::ready_image;
 use super::nodes::Walked;
-use super::{allocate, policy, Action, CloudStep, Observed, Plan, Servers, Step};
+use super::{allocate, policy, Action, CloudStep, LocalStep, Observed, Plan, Servers, Step};
 use crate::config::Config;
 use crate::model::pass::{Allocation, Blocker};
 use crate::model::{LabelName, ProviderName};
@@ -299,7 +299,13 @@ fn starting_cooldown(
         .actions
         .iter()
         .filter(|a| &a.provider == provider && a.label.as_ref() == Some(label))
-        .filter(|a| matches!(a.step, Step::Cloud(CloudStep::Delete { failure: true, .. })))
+        .filter(|a| {
+            matches!(
+                a.step,
+                Step::Cloud(CloudStep::Delete { failure: true, .. })
+                    | Step::Local(LocalStep::Forget { failure: true, .. })
+            )
+        })
         .count() as u32;
     if pending == 0 {
         return None;

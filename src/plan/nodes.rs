@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::policy::{DELETE_RETRY_S, STALE_AFTER_S};
+use super::policy::{CREATE_ANSWER_GRACE_S, DELETE_RETRY_S, STALE_AFTER_S};
 use super::{Action, CloudStep, LocalStep, Mode, Observed, Plan, Servers, SshStep, Step};
 use crate::config::{Config, Provider};
 use crate::model::cloud::{Server, ServerStatus};
@@ -402,20 +402,26 @@ impl<'a> NodeWalk<'a, '_> {
         let member = view.member;
         let Some(server) = view.server else {
             // (A recorded server missing from the listing was checked before.)
-            // The create call's answer was never recorded (the run died, or the call failed
-            // ambiguously): adopt the server it made, or forget the row.
-            return match view.unrecorded {
-                Some(server) => Next::Act(
+            // The create call's answer was never recorded (the run died, or the answer was
+            // lost): adopt the server it made, or forget the row once none can appear.
+            let forget = |failure: bool, reason: String| {
+                Next::Act(Step::Local(LocalStep::Forget { member, failure }), reason)
+            };
+            let waited = self.now - view.phase_since;
+            return match (view.unrecorded, view.phase) {
+                (Some(server), _) => Next::Act(
                     Step::Local(LocalStep::Adopt {
                         member,
                         server_id: server.id.clone(),
                     }),
                     "a server carries this row's id but the row has no server id".into(),
                 ),
-                None => Next::Act(
-                    Step::Local(LocalStep::Forget { member }),
-                    "no server was created for this row".into(),
+                (None, Some(LaunchPhase::Creating)) if waited < CREATE_ANSWER_GRACE_S => Next::Wait,
+                (None, Some(LaunchPhase::Creating)) => forget(
+                    true,
+                    format!("no server appeared within {waited} s of an unanswered create"),
                 ),
+                (None, _) => forget(false, "the create call was never sent".into()),
             };
         };
         match server.status {

@@ -15,6 +15,12 @@ pub const DELETE_RETRY_S: i64 = 60;
 /// being written by another process, must never cost a healthy node.
 pub const LEAK_GRACE_S: i64 = 300;
 
+/// A create whose answer was lost (no answer, a 5xx, an unreadable success) may still make a
+/// server: Nova can finish a request after the client gave up on it (60 s by default), and
+/// the server is listed as soon as it exists. A row waits this long for its server before it
+/// is given up, so a slow Nova never gets a second create for the same node.
+pub const CREATE_ANSWER_GRACE_S: i64 = 120;
+
 /// A quota refusal blocks the provider's launches this long: quota frees as servers go, not
 /// at once, and retrying every round would only collect refusals.
 pub const QUOTA_WAIT_S: i64 = 60;

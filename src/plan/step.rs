@@ -45,6 +45,8 @@ pub enum LocalStep {
     Forget {
         #[serde(flatten)]
         member: Member,
+        /// The create was sent and no server appeared: a launch failure.
+        failure: bool,
     },
     /// The server is ACTIVE with an address: record it and move on to `next_phase`.
     RecordAddress {
@@ -125,7 +127,7 @@ impl Step {
         match self {
             Step::Local(
                 LocalStep::Adopt { member, .. }
-                | LocalStep::Forget { member }
+                | LocalStep::Forget { member, .. }
                 | LocalStep::RecordAddress { member, .. },
             )
             | Step::Cloud(CloudStep::AttachFloatingIp { member, .. })

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::policy::{DELETE_RETRY_S, LEAK_GRACE_S, STALE_AFTER_S};
+use super::policy::{CREATE_ANSWER_GRACE_S, DELETE_RETRY_S, LEAK_GRACE_S, STALE_AFTER_S};
 use super::{plan, Action, CloudStep, CloudView, LocalStep, Mode, Observed, Plan, SshStep, Step};
 use crate::config::{Config, ImageSource, Provider};
 use crate::model::cloud::{Image, Metadata, Server, ServerStatus};
@@ -416,6 +416,7 @@ fn check_vanished(from: NodeState, server_id: &str, failure: bool) -> Step {
 fn forget(node: i64, sub: Option<i64>) -> Step {
     Step::Local(LocalStep::Forget {
         member: member(node, sub),
+        failure: false,
     })
 }
 
@@ -1065,6 +1066,38 @@ fn building_nodes_take_one_step_per_round() {
             node: Node {
                 external_id: None,
                 ..building(1, "requested")
+            },
+            servers: vec![server("srv-made", 1)],
+            expect: vec![adopt(1, "srv-made")],
+        },
+        Case {
+            name: "create sent, no answer recorded, no server yet: wait for it",
+            node: Node {
+                external_id: None,
+                phase_time: Some(NOW - CREATE_ANSWER_GRACE_S + 1),
+                ..building(1, "creating")
+            },
+            servers: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "create sent and no server within the grace period: forget, a failure",
+            node: Node {
+                external_id: None,
+                phase_time: Some(NOW - CREATE_ANSWER_GRACE_S),
+                ..building(1, "creating")
+            },
+            servers: vec![],
+            expect: vec![Step::Local(LocalStep::Forget {
+                member: member(1, None),
+                failure: true,
+            })],
+        },
+        Case {
+            name: "create sent, answer lost, its server listed: adopt it",
+            node: Node {
+                external_id: None,
+                ..building(1, "creating")
             },
             servers: vec![server("srv-made", 1)],
             expect: vec![adopt(1, "srv-made")],

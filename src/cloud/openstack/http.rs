@@ -103,19 +103,19 @@ impl Reply {
             return Ok(Value::Null);
         }
         serde_json::from_str(self.text()?)
-            .map_err(|e| CloudError::new(ErrorKind::Transport, format!("answer is not JSON: {e}")))
+            .map_err(|e| CloudError::new(ErrorKind::Malformed, format!("answer is not JSON: {e}")))
     }
 
     /// The body as a typed document.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> CloudResult<T> {
         serde_json::from_str(self.text()?)
-            .map_err(|e| CloudError::new(ErrorKind::Transport, format!("unexpected answer: {e}")))
+            .map_err(|e| CloudError::new(ErrorKind::Malformed, format!("unexpected answer: {e}")))
     }
 
     /// The body checked as UTF-8 once, so the JSON parser need not check every string.
     fn text(&self) -> CloudResult<&str> {
         std::str::from_utf8(&self.body)
-            .map_err(|e| CloudError::new(ErrorKind::Transport, format!("answer is not UTF-8: {e}")))
+            .map_err(|e| CloudError::new(ErrorKind::Malformed, format!("answer is not UTF-8: {e}")))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -134,7 +134,7 @@ impl OpenStack {
 
     fn malformed(&self, route: &str, what: &str) -> CloudError {
         CloudError::new(
-            ErrorKind::Api { status: 200 },
+            ErrorKind::Malformed,
             format!(
                 "{}: {route}: malformed answer: {what}",
                 self.http.provider()
