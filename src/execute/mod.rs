@@ -120,7 +120,7 @@ impl<C: Cloud> Runner<'_, C> {
         steps: &[(&Action, &CloudStep)],
         now: i64,
     ) -> Tally {
-        let db = match Db::open(self.db_path) {
+        let db = match Db::connect(self.db_path) {
             Ok(db) => db,
             Err(error) => return Tally::failed(format!("{provider}: {error:#}")),
         };
@@ -152,7 +152,7 @@ impl<C: Cloud> Runner<'_, C> {
     }
 
     fn ssh_worker(&self, queue: &Mutex<VecDeque<(&Action, &SshStep)>>, now: i64) -> Tally {
-        let db = match Db::open(self.db_path) {
+        let db = match Db::connect(self.db_path) {
             Ok(db) => db,
             Err(error) => return Tally::failed(format!("{error:#}")),
         };

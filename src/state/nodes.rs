@@ -299,8 +299,8 @@ pub fn remove(conn: &Connection, id: NodeId, state: NodeState) -> Result<bool> {
     Ok(removed == 1)
 }
 
-/// Compare-and-set: move node `id` from `from` to `to`. False when the node is gone or its
-/// state is no longer `from` (someone else won).
+/// Compare-and-set: move node `id` and its subnodes from `from` to `to`, together. False when
+/// the node is gone or its state is no longer `from` (someone else won).
 pub fn transition(
     conn: &Connection,
     id: NodeId,
@@ -308,13 +308,21 @@ pub fn transition(
     to: NodeState,
     now: i64,
 ) -> Result<bool> {
-    let changed = conn
-        .execute(
+    super::in_savepoint(conn, || {
+        let changed = conn.execute(
             "UPDATE node SET state = ?1, state_time = ?2 WHERE id = ?3 AND state = ?4",
             params![to, now, id, from],
-        )
-        .with_context(|| format!("updating node {id} from {from} to {to}"))?;
-    Ok(changed == 1)
+        )?;
+        if changed == 1 {
+            // The set moves together: a held or deleted node's subnodes are held or deleted.
+            conn.execute(
+                "UPDATE subnode SET state = ?1, state_time = ?2 WHERE node_id = ?3",
+                params![to, now, id],
+            )?;
+        }
+        Ok(changed == 1)
+    })
+    .with_context(|| format!("updating node {id} from {from} to {to}"))
 }
 
 /// Outcome of an operator's request to move a node to a state.
@@ -486,6 +494,30 @@ mod tests {
             request(db.conn(), NodeId(999), NodeState::Delete, not_delete, 1).unwrap(),
             Request::NoSuchNode
         );
+    }
+
+    #[test]
+    fn an_operators_hold_or_delete_moves_the_subnodes_with_their_node() {
+        let (_dir, db) = db();
+        let (id, _) = insert(db.conn(), &new_node(NodeState::Building), 1, |_| "n".into()).unwrap();
+        crate::state::subnodes::insert(db.conn(), id, 1, |_| "s".into()).unwrap();
+        let held = request(db.conn(), id, NodeState::Hold, |_| true, 2).unwrap();
+        assert_eq!(
+            held,
+            Request::Moved {
+                from: NodeState::Building
+            }
+        );
+        let states = |db: &Db| -> Vec<NodeState> {
+            crate::state::subnodes::of_node(db.conn(), id)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.state)
+                .collect()
+        };
+        assert_eq!(states(&db), [NodeState::Hold]);
+        request(db.conn(), id, NodeState::Delete, |_| true, 3).unwrap();
+        assert_eq!(states(&db), [NodeState::Delete]);
     }
 
     #[test]
