@@ -79,9 +79,9 @@ impl Lock {
         wait: Option<Duration>,
     ) -> Result<Lock> {
         let path = lock_path(database, kind);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
+        // The lock is taken before the database is opened, so it may be the first file in a
+        // new state directory: that directory is private like the database's.
+        crate::state::create_private_dir(&path)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -159,6 +159,19 @@ fn read_holder(file: &mut File) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_state_directory_made_for_the_lock_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state/nodepool.db");
+        let _held = Lock::acquire(&db, LockKind::Run, "reconcile", None).unwrap();
+        let mode = std::fs::metadata(dir.path().join("state"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 
     #[test]
     fn a_second_run_is_refused_with_the_holders_pid() {

@@ -186,18 +186,25 @@ pub(crate) fn in_savepoint<T>(conn: &Connection, work: impl FnOnce() -> Result<T
     }
 }
 
-/// Create the directory (0700) and the file (0600) before SQLite does, so neither is ever
-/// world-readable: the database holds hostnames, addresses and host keys.
-fn create_private(path: &Path) -> Result<()> {
+/// Create the directory that will hold `path` (the database or its lock file), 0700, if it
+/// does not exist yet.
+pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .with_context(|| format!("creating database directory {}", dir.display()))?;
+                .with_context(|| format!("creating state directory {}", dir.display()))?;
         }
     }
+    Ok(())
+}
+
+/// Create the directory (0700) and the file (0600) before SQLite does, so neither is ever
+/// world-readable: the database holds hostnames, addresses and host keys.
+fn create_private(path: &Path) -> Result<()> {
+    create_private_dir(path)?;
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => bail!("database path {} is a directory", path.display()),
         Ok(_) => Ok(()),
