@@ -1,5 +1,12 @@
 //! Logs go to stderr (stdout is for tables and JSON); `--debug` turns on debug lines,
-//! `RUST_LOG` overrides both.
+//! `RUST_LOG` overrides both — except that the HTTP library never logs below debug: at trace
+//! it dumps the raw bytes of every request, Keystone tokens and passwords included, while its
+//! debug lines redact them.
+
+use log::{Level, Log, Metadata, Record};
+
+/// Crates whose trace output carries raw HTTP traffic.
+const HTTP_CRATES: [&str; 2] = ["ureq", "ureq_proto"];
 
 pub fn init(debug: bool) {
     // The HTTP stack's own debug lines (one per socket event) would drown ours.
@@ -9,8 +16,78 @@ pub fn init(debug: bool) {
         "warn"
     };
     let env = env_logger::Env::default().default_filter_or(default);
-    let _ = env_logger::Builder::from_env(env)
+    let inner = env_logger::Builder::from_env(env)
         .format_timestamp(None)
         .format_target(false)
-        .try_init();
+        .build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(Capped(inner))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// Passes records on, but none of the HTTP crates' below debug.
+struct Capped<L>(L);
+
+fn allowed(metadata: &Metadata<'_>) -> bool {
+    let target = metadata.target();
+    let crate_name = target.split("::").next().unwrap_or(target);
+    metadata.level() <= Level::Debug || !HTTP_CRATES.contains(&crate_name)
+}
+
+impl<L: Log> Log for Capped<L> {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        allowed(metadata) && self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if allowed(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl Log for Seen {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &Record<'_>) {
+            let line = format!("{} {}", record.target(), record.args());
+            self.0.lock().unwrap().push(line);
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn http_crates_never_log_below_debug_whatever_the_filter() {
+        let capped = Capped(Seen::default());
+        let send = |target: &str, level: Level| {
+            capped.log(
+                &Record::builder()
+                    .target(target)
+                    .level(level)
+                    .args(format_args!("x"))
+                    .build(),
+            );
+        };
+        send("ureq_proto::util", Level::Trace); // the raw bytes: dropped
+        send("ureq::run", Level::Trace);
+        send("ureq::run", Level::Debug);
+        send("nodepool::execute", Level::Trace);
+        send("ureqx", Level::Trace); // another crate that only starts alike
+        let seen = capped.0 .0.lock().unwrap().clone();
+        assert_eq!(seen, ["ureq::run x", "nodepool::execute x", "ureqx x"]);
+    }
 }

@@ -173,3 +173,33 @@ fn one_unreachable_provider_does_not_hide_the_others() {
         stderr(&unknown)
     );
 }
+
+#[test]
+fn rust_log_trace_never_prints_the_password_or_a_token() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let install = Install::with_config(&config(&[&sim]));
+    let out = std::process::Command::new(support::BIN)
+        .arg("-c")
+        .arg(&install.config)
+        .arg("alien-list")
+        .env("RUST_LOG", "trace")
+        .output()
+        .expect("run nodepool");
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    let log = stderr(&out).to_lowercase();
+    assert!(
+        log.contains("call<sendrequest>"),
+        "the HTTP library logs at debug: {log}"
+    );
+    assert!(!log.contains("secret"), "the password leaked: {log}");
+    // At trace the HTTP library dumps every byte sent and received, 16 to a row in hex and
+    // text: tokens and the password with them.
+    let dump = log.lines().find(|line| {
+        let words: Vec<&str> = line.split(' ').skip(1).take(8).collect();
+        words.len() == 8
+            && words
+                .iter()
+                .all(|w| w.len() == 4 && w.chars().all(|c| c.is_ascii_hexdigit()))
+    });
+    assert_eq!(dump, None, "raw HTTP bytes in the log");
+}
