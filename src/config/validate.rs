@@ -70,6 +70,7 @@ pub fn validate(file: &Path, document: Document) -> Result<Config, Vec<Problem>>
         declared: BTreeMap::new(),
         removed,
         problems,
+        warnings: Vec::new(),
         base_dir,
     };
     let config = checker.config(file, raw);
@@ -296,6 +297,8 @@ struct Checker<'a> {
     /// Paths already reported by step 1; no second "missing" report for them.
     removed: BTreeSet<String>,
     problems: Vec<Problem>,
+    /// Accepted but worth telling the operator, located like problems.
+    warnings: Vec<String>,
     base_dir: PathBuf,
 }
 
@@ -317,6 +320,14 @@ impl Checker<'_> {
             line: self.lines.find(path),
             path: path.to_string(),
             message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, path: &str, message: impl Into<String>) {
+        let message = message.into();
+        self.warnings.push(match self.lines.find(path) {
+            Some(line) => format!("line {line}: {path}: {message}"),
+            None => format!("{path}: {message}"),
         });
     }
 
@@ -438,9 +449,8 @@ impl Checker<'_> {
             },
         };
         let cron = self.cron(raw.cron.unwrap_or_default());
-        let mut warnings = Vec::new();
         if raw.zmq_publishers.as_ref().is_some_and(|z| !z.is_empty()) {
-            warnings.push(
+            self.warnings.push(
                 "zmq-publishers is ignored: there is no daemon to listen; nodes are released \
                  with `nodepool release` or deleted once used"
                     .to_string(),
@@ -463,7 +473,7 @@ impl Checker<'_> {
             diskimages,
             providers,
             targets,
-            warnings,
+            warnings: std::mem::take(&mut self.warnings),
         }
     }
 
@@ -852,7 +862,27 @@ impl Checker<'_> {
             text(&image.base_image),
             text(&image.setup),
         ) {
-            (Some(diskimage), None, None) => {
+            (Some(diskimage), base_image, setup) => {
+                if base_image.is_some() || setup.is_some() {
+                    // 2015 Nodepool accepted both and built the diskimage.
+                    self.warn(
+                        &key(path, "diskimage"),
+                        format!(
+                            "both `diskimage` and `{}` are set; as in 2015, the diskimage \
+                             `{diskimage}` is used and `{}` is ignored",
+                            if base_image.is_some() {
+                                "base-image"
+                            } else {
+                                "setup"
+                            },
+                            match (&base_image, &setup) {
+                                (Some(_), Some(_)) => "base-image`/`setup",
+                                (Some(_), None) => "base-image",
+                                _ => "setup",
+                            }
+                        ),
+                    );
+                }
                 if !diskimages.contains_key(diskimage.as_str()) {
                     let known: Vec<String> = diskimages.keys().map(|k| k.to_string()).collect();
                     self.problem(
@@ -880,13 +910,6 @@ impl Checker<'_> {
                 self.problem(
                     path,
                     "missing image source: set `base-image` (a cloud image, with `setup` for a snapshot) or `diskimage`",
-                );
-                None
-            }
-            (Some(_), _, _) => {
-                self.problem(
-                    &key(path, "diskimage"),
-                    "set either `diskimage` or `base-image`/`setup`, not both",
                 );
                 None
             }

@@ -499,8 +499,8 @@ fn setup_without_base_image_is_refused() {
 }
 
 #[test]
-fn diskimage_and_base_image_together_are_refused() {
-    assert_one_problem(
+fn diskimage_and_base_image_together_load_as_in_2015_with_a_warning() {
+    let config = ConfigFile::yaml(
         r#"
         elements-dir: /etc/nodepool/elements
         images-dir: /opt/nodepool_dib
@@ -517,9 +517,24 @@ fn diskimage_and_base_image_together_are_refused() {
                 diskimage: ubuntu-jammy  # line 13
                 min-ram: 2048
         "#,
-        13,
-        "providers[0].images[0].diskimage",
-        &["either `diskimage` or `base-image`/`setup`, not both"],
+    );
+    let outcome = config.validate();
+    assert_eq!(outcome.status, 0, "stderr:\n{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains(&format!(
+            "{}: warning: line 13: providers[0].images[0].diskimage: both `diskimage` and \
+             `base-image` are set; as in 2015, the diskimage `ubuntu-jammy` is used",
+            config.path.display()
+        )),
+        "stderr:\n{}",
+        outcome.stderr
+    );
+    let loaded = nodepool::config::load(&config.path).expect("loads");
+    let image = &loaded.providers["mycloud"].images["ubuntu-jammy"];
+    assert!(
+        matches!(&image.source, nodepool::config::ImageSource::DiskImage { diskimage } if diskimage.as_str() == "ubuntu-jammy"),
+        "{:?}",
+        image.source
     );
 }
 
