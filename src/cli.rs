@@ -72,7 +72,7 @@ pub enum Command {
     /// List snapshot images in the clouds that the database does not know
     AlienImageList(ProviderFilter),
     /// Validate the configuration and print every problem found
-    ConfigValidate,
+    ConfigValidate(ConfigValidateArgs),
     /// Bring nodes to the configured state: launch, make ready, delete
     Reconcile(ReconcileArgs),
     /// Delete stale nodes, old images, leaked servers and keypairs
@@ -109,6 +109,14 @@ pub struct DeleteArgs {
     /// Delete the server now, in the foreground, and wait until it is gone
     #[arg(long)]
     pub now: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigValidateArgs {
+    /// Check the file alone, not this host's clouds.yaml entries and private keys (for a
+    /// configuration repository's CI, which is not the nodepool host)
+    #[arg(long)]
+    pub file_only: bool,
 }
 
 #[derive(Debug, Args)]

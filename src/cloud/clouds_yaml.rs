@@ -45,7 +45,32 @@ pub fn credentials(name: &str, paths: &[PathBuf]) -> Result<Credentials> {
     let cloud = document
         .get("clouds")
         .and_then(|c| c.get(name))
-        .ok_or_else(|| anyhow!("cloud `{name}` is not in {}", file.display()))?;
+        .ok_or_else(|| {
+            let known: Vec<&str> = document
+                .get("clouds")
+                .and_then(Value::as_mapping)
+                .map(|clouds| clouds.keys().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let skipped: Vec<String> = paths
+                .iter()
+                .take_while(|p| *p != file)
+                .map(|p| p.display().to_string())
+                .collect();
+            anyhow!(
+                "cloud `{name}` is not in {}, which defines {}{}",
+                file.display(),
+                if known.is_empty() {
+                    "no clouds".to_string()
+                } else {
+                    format!("only: {}", known.join(", "))
+                },
+                if skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (not found before it: {})", skipped.join(", "))
+                }
+            )
+        })?;
     let auth = cloud.get("auth").cloned().unwrap_or(Value::Null);
     let text = |v: &Value, key: &str| {
         v.get(key).and_then(|x| {

@@ -39,8 +39,8 @@ impl Context {
 }
 
 pub fn run(cli: &Cli) -> Result<()> {
-    if let Command::ConfigValidate = cli.command {
-        return config_validate::run(&cli.config, cli.format);
+    if let Command::ConfigValidate(args) = &cli.command {
+        return config_validate::run(&cli.config, cli.format, args.file_only);
     }
     let config = load_config(&cli.config)?;
     let ctx = Context {
@@ -58,7 +58,7 @@ pub fn run(cli: &Cli) -> Result<()> {
 
 fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
     match &cli.command {
-        Command::ConfigValidate => unreachable!("handled above"),
+        Command::ConfigValidate(_) => unreachable!("handled above"),
         Command::List => list::run(ctx),
         Command::ImageList => image_list::run(ctx),
         Command::DibImageList => dib_image_list::run(ctx),

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use crate::model::{DiskImageName, ImageName, LabelName, ProviderName, Secret, TargetName};
 
-pub use source::MAX_CONFIG_BYTES;
+pub use source::{Lines, MAX_CONFIG_BYTES};
+pub use validate::check_url;
 
 /// A validated configuration. Maps are sorted by name so every consumer iterates in the same
 /// order (the planner depends on it for repeatable plans).
@@ -37,6 +38,20 @@ pub struct Config {
     pub targets: BTreeMap<TargetName, Target>,
     /// Things accepted but worth telling the operator (ignored keys).
     pub warnings: Vec<String>,
+    /// Where each key path stands in the file, for problems found after validation
+    /// (`config-validate`'s checks of files and clouds.yaml).
+    pub locations: Lines,
+}
+
+impl Config {
+    /// A problem at `path` (a key path such as `providers[0].cloud`), located in the file.
+    pub fn problem_at(&self, path: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            line: self.locations.find(path),
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +91,8 @@ pub struct DiskImage {
 
 #[derive(Debug, Clone)]
 pub struct Provider {
+    /// Its key path in the file (`providers[0]`).
+    pub path: String,
     pub name: ProviderName,
     pub auth: ProviderAuth,
     pub region_name: Option<String>,
@@ -138,6 +155,8 @@ pub enum Network {
 
 #[derive(Debug, Clone)]
 pub struct ProviderImage {
+    /// Its key path in the file (`providers[0].images[1]`).
+    pub path: String,
     pub name: ImageName,
     pub source: ImageSource,
     pub min_ram: u64,
@@ -146,6 +165,8 @@ pub struct ProviderImage {
     pub username: String,
     pub user_home: String,
     pub private_key: PathBuf,
+    /// `private-key` was left out: the 2015 default is used.
+    pub private_key_is_default: bool,
     pub meta: BTreeMap<String, String>,
     pub config_drive: bool,
     pub pause: bool,
@@ -195,6 +216,8 @@ pub struct Problem {
 pub struct ConfigError {
     pub file: PathBuf,
     pub problems: Vec<Problem>,
+    /// A last line that says what to do about them, if there is more to say.
+    pub hint: Option<String>,
 }
 
 impl fmt::Display for ConfigError {
@@ -216,7 +239,11 @@ impl fmt::Display for ConfigError {
             "{}: configuration invalid: {n} problem{}",
             self.file.display(),
             if n == 1 { "" } else { "s" }
-        )
+        )?;
+        if let Some(hint) = &self.hint {
+            writeln!(f, "{}: {hint}", self.file.display())?;
+        }
+        Ok(())
     }
 }
 
@@ -231,11 +258,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             path: String::new(),
             message,
         }],
+        hint: None,
     };
     let document = source::read(path).map_err(|e| fail(e.line, e.message))?;
     validate::validate(path, document).map_err(|problems| ConfigError {
         file: path.to_path_buf(),
         problems,
+        hint: None,
     })
 }
 

@@ -20,7 +20,7 @@ pub struct Document {
 }
 
 /// Key path -> 1-based line of the key (or of the list item).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Lines(BTreeMap<String, usize>);
 
 impl Lines {

@@ -302,6 +302,21 @@ struct Checker<'a> {
     base_dir: PathBuf,
 }
 
+/// An http(s) URL with a host, as Keystone and Jenkins need; why not, otherwise.
+pub fn check_url(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or(
+            "expected http:// or https:// and a host, such as https://keystone.example.com:5000/v3",
+        )?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') || host.contains(char::is_whitespace) {
+        return Err("no host after the scheme");
+    }
+    Ok(())
+}
+
 fn key(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_string()
@@ -474,6 +489,7 @@ impl Checker<'_> {
             providers,
             targets,
             warnings: std::mem::take(&mut self.warnings),
+            locations: self.lines.clone(),
         }
     }
 
@@ -629,6 +645,7 @@ impl Checker<'_> {
             .api_timeout
             .map(|t| self.seconds(Some(t), &key(path, "api-timeout"), 60.0, true));
         Some(Provider {
+            path: path.to_string(),
             name,
             auth: auth?,
             region_name: text(&raw.region_name),
@@ -736,8 +753,16 @@ impl Checker<'_> {
             );
             return None;
         }
+        let auth_url = text(&raw.auth_url)?;
+        if let Err(why) = check_url(&auth_url) {
+            self.problem(
+                &key(path, "auth-url"),
+                format!("`{auth_url}` is not a Keystone URL: {why}"),
+            );
+            return None;
+        }
         Some(ProviderAuth::Inline {
-            auth_url: text(&raw.auth_url)?,
+            auth_url,
             username: text(&raw.username)?,
             password: Secret(text(&raw.password)?),
             project: project?,
@@ -831,6 +856,7 @@ impl Checker<'_> {
             out.insert(
                 name.clone(),
                 ProviderImage {
+                    path: path.clone(),
                     name,
                     source,
                     min_ram,
@@ -841,6 +867,7 @@ impl Checker<'_> {
                     private_key: text(&image.private_key)
                         .map(PathBuf::from)
                         .unwrap_or_else(|| PathBuf::from("/var/lib/jenkins/.ssh/id_rsa")),
+                    private_key_is_default: image.private_key.is_none(),
                     meta,
                     config_drive: image.config_drive.is_some_and(|f| f.0),
                     pause: image.pause.is_some_and(|f| f.0),
@@ -1063,7 +1090,17 @@ impl Checker<'_> {
                 None => None,
                 Some(j) => {
                     let jpath = key(&path, "jenkins");
-                    self.required(&j.url, &jpath, "url").map(|url| Jenkins {
+                    let url = self.required(&j.url, &jpath, "url");
+                    if let Some(Err(why)) = url.as_deref().map(check_url) {
+                        self.problem(
+                            &key(&jpath, "url"),
+                            format!(
+                                "`{}` is not a Jenkins URL: {why}",
+                                url.as_deref().unwrap_or("")
+                            ),
+                        );
+                    }
+                    url.map(|url| Jenkins {
                         url,
                         user: text(&j.user),
                         apikey: text(&j.apikey).map(Secret),

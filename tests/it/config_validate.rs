@@ -83,13 +83,17 @@ fn run_on(path: &Path, command: &[&str]) -> Outcome {
     nodepool(&args)
 }
 
+/// `config-validate --file-only`: the file's own problems, whatever this host has.
 fn validate(path: &Path) -> Outcome {
-    run_on(path, &["config-validate"])
+    run_on(path, &["config-validate", "--file-only"])
 }
 
 /// `config-validate --format json`, parsed.
 fn validate_json(path: &Path) -> (i32, serde_json::Value) {
-    let outcome = run_on(path, &["--format", "json", "config-validate"]);
+    let outcome = run_on(
+        path,
+        &["--format", "json", "config-validate", "--file-only"],
+    );
     let report = serde_json::from_str(&outcome.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
@@ -1274,5 +1278,176 @@ fn a_project_is_named_by_exactly_one_of_project_id_name_or_uuid() {
         &problems,
         &file.at(7, "providers[0].project-uuid"),
         &["set one of", "`project-id` is set too"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// What config-validate checks beyond the file: this host's clouds.yaml and private keys.
+// ---------------------------------------------------------------------------------------------
+
+/// `config-validate` with `OS_CLIENT_CONFIG_FILE` set to `clouds` (a path, maybe missing).
+fn validate_here(config: &ConfigFile, clouds: &Path) -> Outcome {
+    let out = Command::new(env!("CARGO_BIN_EXE_nodepool"))
+        .arg("-c")
+        .arg(&config.path)
+        .arg("config-validate")
+        .env("OS_CLIENT_CONFIG_FILE", clouds)
+        .env("HOME", config.path.parent().unwrap())
+        .current_dir(config.path.parent().unwrap())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run nodepool");
+    Outcome {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const ON_A_CLOUD: &str = r#"
+        providers:
+          - name: p1
+            cloud: staging   # line 3
+            max-servers: 2
+            images:
+              - name: trusty
+                base-image: Ubuntu
+                min-ram: 512
+                private-key: KEY   # line 9
+        targets:
+          - name: jenkins
+        "#;
+
+#[test]
+fn a_cloud_that_no_clouds_yaml_defines_is_a_problem_naming_the_file_and_its_clouds() {
+    let config = ConfigFile::yaml(&ON_A_CLOUD.replace("KEY", "/dev/null"));
+    let clouds = config.path.with_file_name("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        "clouds:\n  production:\n    auth:\n      auth_url: https://k.example.com/v3\n      username: u\n      password: p\n      project_name: x\n  lab: {}\n",
+    )
+    .unwrap();
+    let outcome = validate_here(&config, &clouds);
+    assert_eq!(outcome.status, 78, "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains(&format!(
+            "{}cloud `staging` is not in {}, which defines only: production, lab",
+            config.at(3, "providers[0].cloud"),
+            clouds.display()
+        )),
+        "{}",
+        outcome.stderr
+    );
+    assert!(outcome.stderr.contains("--file-only"), "{}", outcome.stderr);
+    // The file alone is fine.
+    assert_eq!(config.validate().status, 0);
+}
+
+#[test]
+fn no_clouds_yaml_at_all_names_every_place_looked() {
+    let config = ConfigFile::yaml(&ON_A_CLOUD.replace("KEY", "/dev/null"));
+    let missing = config.path.with_file_name("nowhere/clouds.yaml");
+    let outcome = validate_here(&config, &missing);
+    assert_eq!(outcome.status, 78, "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains(&format!(
+            "{}cloud `staging`: no clouds.yaml found (looked in {}",
+            config.at(3, "providers[0].cloud"),
+            missing.display()
+        )),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn a_private_key_that_does_not_exist_is_a_problem_at_its_line() {
+    let config = ConfigFile::yaml(&ON_A_CLOUD.replace("KEY", "/nonexistent/id_rsa"));
+    let clouds = config.path.with_file_name("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        "clouds:\n  staging:\n    auth:\n      auth_url: https://k.example.com/v3\n      username: u\n      password: p\n      project_name: x\n",
+    )
+    .unwrap();
+    let outcome = validate_here(&config, &clouds);
+    assert_eq!(outcome.status, 78, "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains(&format!(
+            "{}`/nonexistent/id_rsa` does not exist",
+            config.at(9, "providers[0].images[0].private-key")
+        )),
+        "{}",
+        outcome.stderr
+    );
+    assert!(outcome.stderr.contains("1 problem"), "{}", outcome.stderr);
+
+    // The same cloud and an existing key: valid.
+    let key = config.path.with_file_name("id_rsa");
+    std::fs::write(&key, "key").unwrap();
+    let good = ConfigFile::yaml(&ON_A_CLOUD.replace("KEY", &key.display().to_string()));
+    std::fs::copy(&clouds, good.path.with_file_name("clouds.yaml")).unwrap();
+    let outcome = validate_here(&good, &good.path.with_file_name("clouds.yaml"));
+    assert_eq!(outcome.status, 0, "{}", outcome.stderr);
+}
+
+#[test]
+fn a_missing_default_private_key_is_only_a_warning() {
+    let config =
+        ConfigFile::yaml(&ON_A_CLOUD.replace("                private-key: KEY   # line 9\n", ""));
+    let clouds = config.path.with_file_name("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        "clouds:\n  staging:\n    auth:\n      auth_url: https://k.example.com/v3\n      username: u\n      password: p\n      project_name: x\n",
+    )
+    .unwrap();
+    let outcome = validate_here(&config, &clouds);
+    if Path::new("/var/lib/jenkins/.ssh/id_rsa").exists() {
+        return; // a host with the default key has nothing to warn about
+    }
+    assert_eq!(outcome.status, 0, "{}", outcome.stderr);
+    assert!(
+        outcome
+            .stderr
+            .contains("private-key is not set and the default `/var/lib/jenkins/.ssh/id_rsa`"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn urls_without_a_scheme_or_host_are_refused_for_keystone_and_jenkins() {
+    assert_one_problem(
+        r#"
+        providers:
+          - name: p1
+            username: u
+            password: p
+            auth-url: keystone.example.com:5000/v3   # line 5
+            project-id: x
+            max-servers: 1
+            images:
+              - name: trusty
+                base-image: Ubuntu
+                min-ram: 512
+        targets:
+          - name: jenkins
+        "#,
+        5,
+        "providers[0].auth-url",
+        &[
+            "`keystone.example.com:5000/v3` is not a Keystone URL",
+            "https://",
+        ],
+    );
+    assert_one_problem(
+        r#"
+        targets:
+          - name: jenkins
+            jenkins:
+              url: https:///jenkins   # line 4
+        "#,
+        4,
+        "targets[0].jenkins.url",
+        &["is not a Jenkins URL", "no host"],
     );
 }
