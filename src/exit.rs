@@ -14,6 +14,10 @@ pub enum Exit {
     Failure = 1,
     /// The command line was wrong (clap prints the usage).
     Usage = 2,
+    /// The command did its job, but some provider could not be reached at all (wrong
+    /// password, refused, too slow), so that provider's part was not done (EX_UNAVAILABLE):
+    /// a monitor or `OnFailure=` can tell it from a run where all is well.
+    Unavailable = 69,
     /// Another run holds the lock (EX_TEMPFAIL); timers set `SuccessExitStatus=75`.
     Locked = 75,
     /// The configuration is invalid (EX_CONFIG); every problem was printed.
@@ -22,10 +26,14 @@ pub enum Exit {
 
 impl Exit {
     /// Every status with a one-line meaning, for `--help`, the README and the man page.
-    pub const CATALOGUE: [(Exit, &'static str); 5] = [
+    pub const CATALOGUE: [(Exit, &'static str); 6] = [
         (Exit::Ok, "the command did its job"),
         (Exit::Failure, "the command could not do its job"),
         (Exit::Usage, "usage error on the command line"),
+        (
+            Exit::Unavailable,
+            "the command did its job, but some provider could not be reached",
+        ),
         (Exit::Locked, "another run holds the lock"),
         (Exit::ConfigInvalid, "the configuration is invalid"),
     ];
@@ -38,6 +46,9 @@ impl Exit {
             }
             if cause.is::<crate::lock::LockHeld>() {
                 return Exit::Locked;
+            }
+            if cause.is::<Unreachable>() {
+                return Exit::Unavailable;
             }
         }
         Exit::Failure
@@ -63,6 +74,39 @@ impl From<Exit> for std::process::ExitCode {
     }
 }
 
+/// Returned by a command that did its job on every provider but these, which it could not
+/// reach at all; its output was printed. Exit status 69.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable(pub Vec<(String, String)>);
+
+impl Unreachable {
+    /// Ok when every provider was reached.
+    pub fn into_result(self) -> anyhow::Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.into())
+        }
+    }
+}
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "done, but {n} provider{} could not be reached",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (provider, error) in &self.0 {
+            write!(f, "; {provider}: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
 /// Raised by commands whose capability arrives in a later release; never a fake success.
 #[derive(Debug)]
 pub struct NotImplemented(pub &'static str);
@@ -80,6 +124,10 @@ impl std::error::Error for NotImplemented {}
 pub fn report(error: &anyhow::Error) {
     if let Some(config) = error.downcast_ref::<crate::config::ConfigError>() {
         eprint!("{config}");
+        return;
+    }
+    if let Some(unreachable) = error.downcast_ref::<Unreachable>() {
+        eprintln!("nodepool: warning: {unreachable}");
         return;
     }
     eprintln!("nodepool: error: {error:#}");

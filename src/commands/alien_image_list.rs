@@ -29,7 +29,7 @@ pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
         .filter_map(|i| i.external_id)
         .collect();
     let mut aliens = Vec::new();
-    for_each_provider(ctx, provider, |name, cloud| {
+    let unreachable = for_each_provider(ctx, provider, |name, cloud| {
         for image in cloud.list_images()? {
             let ours = image.properties.contains_key("nodepool_provider_name")
                 || image.properties.contains_key("nodepool_snapshot_image_id");
@@ -63,5 +63,6 @@ pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
                 super::alien_list::leaked(a.nodepool_metadata),
             ]
         },
-    )
+    )?;
+    unreachable.into_result()
 }

@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
             .filter_map(|i| i.server_external_id),
     );
     let mut aliens = Vec::new();
-    for_each_provider(ctx, provider, |name, cloud| {
+    let unreachable = for_each_provider(ctx, provider, |name, cloud| {
         for server in cloud.list_servers()? {
             if known.contains(&server.id) {
                 continue;
@@ -71,7 +71,8 @@ pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
                 leaked(a.nodepool_metadata),
             ]
         },
-    )
+    )?;
+    unreachable.into_result()
 }
 
 /// The `Nodepool` column: `leaked` for resources carrying nodepool's metadata.

@@ -63,5 +63,6 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
     summary.keypairs_deleted = Some(deleted);
     summary.floating_ips_deleted = Some(floating_ips);
     summary.api_calls = ctx.calls.total();
-    summary.print(ctx.format, "cleanup")
+    summary.print(ctx.format, "cleanup")?;
+    summary.unreachable()
 }

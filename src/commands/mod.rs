@@ -19,7 +19,7 @@ use crate::cli::{Cli, Command, Format};
 use crate::cloud::openstack::http::CallCounter;
 use crate::cloud::openstack::OpenStack;
 use crate::config::{self, Config};
-use crate::exit::NotImplemented;
+use crate::exit::{NotImplemented, Unreachable};
 use crate::state::Db;
 
 /// What every command that has a valid configuration gets.
@@ -146,8 +146,9 @@ fn report_calls(calls: &CallCounter) {
 }
 
 /// Run `work` on each selected provider's cloud, providers connected in parallel. A provider
-/// that fails is reported on stderr and the others go on; the command fails only when every
-/// provider failed (or the named provider does not exist).
+/// that fails is left out and the others go on; the command fails only when every provider
+/// failed (or the named provider does not exist). The ones left out are returned, for the
+/// command to print its output and then exit 69 (`Unreachable::into_result`).
 fn for_each_provider(
     ctx: &Context,
     only: Option<&str>,
@@ -155,18 +156,30 @@ fn for_each_provider(
         &crate::model::ProviderName,
         &OpenStack,
     ) -> Result<(), crate::cloud::CloudError>,
-) -> Result<()> {
+) -> Result<Unreachable> {
     let providers = reconcile::select_providers(ctx, only)?;
-    let mut failed = 0;
+    let mut failed = Vec::new();
     for (provider, cloud) in crate::cloud::connect_all(providers.iter().copied(), &ctx.calls) {
         let outcome = cloud.and_then(|cloud| work(&provider.name, &cloud));
         if let Err(error) = outcome {
-            eprintln!("nodepool: error: {error}");
-            failed += 1;
+            failed.push((provider.name.to_string(), error.to_string()));
         }
     }
-    if failed > 0 && failed == providers.len() {
-        anyhow::bail!("no provider could be reached ({failed} failed)");
+    if !failed.is_empty() && failed.len() == providers.len() {
+        anyhow::bail!("{:#}", NoProvider(failed));
     }
-    Ok(())
+    Ok(Unreachable(failed))
+}
+
+/// Every provider failed: the command could not do its job (exit 1).
+struct NoProvider(Vec<(String, String)>);
+
+impl std::fmt::Display for NoProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no provider could be reached")?;
+        for (provider, error) in &self.0 {
+            write!(f, "; {provider}: {error}")?;
+        }
+        Ok(())
+    }
 }

@@ -13,6 +13,7 @@ use crate::cli::{Format, LockArgs, ReconcileArgs};
 use crate::cloud::openstack::OpenStack;
 use crate::config::Provider;
 use crate::execute::{LaunchCache, Runner, Tally};
+use crate::exit::Unreachable;
 use crate::lock::{Lock, LockKind};
 use crate::model::ProviderName;
 use crate::observe::{self, CloudView};
@@ -38,7 +39,8 @@ pub fn run(ctx: &Context, args: &ReconcileArgs) -> Result<()> {
         Mode::Reconcile,
         Duration::from_secs(args.duration),
     )?;
-    summary.print(ctx.format, "reconcile")
+    summary.print(ctx.format, "reconcile")?;
+    summary.unreachable()
 }
 
 pub(super) fn take_lock(ctx: &Context, command: &str, args: &LockArgs) -> Result<Lock> {
@@ -78,6 +80,9 @@ pub(super) struct Summary {
     #[serde(flatten)]
     pub tally: Tally,
     pub errors: usize,
+    /// Providers that could not be reached (at connect, or in the last round's listing):
+    /// their part was not done, and the command exits 69.
+    pub unreachable: Vec<UnreachableProvider>,
     pub api_calls: u64,
     pub seconds: f64,
     /// `cleanup` only: keypairs nodepool made for images no longer configured.
@@ -88,7 +93,24 @@ pub(super) struct Summary {
     pub floating_ips_deleted: Option<u32>,
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct UnreachableProvider {
+    pub provider: ProviderName,
+    pub error: String,
+}
+
 impl Summary {
+    /// Ok, or the exit-69 error naming the providers that could not be reached.
+    pub(super) fn unreachable(&self) -> Result<()> {
+        Unreachable(
+            self.unreachable
+                .iter()
+                .map(|u| (u.provider.to_string(), u.error.clone()))
+                .collect(),
+        )
+        .into_result()
+    }
+
     pub(super) fn print(&self, format: Format, command: &str) -> Result<()> {
         match format {
             Format::Json => output::json(self),
@@ -116,6 +138,19 @@ impl Summary {
                 }
                 if t.deferred > 0 {
                     line.push_str(&format!(", deferred {}", t.deferred));
+                }
+                if !self.unreachable.is_empty() {
+                    let names: Vec<&str> = self
+                        .unreachable
+                        .iter()
+                        .map(|u| u.provider.as_str())
+                        .collect();
+                    line.push_str(&format!(
+                        "; {} provider{} unreachable ({})",
+                        names.len(),
+                        if names.len() == 1 { "" } else { "s" },
+                        names.join(", ")
+                    ));
                 }
                 line.push_str(&format!(
                     "; {} API calls; {:.1} s",
@@ -209,9 +244,21 @@ pub(super) fn rounds(
     let mut tally = Tally::default();
     let mut rounds = 0;
     let mut poll = POLL_MIN;
+    let mut unreachable: Vec<UnreachableProvider>;
     loop {
         rounds += 1;
         let observed = observe_round(&db, connected)?;
+        unreachable = observed
+            .clouds
+            .iter()
+            .filter_map(|(name, view)| match view {
+                CloudView::Unreachable { error } => Some(UnreachableProvider {
+                    provider: name.clone(),
+                    error: error.clone(),
+                }),
+                CloudView::Seen { .. } => None,
+            })
+            .collect();
         let plan = plan::plan(&ctx.config, &observed, mode);
         log_plan(&plan, rounds);
         let done = runner.execute(&db, &plan, observed.now);
@@ -238,6 +285,7 @@ pub(super) fn rounds(
     let summary = Summary {
         rounds,
         errors: tally.errors.len(),
+        unreachable,
         tally,
         api_calls: ctx.calls.total(),
         seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,

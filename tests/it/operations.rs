@@ -783,3 +783,35 @@ fn floating_ips_are_attached_from_the_pool_and_released_with_their_nodes() {
         assert!(live.contains(ip), "floating IP {ip} outlived its node");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A provider that cannot be reached.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_provider_with_a_wrong_password_makes_a_run_exit_69_naming_it_while_the_others_fill() {
+    let pool = Pool::start(small(1));
+    let text = std::fs::read_to_string(&pool.config).unwrap();
+    let bad = format!(
+        "\nproviders:\n  - name: bad\n    auth-url: {}\n    username: demo\n    password: \
+         wrong\n    project-id: demo\n    max-servers: 1\n",
+        pool.sim.auth_url_v3()
+    );
+    std::fs::write(&pool.config, text.replacen("\nproviders:\n", &bad, 1)).unwrap();
+    let out = pool.run(&["--format", "json", "reconcile", "--duration", "10"]);
+    assert_eq!(out.status.code(), Some(69), "{}", support::stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(&support::stdout(&out)).unwrap();
+    assert_eq!(summary["unreachable"][0]["provider"], "bad", "{summary:#}");
+    assert_eq!(
+        summary["launched"], 1,
+        "the reachable provider filled: {summary:#}"
+    );
+    assert!(
+        support::stderr(&out).contains("done, but 1 provider could not be reached; bad:"),
+        "{}",
+        support::stderr(&out)
+    );
+    // A run where every provider answers exits 0 again.
+    std::fs::write(&pool.config, text).unwrap();
+    pool.reconcile(5, &[]);
+}
