@@ -60,7 +60,7 @@ pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
                 a.provider.clone(),
                 a.name.clone(),
                 a.image_id.clone(),
-                super::alien_list::leaked(a.nodepool_metadata),
+                super::alien_list::made_by(a.nodepool_metadata, false),
             ]
         },
     )?;

@@ -48,6 +48,15 @@ fn alien_list_shows_unknown_servers_and_marks_nodepools_own() {
         &[("nodepool_node_id", "2"), ("nodepool_provider_name", "p1")],
     );
     let stranger = support::create_server(&cloud, "someones-vm", &[]);
+    let staging = support::create_server(
+        &cloud,
+        "small-p1-1",
+        &[
+            ("nodepool_installation", "0123456789abcdef"),
+            ("nodepool_node_id", "1"),
+            ("nodepool_provider_name", "p1"),
+        ],
+    );
     let db = install.db();
     let id = install.seed_node(&db, "small", "p1", NodeState::Ready, 10);
     db.conn()
@@ -89,6 +98,15 @@ fn alien_list_shows_unknown_servers_and_marks_nodepools_own() {
         (Some(false), Some("someones-vm"))
     );
     assert_eq!(stranger["ip"], "127.0.0.1");
+    let staging = by_id(&staging).expect("another installation's server listed");
+    assert_eq!(
+        (
+            staging["nodepool_metadata"].as_bool(),
+            staging["other_installation"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    assert_eq!(leaked["other_installation"], false);
 
     let table = stdout(&install.run(&["alien-list", "p1"]));
     assert!(
@@ -96,6 +114,7 @@ fn alien_list_shows_unknown_servers_and_marks_nodepools_own() {
         "{table}"
     );
     assert!(table.contains("leaked"), "{table}");
+    assert!(table.contains("other installation"), "{table}");
 }
 
 #[test]

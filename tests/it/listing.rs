@@ -406,3 +406,56 @@ fn listing_never_creates_a_world_readable_database() {
         & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[test]
+fn list_shows_a_nodes_subnodes_after_it_in_the_table_and_inside_it_in_json() {
+    let install = Install::new();
+    let db = install.db();
+    let id = install.seed_node(&db, "large", "p1", NodeState::Building, 60);
+    let (sub, _) =
+        nodepool::state::subnodes::insert(db.conn(), id, 1, |s| format!("large-sub-{s}"))
+            .unwrap()
+            .expect("a subnode of a building node");
+    db.conn()
+        .execute(
+            "UPDATE subnode SET external_id = 'server-sub', ip = '203.0.113.99' WHERE id = ?1",
+            [sub.0],
+        )
+        .unwrap();
+    let other = install.seed_node(&db, "small", "p1", NodeState::Ready, 60);
+
+    let text = stdout(&install.run(&["list"]));
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |prefix: String| lines.iter().position(|l| l.starts_with(&prefix));
+    let primary = at(format!("| {id} ")).expect("the primary's row");
+    let subnode = at(format!("| {id}.{} ", sub.0)).unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        subnode,
+        primary + 1,
+        "the subnode follows its node:\n{text}"
+    );
+    let row = lines[subnode];
+    assert!(row.contains(&format!("large-sub-{}", sub.0)), "{row}");
+    assert!(
+        row.contains("server-sub") && row.contains("203.0.113.99"),
+        "{row}"
+    );
+    assert!(row.contains("building"), "{row}");
+
+    let json: Value =
+        serde_json::from_str(&stdout(&install.run(&["--format", "json", "list"]))).unwrap();
+    let node = |id: NodeId| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id.0)
+            .cloned()
+            .unwrap()
+    };
+    let subnodes = node(id)["subnodes"].as_array().cloned().unwrap();
+    assert_eq!(subnodes.len(), 1, "{json:#}");
+    assert_eq!(subnodes[0]["id"], sub.0);
+    assert_eq!(subnodes[0]["server_id"], "server-sub");
+    assert_eq!(subnodes[0]["state"], "building");
+    assert_eq!(node(other)["subnodes"], serde_json::json!([]));
+}
