@@ -23,7 +23,7 @@ struct AlienImage {
 }
 
 pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
-    let db = ctx.open_db()?;
+    let db = ctx.read_db()?;
     let known: BTreeSet<String> = images::list_provider_images(db.conn())?
         .into_iter()
         .filter_map(|i| i.external_id)

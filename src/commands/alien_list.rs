@@ -30,7 +30,7 @@ struct Alien {
 }
 
 pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
-    let db = ctx.open_db()?;
+    let db = ctx.read_db()?;
     let mut known: BTreeSet<String> = nodes::list(db.conn())?
         .into_iter()
         .filter_map(|n| n.external_id)

@@ -23,7 +23,7 @@ struct DibImageJson<'a> {
 }
 
 pub fn run(ctx: &Context) -> Result<()> {
-    let db = ctx.open_db()?;
+    let db = ctx.read_db()?;
     let images = images::list_dib_images(db.conn())?;
     output::listing(
         ctx.format,

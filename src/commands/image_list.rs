@@ -36,7 +36,7 @@ struct ImageJson<'a> {
 }
 
 pub fn run(ctx: &Context) -> Result<()> {
-    let db = ctx.open_db()?;
+    let db = ctx.read_db()?;
     let images = images::list_provider_images(db.conn())?;
     output::listing(
         ctx.format,

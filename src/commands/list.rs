@@ -53,7 +53,7 @@ struct NodeJson<'a> {
 }
 
 pub fn run(ctx: &Context) -> Result<()> {
-    let db = ctx.open_db()?;
+    let db = ctx.read_db()?;
     let nodes = nodes::list(db.conn())?;
     let mut subnodes: BTreeMap<NodeId, Vec<Subnode>> = BTreeMap::new();
     for sub in subnodes::list(db.conn())? {

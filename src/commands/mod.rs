@@ -36,6 +36,21 @@ impl Context {
     pub fn open_db(&self) -> Result<Db> {
         Db::open(&self.config.database)
     }
+
+    /// The database for a command that only reads it: never created, migrated or written,
+    /// readable by a user who may not write it. A missing one reads as empty, with a note,
+    /// so a mistyped `dburi` shows up instead of creating a second database.
+    pub fn read_db(&self) -> Result<Db> {
+        let path = &self.config.database;
+        if !path.exists() {
+            eprintln!(
+                "nodepool: note: no database at {} yet (the first `nodepool reconcile` creates \
+                 it): nothing is recorded",
+                path.display()
+            );
+        }
+        Db::open_read_only(path)
+    }
 }
 
 pub fn run(cli: &Cli) -> Result<()> {

@@ -56,7 +56,7 @@ struct Row {
 }
 
 pub fn run(ctx: &Context) -> Result<()> {
-    let db = ctx.open_db()?;
+    let db = ctx.read_db()?;
     let mut rows: BTreeMap<(LabelName, ProviderName), Row> = BTreeMap::new();
     let config = &ctx.config;
     for label in config.labels.values() {

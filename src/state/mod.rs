@@ -119,8 +119,15 @@ impl Db {
         Ok(())
     }
 
-    /// For `--dry-run`: read the database without writing a byte. A database that does not
-    /// exist yet reads as empty (an in-memory one); one that needs a migration is refused.
+    /// For the listing commands and `--dry-run`: read the database without creating,
+    /// migrating or writing it. A database that does not exist yet reads as empty (an
+    /// in-memory one; `exists` tells the caller); one that needs a migration is refused.
+    ///
+    /// Tried in order, the first that can read wins: read-write but query-only (as the last
+    /// connection it checkpoints and removes the -wal/-shm files it made, so nothing is left
+    /// behind); read-only (a user who cannot write the file, while a run keeps -wal/-shm);
+    /// immutable, when there is no -wal file, so nothing newer than the file can exist (a
+    /// read-only monitoring user, with no run going, who cannot create -shm).
     pub fn open_read_only(path: &Path) -> Result<Db> {
         if !path.exists() {
             let mut db = Db {
@@ -130,37 +137,74 @@ impl Db {
             db.migrate()?;
             return Ok(db);
         }
-        // Read-write but query-only: as the last connection it checkpoints and removes the
-        // -wal and -shm files it had to create, so nothing is left behind. A file this user
-        // cannot write is opened read-only instead.
-        let conn = match Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        ) {
-            Ok(conn) => conn,
-            Err(_) => Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .with_context(|| format!("opening database {} read-only", path.display()))?,
+        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let wal = {
+            let mut name = path.as_os_str().to_owned();
+            name.push("-wal");
+            PathBuf::from(name)
         };
-        conn.execute_batch("PRAGMA query_only = ON")?;
-        conn.execute_batch(SMALL_CACHE)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        let db = Db {
-            conn,
-            path: path.to_path_buf(),
-        };
-        let version = db.schema_version()?;
-        if version != migrations::MIGRATIONS.len() {
-            bail!(
-                "database {} has schema version {version}, this nodepool uses {}; \
-                 run once without --dry-run to migrate it",
-                path.display(),
-                migrations::MIGRATIONS.len()
-            );
+        let mut attempts: Vec<(&str, Box<dyn Fn() -> rusqlite::Result<Connection>>)> = vec![
+            (
+                "read-write, query only",
+                Box::new(|| {
+                    Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_WRITE)
+                }),
+            ),
+            (
+                "read-only",
+                Box::new(|| {
+                    Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_ONLY)
+                }),
+            ),
+        ];
+        if !wal.exists() {
+            attempts.push((
+                "immutable",
+                Box::new(|| {
+                    let uri = format!("file:{}?immutable=1", uri_path(path));
+                    Connection::open_with_flags(
+                        uri,
+                        flags | OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+                    )
+                }),
+            ));
         }
-        Ok(db)
+        let mut failures = Vec::new();
+        for (how, open) in attempts {
+            let db = open().and_then(|conn| {
+                conn.execute_batch("PRAGMA query_only = ON")?;
+                conn.execute_batch(SMALL_CACHE)?;
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                let db = Db {
+                    conn,
+                    path: path.to_path_buf(),
+                };
+                // The first read is where a WAL database this user cannot share fails.
+                db.conn
+                    .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+                Ok(db)
+            });
+            match db {
+                Ok(db) => {
+                    let version = db.schema_version()?;
+                    if version != migrations::MIGRATIONS.len() {
+                        bail!(
+                            "database {} has schema version {version}, this nodepool uses {}; \
+                             run `nodepool reconcile` once to migrate it",
+                            path.display(),
+                            migrations::MIGRATIONS.len()
+                        );
+                    }
+                    return Ok(db);
+                }
+                Err(error) => failures.push(format!("{how}: {error}")),
+            }
+        }
+        bail!(
+            "cannot read database {} ({})",
+            path.display(),
+            failures.join("; ")
+        )
     }
 
     pub fn schema_version(&self) -> Result<usize> {
@@ -168,6 +212,21 @@ impl Db {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
+}
+
+/// A path as the path part of an SQLite `file:` URI (`?` and `#` escaped).
+fn uri_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Run `work` inside a savepoint: all of it is kept, or none. A savepoint, not a transaction,

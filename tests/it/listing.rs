@@ -395,16 +395,92 @@ fn status_counts_nodes_per_label_and_provider_against_the_config() {
 }
 
 #[test]
-fn listing_never_creates_a_world_readable_database() {
+fn listing_a_missing_database_creates_nothing_and_names_the_path() {
+    let install = Install::new();
+    for command in ["list", "image-list", "dib-image-list", "status"] {
+        let out = install.run(&[command]);
+        assert_eq!(status(&out), 0, "{command}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "note: no database at {} yet",
+                install.database().display()
+            )),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
+    let json = stdout(&install.run(&["--format", "json", "list"]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&json).unwrap(),
+        serde_json::json!([])
+    );
+    assert!(
+        !install.database().parent().unwrap().exists(),
+        "a listing created the state directory or the database"
+    );
+}
+
+#[test]
+fn a_user_who_cannot_write_the_database_can_still_list_it() {
     use std::os::unix::fs::PermissionsExt;
     let install = Install::new();
-    assert_eq!(status(&install.run(&["list"])), 0);
-    let mode = std::fs::metadata(install.database())
+    let db = install.db();
+    let id = install.seed_node(&db, "small", "p1", NodeState::Ready, 60);
+    drop(db); // the last connection: -wal and -shm go, as after a run
+    let state = install.database().parent().unwrap().to_path_buf();
+    let root = nix_is_root();
+    // A monitoring account: may read the files, may not write the directory or the file.
+    let dir = install.dir.path();
+    for (path, mode) in [
+        (dir, 0o755),
+        (state.as_path(), 0o755),
+        (install.config.as_path(), 0o644),
+        (install.database().as_path(), 0o644),
+    ] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let out = if root {
+        // Root ignores permissions: list as nobody, with a copy of the binary it can run.
+        let bin = dir.join("nodepool");
+        std::fs::copy(crate::support::BIN, &bin).unwrap();
+        std::process::Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(&bin)
+            .args(["-c".as_ref(), install.config.as_os_str(), "list".as_ref()])
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("setpriv")
+    } else {
+        for path in [state.as_path(), install.database().as_path()] {
+            let mode = if path.is_dir() { 0o555 } else { 0o444 };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        install.run(&["list"])
+    };
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("| {id} ")),
+        "{}",
+        stdout(&out)
+    );
+    let left: Vec<_> = std::fs::read_dir(&state)
         .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(mode, 0o600);
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        ["nodepool.db"],
+        "the listing wrote beside the database"
+    );
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 #[test]
