@@ -137,41 +137,18 @@ impl Db {
             db.migrate()?;
             return Ok(db);
         }
-        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let wal = {
             let mut name = path.as_os_str().to_owned();
             name.push("-wal");
             PathBuf::from(name)
         };
-        let mut attempts: Vec<(&str, Box<dyn Fn() -> rusqlite::Result<Connection>>)> = vec![
-            (
-                "read-write, query only",
-                Box::new(|| {
-                    Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_WRITE)
-                }),
-            ),
-            (
-                "read-only",
-                Box::new(|| {
-                    Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_ONLY)
-                }),
-            ),
-        ];
+        let mut attempts = vec![ReadAs::QueryOnly, ReadAs::ReadOnly];
         if !wal.exists() {
-            attempts.push((
-                "immutable",
-                Box::new(|| {
-                    let uri = format!("file:{}?immutable=1", uri_path(path));
-                    Connection::open_with_flags(
-                        uri,
-                        flags | OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
-                    )
-                }),
-            ));
+            attempts.push(ReadAs::Immutable);
         }
         let mut failures = Vec::new();
-        for (how, open) in attempts {
-            let db = open().and_then(|conn| {
+        for how in attempts {
+            let db = how.open(path).and_then(|conn| {
                 conn.execute_batch("PRAGMA query_only = ON")?;
                 conn.execute_batch(SMALL_CACHE)?;
                 conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -197,7 +174,7 @@ impl Db {
                     }
                     return Ok(db);
                 }
-                Err(error) => failures.push(format!("{how}: {error}")),
+                Err(error) => failures.push(format!("{}: {error}", how.name())),
             }
         }
         bail!(
@@ -211,6 +188,40 @@ impl Db {
         Ok(self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+}
+
+/// The ways `open_read_only` tries, in order.
+#[derive(Clone, Copy)]
+enum ReadAs {
+    QueryOnly,
+    ReadOnly,
+    Immutable,
+}
+
+impl ReadAs {
+    fn name(self) -> &'static str {
+        match self {
+            ReadAs::QueryOnly => "read-write, query only",
+            ReadAs::ReadOnly => "read-only",
+            ReadAs::Immutable => "immutable",
+        }
+    }
+
+    fn open(self, path: &Path) -> rusqlite::Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        match self {
+            ReadAs::QueryOnly => {
+                Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_WRITE)
+            }
+            ReadAs::ReadOnly => {
+                Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_ONLY)
+            }
+            ReadAs::Immutable => Connection::open_with_flags(
+                format!("file:{}?immutable=1", uri_path(path)),
+                flags | OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+            ),
+        }
     }
 }
 
