@@ -1,13 +1,16 @@
 //! Test-only crash points. `NODEPOOL_FAILPOINT=after-create` (or `after-create:3` for the
 //! third time the point is reached) kills this process with SIGKILL at that point, so the
-//! kill -9 tests can prove that the next run converges from any instant. Unset, a point
-//! costs one comparison.
+//! kill -9 tests can prove that the next run converges from any instant. Compiled only with
+//! the `failpoints` feature, which the integration tests turn on: in a release build a point
+//! is nothing at all and the variable means nothing.
 //!
 //! Points: after-intent, after-create, after-record, after-floating-ip, after-keyscan,
 //! mid-ssh (the set is bootstrapped, not yet marked ready), after-delete-call,
 //! after-leak-delete.
 
+#[cfg(feature = "failpoints")]
 use std::sync::atomic::{AtomicU32, Ordering};
+#[cfg(feature = "failpoints")]
 use std::sync::OnceLock;
 
 pub const ENV: &str = "NODEPOOL_FAILPOINT";
@@ -24,9 +27,17 @@ pub const POINTS: &[&str] = &[
     "after-leak-delete",
 ];
 
+/// Die here if the environment names this point (a no-op without the `failpoints` feature).
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_point: &str) {}
+
+#[cfg(feature = "failpoints")]
 static ARMED: OnceLock<Option<(String, u32)>> = OnceLock::new();
+#[cfg(feature = "failpoints")]
 static HITS: AtomicU32 = AtomicU32::new(0);
 
+#[cfg(feature = "failpoints")]
 fn armed() -> &'static Option<(String, u32)> {
     ARMED.get_or_init(|| {
         let value = std::env::var(ENV).ok()?;
@@ -39,6 +50,7 @@ fn armed() -> &'static Option<(String, u32)> {
 }
 
 /// Die here if the environment names this point.
+#[cfg(feature = "failpoints")]
 pub fn hit(point: &str) {
     let Some((name, nth)) = armed() else { return };
     if name != point || HITS.fetch_add(1, Ordering::SeqCst) + 1 != *nth {

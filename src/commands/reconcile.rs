@@ -226,6 +226,8 @@ pub(super) fn rounds(
 ) -> Result<Summary> {
     let started = Instant::now();
     let db = ctx.open_db()?;
+    // The lock is held: nothing else uses the scratch directory; a killed run's leftovers go.
+    crate::state::reset_work_dir(db.path())?;
     let command = match mode {
         Mode::Reconcile => "reconcile",
         Mode::Cleanup => "cleanup",

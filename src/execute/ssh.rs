@@ -68,6 +68,7 @@ impl<C: Cloud> Worker<'_, C> {
             &set,
             script_dir,
             label.and_then(|l| l.ready_script.as_deref()),
+            &crate::state::work_dir(self.runner.db_path),
             BOOTSTRAP_TIMEOUT,
         );
         if let Err(error) = done {

@@ -405,6 +405,8 @@ fn nodepool_vars(
     let mut env: Vec<(String, String)> = vars
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| k.starts_with("NODEPOOL_") && is_shell_name(k))
+        // The test-only crash point is nodepool's own, never the node's.
+        .filter(|(k, _)| k != crate::failpoint::ENV)
         .collect();
     env.sort();
     env
@@ -420,13 +422,14 @@ pub fn bootstrap(
     set: &NodeSet,
     script_dir: Option<&Path>,
     ready_script: Option<&str>,
+    work_dir: &Path,
     timeout: Duration,
 ) -> Result<()> {
     let scripts = match script_dir {
         Some(dir) => read_script_dir(dir)?,
         None => Vec::new(),
     };
-    let key = ssh::generate_keypair()?;
+    let key = ssh::generate_keypair(work_dir)?;
     let env = nodepool_env();
     let order = set.bootstrap_order();
     for &index in &order {
@@ -613,6 +616,7 @@ mod tests {
             ("PATH", "/bin"),
             ("NODEPOOL_Z", "z"),
             ("NODEPOOL_A", "a b"),
+            ("NODEPOOL_FAILPOINT", "after-create"),
             ("NODEPOOL-BAD", "x"),
             ("XNODEPOOL_B", "x"),
         ]

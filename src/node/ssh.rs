@@ -200,13 +200,19 @@ pub fn public_key_of(private_key: &Path) -> Result<String> {
 
 /// A fresh RSA 2048 key pair, as 2015 Nodepool generated for each node set: private key in
 /// PEM (`BEGIN RSA PRIVATE KEY`, which every OpenSSH and paramiko reads), public key
-/// `ssh-rsa BASE64` without a comment. Made by ssh-keygen in a private temporary directory
-/// that is removed afterwards.
-pub fn generate_keypair() -> Result<KeyPair> {
+/// `ssh-rsa BASE64` without a comment. Made by ssh-keygen in a temporary directory inside
+/// `work_dir` (the run's private directory, never /tmp), removed afterwards; one a killed
+/// run left behind goes with the next run's `state::reset_work_dir`.
+pub fn generate_keypair(work_dir: &Path) -> Result<KeyPair> {
     let dir = tempfile::Builder::new()
         .prefix("nodepool-key.")
-        .tempdir()
-        .context("creating a temporary directory for a key pair")?;
+        .tempdir_in(work_dir)
+        .with_context(|| {
+            format!(
+                "creating a temporary directory for a key pair in {}",
+                work_dir.display()
+            )
+        })?;
     let path = dir.path().join("id_rsa");
     let args: Vec<OsString> = vec![
         "-q".into(),
@@ -636,7 +642,13 @@ mod tests {
 
     #[test]
     fn generated_key_pairs_are_pem_rsa_and_their_public_half_matches() {
-        let pair = generate_keypair().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let pair = generate_keypair(work.path()).unwrap();
+        assert_eq!(
+            std::fs::read_dir(work.path()).unwrap().count(),
+            0,
+            "nothing is left in the work directory"
+        );
         assert!(pair
             .private
             .starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
@@ -656,7 +668,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(public_key_of(&path).unwrap(), pair.public);
-        assert_ne!(generate_keypair().unwrap().public, pair.public);
+        assert_ne!(generate_keypair(work.path()).unwrap().public, pair.public);
     }
 
     #[test]

@@ -256,6 +256,31 @@ pub(crate) fn in_savepoint<T>(conn: &Connection, work: impl FnOnce() -> Result<T
     }
 }
 
+/// The run's private scratch directory beside the database (inside the 0700 state
+/// directory): node-set keys are generated there, never in /tmp.
+pub fn work_dir(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".work");
+    PathBuf::from(name)
+}
+
+/// Empty the work directory (what a killed run left there, such as a node set's private key)
+/// and create it 0700. Called by the run lock's holder before any SSH work.
+pub fn reset_work_dir(database: &Path) -> Result<PathBuf> {
+    let dir = work_dir(database);
+    match fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("emptying {}", dir.display())),
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
 /// Create the directory that will hold `path` (the database or its lock file), 0700, if it
 /// does not exist yet.
 pub(crate) fn create_private_dir(path: &Path) -> Result<()> {

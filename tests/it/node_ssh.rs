@@ -190,6 +190,7 @@ fn bootstrap_writes_the_files_and_runs_the_ready_script_on_every_member() {
         subnodes: vec![member(&sub, 2)],
     };
     let scripts = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
     let ready = scripts.path().join("ready.sh");
     fs::write(
         &ready,
@@ -200,8 +201,14 @@ fn bootstrap_writes_the_files_and_runs_the_ready_script_on_every_member() {
     fs::create_dir(scripts.path().join("lib")).unwrap();
     fs::write(scripts.path().join("lib/common.sh"), "# shared\n").unwrap();
 
-    bootstrap::bootstrap(&set, Some(scripts.path()), Some("ready.sh"), TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\nsshd logs:\n{}\n{}", primary.log(), sub.log()));
+    bootstrap::bootstrap(
+        &set,
+        Some(scripts.path()),
+        Some("ready.sh"),
+        work.path(),
+        TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\nsshd logs:\n{}\n{}", primary.log(), sub.log()));
 
     let p = primary.node_root.join("etc/nodepool");
     let s = sub.node_root.join("etc/nodepool");
@@ -270,12 +277,19 @@ fn a_failing_ready_script_names_the_member() {
         subnodes: vec![],
     };
     let scripts = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
     let ready = scripts.path().join("ready.sh");
     fs::write(&ready, "#!/bin/sh\necho 'not ready' >&2\nexit 4\n").unwrap();
     fs::set_permissions(&ready, fs::Permissions::from_mode(0o755)).unwrap();
 
-    let err =
-        bootstrap::bootstrap(&set, Some(scripts.path()), Some("ready.sh"), TIMEOUT).unwrap_err();
+    let err = bootstrap::bootstrap(
+        &set,
+        Some(scripts.path()),
+        Some("ready.sh"),
+        work.path(),
+        TIMEOUT,
+    )
+    .unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.starts_with("running ready script ready.sh on node-1.example.org: "),

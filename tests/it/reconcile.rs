@@ -667,3 +667,19 @@ fn dry_run_leaves_no_database_side_files_behind() {
     pool.ok(&["reconcile", "--dry-run"]);
     assert_eq!(files(), before);
 }
+
+#[test]
+fn a_run_empties_the_private_work_directory_a_killed_run_left_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let pool = Pool::start(Options::default());
+    pool.reconcile(5, &[]);
+    let work = nodepool::state::work_dir(&pool.database());
+    let left = work.join("nodepool-key.killed");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("id_rsa"), "-----BEGIN RSA PRIVATE KEY-----\n").unwrap();
+    pool.reconcile(1, &[]);
+    assert!(!left.exists(), "a killed run's key is still there");
+    let mode = std::fs::metadata(&work).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert!(work.starts_with(pool.database().parent().unwrap()));
+}
