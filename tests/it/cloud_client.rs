@@ -150,6 +150,48 @@ fn a_wrong_password_is_auth_failed_and_never_printed() {
     assert_eq!(error.kind, ErrorKind::AuthFailed, "{error}");
     assert!(!error.message.contains("hunter2-wrong"), "{error}");
     assert!(error.message.contains("HTTP 401"), "{error}");
+    assert_eq!(
+        sim.calls().route(TOKENS),
+        1,
+        "a wrong password is not retried"
+    );
+}
+
+const TOKENS: &str = "POST /identity/v3/auth/tokens";
+
+#[test]
+fn a_keystone_500_on_the_token_call_is_retried_like_a_get() {
+    let sim = Simulator::start(Knobs {
+        identity_fail_next: 1,
+        ..Knobs::default()
+    })
+    .unwrap();
+    let cloud = connect(&sim);
+    assert!(cloud.list_servers().unwrap().is_empty());
+    assert_eq!(sim.calls().route(TOKENS), 2, "{:?}", sim.calls());
+}
+
+#[test]
+fn a_token_refused_during_the_run_is_replaced_once_and_the_call_repeated() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let cloud = connect(&sim);
+    assert!(cloud.list_servers().unwrap().is_empty());
+    sim.revoke_tokens();
+    assert!(
+        cloud.list_servers().unwrap().is_empty(),
+        "repeated with a new token"
+    );
+    assert_eq!(sim.calls().route(TOKENS), 2);
+    // Refused again right after a new token: not a loop of logins.
+    sim.set_knobs(|k| k.password = "changed".into());
+    sim.revoke_tokens();
+    let error = cloud.list_servers().unwrap_err();
+    assert_eq!(error.kind, ErrorKind::AuthFailed, "{error}");
+    assert_eq!(
+        sim.calls().route(TOKENS),
+        3,
+        "one more login, then the error"
+    );
 }
 
 #[test]

@@ -141,7 +141,7 @@ fn authenticate_v3(http: &Http, base: &str, c: &Credentials) -> CloudResult<Sess
         auth["scope"] = json!({"project": project});
     }
     let body = json!({"auth": auth});
-    let reply = http.call(
+    let reply = http.call_repeatable(
         "POST",
         &format!("{base}/auth/tokens"),
         "POST identity /v3/auth/tokens",
@@ -187,7 +187,7 @@ fn authenticate_v2(http: &Http, base: &str, c: &Credentials) -> CloudResult<Sess
         auth["tenantName"] = json!(name);
     }
     let body = json!({"auth": auth});
-    let reply = http.call(
+    let reply = http.call_repeatable(
         "POST",
         &format!("{base}/tokens"),
         "POST identity /v2.0/tokens",

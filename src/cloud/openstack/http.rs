@@ -90,6 +90,17 @@ pub enum Body<'a> {
     Stream(&'a mut dyn Read),
 }
 
+impl<'a> Body<'a> {
+    /// The same body for a second request, unless it is a stream (consumed by the first).
+    pub fn again(&self) -> Option<Body<'a>> {
+        match self {
+            Body::None => Some(Body::None),
+            Body::Json(value) => Some(Body::Json(value)),
+            Body::Stream(_) => None,
+        }
+    }
+}
+
 /// An answer with a 2xx status.
 pub struct Reply {
     pub status: u16,
@@ -205,18 +216,44 @@ impl Http {
     }
 
     /// One call with retries. `route` names it for accounting and messages
-    /// (`GET compute /servers/detail`); `headers` are extra request headers.
+    /// (`GET compute /servers/detail`); `headers` are extra request headers. GET, HEAD, PUT
+    /// and DELETE are repeated on a 5xx or no answer; a POST is not (it may have taken
+    /// effect), unless it is `call_repeatable`.
     pub fn call(
         &self,
         method: &str,
         url: &str,
         route: &str,
         headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> CloudResult<Reply> {
+        let idempotent = matches!(method, "GET" | "HEAD" | "PUT" | "DELETE");
+        self.call_retrying(method, url, route, headers, body, idempotent)
+    }
+
+    /// A POST that is safe to repeat, such as a token request (a second one only gives a
+    /// second token): retried like a GET.
+    pub fn call_repeatable(
+        &self,
+        method: &str,
+        url: &str,
+        route: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> CloudResult<Reply> {
+        self.call_retrying(method, url, route, headers, body, true)
+    }
+
+    fn call_retrying(
+        &self,
+        method: &str,
+        url: &str,
+        route: &str,
+        headers: &[(&str, &str)],
         mut body: Body<'_>,
+        idempotent: bool,
     ) -> CloudResult<Reply> {
         let mutating = method != "GET" && method != "HEAD";
-        // GET, HEAD, PUT and DELETE can be repeated safely; a POST may have taken effect.
-        let idempotent = matches!(method, "GET" | "HEAD" | "PUT" | "DELETE");
         // A streamed body cannot be sent twice.
         let repeatable = !matches!(body, Body::Stream(_));
         let mut backoff = self.retry.backoff;

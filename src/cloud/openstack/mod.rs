@@ -43,7 +43,9 @@ pub struct Settings {
 
 pub struct OpenStack {
     http: Http,
-    session: Session,
+    /// The token, replaced when the cloud stops accepting it (401) during the run.
+    session: std::sync::RwLock<Session>,
+    credentials: Credentials,
     endpoints: Endpoints,
 }
 
@@ -84,7 +86,8 @@ impl OpenStack {
         };
         Ok(OpenStack {
             http,
-            session,
+            session: std::sync::RwLock::new(session),
+            credentials: settings.credentials.clone(),
             endpoints,
         })
     }
@@ -105,9 +108,46 @@ impl OpenStack {
         headers: &[(&str, &str)],
         body: Body<'_>,
     ) -> CloudResult<Reply> {
-        let mut all = vec![("X-Auth-Token", self.session.token.expose())];
+        let token = self.token();
+        let mut all = vec![("X-Auth-Token", token.expose())];
         all.extend_from_slice(headers);
-        self.http.call(method, url, route, &all, body)
+        let again = body.again();
+        match self.http.call(method, url, route, &all, body) {
+            // The token expired or was revoked during the run: authenticate once more and
+            // repeat the call once (a streamed body cannot be sent again).
+            Err(error) if error.kind == ErrorKind::AuthFailed => {
+                let Some(again) = again else {
+                    return Err(error);
+                };
+                log::info!(
+                    "{}: {route}: token refused; authenticating again",
+                    self.http.provider()
+                );
+                let fresh = self.reauthenticate(&token)?;
+                let mut all = vec![("X-Auth-Token", fresh.expose())];
+                all.extend_from_slice(headers);
+                self.http.call(method, url, route, &all, again)
+            }
+            other => other,
+        }
+    }
+
+    fn token(&self) -> crate::model::Secret {
+        self.session
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .token
+            .clone()
+    }
+
+    /// A new token, unless another thread got one since `refused` was read.
+    fn reauthenticate(&self, refused: &crate::model::Secret) -> CloudResult<crate::model::Secret> {
+        let mut session = self.session.write().unwrap_or_else(|e| e.into_inner());
+        if session.token != *refused {
+            return Ok(session.token.clone());
+        }
+        *session = auth::authenticate(&self.http, &self.credentials)?;
+        Ok(session.token.clone())
     }
 
     fn get_json(&self, url: &str, route: &str) -> CloudResult<Value> {

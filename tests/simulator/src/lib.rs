@@ -56,6 +56,8 @@ pub struct Knobs {
     /// The next this many requests (identity excluded) are answered 500, then none: a
     /// deterministic "fails, then recovers" for retry tests.
     pub fail_next: u32,
+    /// The next this many Keystone requests are answered 500: a token service that hiccups.
+    pub identity_fail_next: u32,
     /// Past this many requests (identity excluded) in one second, answer 429 with `Retry-After: 1`.
     pub rate_limit_per_second: Option<u32>,
     /// Most servers that may exist at once; creating one more is answered 403.
@@ -91,6 +93,7 @@ impl Default for Knobs {
             stuck_ratio: 0.0,
             server_error_ratio: 0.0,
             fail_next: 0,
+            identity_fail_next: 0,
             rate_limit_per_second: None,
             instance_quota: None,
             latency: Duration::ZERO,
@@ -231,6 +234,12 @@ impl Simulator {
         self.core.knobs()
     }
 
+    /// Forget every token issued so far, as Keystone does when tokens expire or are revoked:
+    /// the next call with one is answered 401.
+    pub fn revoke_tokens(&self) {
+        self.core.state().tokens.clear();
+    }
+
     /// Requests received so far (control endpoints excluded), in total and per route.
     pub fn calls(&self) -> Calls {
         self.core.state().calls.clone()
@@ -345,9 +354,14 @@ fn handle(core: &Core, method: &str, target: &str, request: &mut tiny_http::Requ
 }
 
 /// What stands between a request and its handler: the token, then the rate limit, then
-/// injected server errors. Keystone itself is never refused here.
+/// injected server errors. Keystone is refused only by `identity_fail_next`.
 fn gate(core: &Core, knobs: &Knobs, service: Service, token: Option<&str>) -> Option<Reply> {
     if service == Service::Identity {
+        let mut current = core.knobs.lock().unwrap_or_else(|e| e.into_inner());
+        if current.identity_fail_next > 0 {
+            current.identity_fail_next -= 1;
+            return Some(service.error(500, "Unexpected error (injected by the simulator)."));
+        }
         return None;
     }
     let mut state = core.state();

@@ -93,6 +93,7 @@ impl Args {
             server_error_ratio: self.server_error_ratio,
             // Only meaningful while running: set through POST /_sim/knobs.
             fail_next: 0,
+            identity_fail_next: 0,
             rate_limit_per_second: self.rate_limit,
             instance_quota: self.instance_quota,
             latency: self.latency,
