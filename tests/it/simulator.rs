@@ -846,3 +846,62 @@ fn stop_closes_the_port() {
         .into();
     assert!(agent.get(format!("{url}/identity")).call().is_err());
 }
+
+#[test]
+fn nova_floating_ip_proxies_are_gone_at_the_microversions_the_api_reference_says() {
+    let sim = start(Knobs::default());
+    let client = Client::logged_in(&sim);
+    let id = client.create_server("fip").body["server"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pool = Some(json!({ "pool": "public" }));
+    let at = |version: &'static str| [("X-OpenStack-Nova-API-Version", version)];
+    let gone = client.call_with(
+        "POST",
+        "/compute/v2.1/os-floating-ips",
+        pool.clone(),
+        &at("2.36"),
+    );
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    let fip = client.call_with("POST", "/compute/v2.1/os-floating-ips", pool, &at("2.35"));
+    assert_eq!(fip.status, 200, "{}", fip.body);
+    let address = fip.body["floating_ip"]["ip"].as_str().unwrap().to_owned();
+    let action = format!("/compute/v2.1/servers/{id}/action");
+    let attach = || Some(json!({ "addFloatingIp": { "address": address } }));
+    let refused = client.call_with("POST", &action, attach(), &at("2.44"));
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    assert_eq!(
+        client
+            .call_with("POST", &action, attach(), &at("2.43"))
+            .status,
+        202
+    );
+}
+
+#[test]
+fn neutron_floating_ips_keep_their_description_and_filter_by_it() {
+    let sim = start(Knobs::default());
+    let client = Client::logged_in(&sim);
+    let network = client.get("/network/v2.0/networks").body["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["router:external"] == true)
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let create = |description: &str| {
+        client.call(
+            "POST",
+            "/network/v2.0/floatingips",
+            Some(json!({ "floatingip": {
+                "floating_network_id": network, "description": description } })),
+        )
+    };
+    assert_eq!(create("nodepool abc node 1").status, 201);
+    assert_eq!(create("someone else's").status, 201);
+    let ours = client.get("/network/v2.0/floatingips?description=nodepool%20abc%20node%201");
+    let listed = ours.body["floatingips"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{}", ours.body);
+    assert_eq!(listed[0]["description"], "nodepool abc node 1");
+}

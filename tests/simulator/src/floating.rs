@@ -11,13 +11,14 @@ use super::network::{port_id, public_network_id, PUBLIC_NAME};
 use super::state::{stable_id, timestamp, FloatingIp, State};
 use super::{Core, Knobs};
 
-fn allocate(state: &mut State) -> usize {
+fn allocate(state: &mut State, description: String) -> usize {
     let id = state.uuid();
     let ip = state.next_floating_address();
     state.floating_ips.push(FloatingIp {
         id,
         ip,
         instance_id: None,
+        description,
         created: SystemTime::now(),
     });
     state.floating_ips.len() - 1
@@ -40,7 +41,23 @@ fn nova_json(fip: &FloatingIp, knobs: &Knobs) -> Value {
     })
 }
 
-pub(crate) fn nova_list(core: &Core, _: &mut Req) -> Handled {
+/// Nova's floating-IP proxy to Neutron answers 404 from microversion 2.36 on, as the API
+/// reference says: clients must use Neutron.
+const NOVA_PROXY_GONE: (u32, u32) = (2, 36);
+
+fn nova_proxy(req: &Req) -> Result<(), Reply> {
+    if req.microversion >= NOVA_PROXY_GONE {
+        let (major, minor) = req.microversion;
+        let message = format!(
+            "os-floating-ips is gone at microversion {major}.{minor} (from 2.36): use Neutron"
+        );
+        return Err(req.fail(404, &message));
+    }
+    Ok(())
+}
+
+pub(crate) fn nova_list(core: &Core, req: &mut Req) -> Handled {
+    nova_proxy(req)?;
     let knobs = core.knobs();
     let state = core.state();
     let fips: Vec<Value> = state
@@ -52,6 +69,7 @@ pub(crate) fn nova_list(core: &Core, _: &mut Req) -> Handled {
 }
 
 pub(crate) fn nova_create(core: &Core, req: &mut Req) -> Handled {
+    nova_proxy(req)?;
     let body = req.json()?;
     match body.get("pool") {
         None | Some(Value::Null) => {}
@@ -62,12 +80,13 @@ pub(crate) fn nova_create(core: &Core, req: &mut Req) -> Handled {
     }
     let knobs = core.knobs();
     let mut state = core.state();
-    let index = allocate(&mut state);
+    let index = allocate(&mut state, String::new());
     let fip = nova_json(&state.floating_ips[index], &knobs);
     Ok(Reply::json(200, json!({ "floating_ip": fip })))
 }
 
 pub(crate) fn nova_delete(core: &Core, req: &mut Req) -> Handled {
+    nova_proxy(req)?;
     let mut state = core.state();
     let index = position(&state, req)?;
     state.floating_ips.remove(index);
@@ -86,7 +105,7 @@ fn neutron_json(fip: &FloatingIp, knobs: &Knobs) -> Value {
         "port_id": port,
         "fixed_ip_address": fixed,
         "status": if port.is_some() { "ACTIVE" } else { "DOWN" },
-        "description": "",
+        "description": fip.description,
         "tags": [],
         "tenant_id": project,
         "project_id": project,
@@ -104,7 +123,7 @@ pub(crate) fn neutron_list(core: &Core, req: &mut Req) -> Handled {
         .iter()
         .map(|f| neutron_json(f, &knobs))
         .filter(|f| {
-            ["floating_ip_address", "port_id"]
+            ["floating_ip_address", "port_id", "description"]
                 .iter()
                 .all(|key| req.query(key).is_none_or(|wanted| f[key] == wanted))
         })
@@ -138,7 +157,17 @@ pub(crate) fn neutron_create(core: &Core, req: &mut Req) -> Handled {
     let knobs = core.knobs();
     let mut state = core.state();
     let instance = server_of_port(&state, req, body.get("port_id").unwrap_or(&Value::Null))?;
-    let index = allocate(&mut state);
+    let description = match body.get("description") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) if text.chars().count() <= 255 => text.clone(),
+        Some(_) => {
+            return Err(req.fail(
+                400,
+                "description must be a string of 255 characters at most",
+            ))
+        }
+    };
+    let index = allocate(&mut state, description);
     state.floating_ips[index].instance_id = instance;
     let fip = neutron_json(&state.floating_ips[index], &knobs);
     Ok(Reply::json(201, json!({ "floatingip": fip })))

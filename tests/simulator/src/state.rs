@@ -71,6 +71,7 @@ pub struct DumpFloatingIp {
     pub ip: String,
     pub pool: String,
     pub instance_id: Option<String>,
+    pub description: String,
 }
 
 /// How a server's boot ends, drawn at create time.
@@ -160,6 +161,8 @@ pub(crate) struct FloatingIp {
     pub id: String,
     pub ip: String,
     pub instance_id: Option<String>,
+    /// Neutron's free-text `description` (empty through Nova's proxy).
+    pub description: String,
     pub created: SystemTime,
 }
 
@@ -333,6 +336,7 @@ impl State {
                     ip: f.ip.clone(),
                     pool: super::network::PUBLIC_NAME.into(),
                     instance_id: f.instance_id.clone(),
+                    description: f.description.clone(),
                 })
                 .collect(),
         }

@@ -93,7 +93,24 @@ fn address_arg(req: &Req, args: &Map<String, Value>) -> Result<String, Reply> {
     }
 }
 
+/// `addFloatingIp` and `removeFloatingIp` are gone from microversion 2.44 on (404), as the
+/// API reference says: clients must attach through Neutron.
+const FLOATING_ACTIONS_GONE: (u32, u32) = (2, 44);
+
+fn floating_actions(req: &Req) -> Result<(), Reply> {
+    if req.microversion >= FLOATING_ACTIONS_GONE {
+        let (major, minor) = req.microversion;
+        let message = format!(
+            "addFloatingIp and removeFloatingIp are gone at microversion {major}.{minor} \
+             (from 2.44): attach through Neutron"
+        );
+        return Err(req.fail(404, &message));
+    }
+    Ok(())
+}
+
 fn add_floating_ip(core: &Core, req: &Req, server_id: &str, args: Map<String, Value>) -> Handled {
+    floating_actions(req)?;
     let address = address_arg(req, &args)?;
     let mut state = core.state();
     let Some(fip) = state.floating_ips.iter_mut().find(|f| f.ip == address) else {
@@ -118,6 +135,7 @@ fn remove_floating_ip(
     server_id: &str,
     args: Map<String, Value>,
 ) -> Handled {
+    floating_actions(req)?;
     let address = address_arg(req, &args)?;
     let mut state = core.state();
     let fip = state
