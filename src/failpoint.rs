@@ -4,7 +4,8 @@
 //! the `failpoints` feature, which the integration tests turn on: in a release build a point
 //! is nothing at all and the variable means nothing.
 //!
-//! Points: after-intent, after-create, after-record, after-floating-ip, after-keyscan,
+//! Points: after-intent, after-create, after-record, after-floating-ip-allocate (allocated
+//! and recorded, not attached), after-floating-ip, after-keyscan,
 //! mid-ssh (the set is bootstrapped, not yet marked ready), after-delete-call,
 //! after-leak-delete.
 
@@ -20,6 +21,7 @@ pub const POINTS: &[&str] = &[
     "after-intent",
     "after-create",
     "after-record",
+    "after-floating-ip-allocate",
     "after-floating-ip",
     "after-keyscan",
     "mid-ssh",

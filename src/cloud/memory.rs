@@ -44,6 +44,7 @@ pub enum Op {
     DeleteImage,
     ListNetworks,
     ListFloatingIps,
+    AllocateFloatingIp,
     AttachFloatingIp,
     DeleteFloatingIp,
 }
@@ -61,8 +62,6 @@ pub enum Fault {
     CreatedWithoutId,
     /// `ListServers`: this server is missing from the listing.
     Omit(String),
-    /// `AttachFloatingIp`: the IP is allocated (and stays, attached to nothing), then this.
-    FailAfterAllocate(CloudError),
     /// `DeleteServer`: the delete is accepted and the server stays.
     IgnoreDelete,
 }
@@ -74,7 +73,6 @@ impl Fault {
             Fault::Error(_) | Fault::Pass => None,
             Fault::TimeoutAfterCreate | Fault::CreatedWithoutId => Some(Op::CreateServer),
             Fault::Omit(_) => Some(Op::ListServers),
-            Fault::FailAfterAllocate(_) => Some(Op::AttachFloatingIp),
             Fault::IgnoreDelete => Some(Op::DeleteServer),
         }
     }
@@ -531,38 +529,45 @@ impl Cloud for MemoryCloud {
         Ok(self.enter(Op::ListFloatingIps)?.0.floating_ips.clone())
     }
 
-    /// As the HTTP client over Neutron: find the pool's network, allocate, then attach.
-    fn attach_floating_ip(&self, server_id: &str, pool: &str) -> CloudResult<FloatingIp> {
-        let (mut state, fault) = self.enter(Op::AttachFloatingIp)?;
+    /// As the HTTP client over Neutron: the pool is an external network's name or id.
+    fn allocate_floating_ip(&self, pool: &str, description: &str) -> CloudResult<FloatingIp> {
+        let (mut state, _) = self.enter(Op::AllocateFloatingIp)?;
         let known = state
             .networks
             .iter()
             .any(|n| n.name == pool || n.id == pool);
         if !known {
-            let what = format!("no network named {pool} for floating IPs");
-            return Err(malformed("POST network /v2.0/floatingips", &what));
+            let route = "POST network /v2.0/floatingips";
+            return Err(answer(404, route, &format!("no network named {pool}")));
         }
         let (id, n) = state.new_id("fip");
-        let ip = loopback(3, n);
-        let attached = match fault {
-            Some(Fault::FailAfterAllocate(error)) => Err(error),
-            _ => match state.server(server_id) {
-                // Nova lists a floating address after the fixed ones: a public fixed one
-                // stays the server's public address.
-                Some(stored) => {
-                    stored.server.public_v4.get_or_insert_with(|| ip.clone());
-                    Ok(())
-                }
-                None => {
-                    let route = "POST compute /servers/{id}/action addFloatingIp";
-                    Err(answer(404, route, "Instance could not be found."))
-                }
-            },
+        let fip = FloatingIp {
+            id,
+            ip: loopback(3, n),
+            server_id: None,
+            description: Some(description.to_string()),
         };
-        let server_id = attached.is_ok().then(|| server_id.to_string());
-        let fip = FloatingIp { id, ip, server_id };
         state.floating_ips.push(fip.clone());
-        attached.map(|()| fip)
+        Ok(fip)
+    }
+
+    fn attach_floating_ip(&self, ip: &FloatingIp, server_id: &str) -> CloudResult<()> {
+        let (mut state, _) = self.enter(Op::AttachFloatingIp)?;
+        let route = "PUT network /v2.0/floatingips/{id}";
+        if state.server(server_id).is_none() {
+            return Err(answer(404, route, "the server has no port"));
+        }
+        let Some(fip) = state.floating_ips.iter_mut().find(|f| f.id == ip.id) else {
+            return Err(answer(404, route, "Floating IP could not be found"));
+        };
+        fip.server_id = Some(server_id.to_string());
+        let address = fip.ip.clone();
+        if let Some(stored) = state.server(server_id) {
+            // Nova lists a floating address after the fixed ones: a public fixed one stays
+            // the server's public address.
+            stored.server.public_v4.get_or_insert(address);
+        }
+        Ok(())
     }
 
     fn delete_floating_ip(&self, id: &str) -> CloudResult<()> {
@@ -713,22 +718,26 @@ mod tests {
     }
 
     #[test]
-    fn an_attach_that_fails_after_allocating_leaves_a_free_floating_ip() {
+    fn a_floating_ip_is_allocated_with_its_description_then_attached() {
         let (cloud, request) = seeded();
         cloud.set_private_only(true);
         let id = cloud.create_server(&request).unwrap();
         cloud.activate_all();
+        let fip = cloud
+            .allocate_floating_ip("public", "nodepool x node 1")
+            .unwrap();
+        assert_eq!(fip.description.as_deref(), Some("nodepool x node 1"));
+        assert_eq!(cloud.list_floating_ips().unwrap()[0].server_id, None);
         let failure = error(ErrorKind::Api { status: 500 });
-        let fault = Fault::FailAfterAllocate(failure.clone());
-        cloud.script(Op::AttachFloatingIp, fault);
-        assert_eq!(cloud.attach_floating_ip(&id, "public"), Err(failure));
-        let free = cloud.list_floating_ips().unwrap();
-        let free: Vec<_> = free
-            .iter()
-            .map(|f| (&*f.id, &*f.ip, &f.server_id))
-            .collect();
-        assert_eq!(free, [("fip-1", "127.3.0.2", &None)]);
+        cloud.script(Op::AttachFloatingIp, Fault::Error(failure.clone()));
+        assert_eq!(cloud.attach_floating_ip(&fip, &id), Err(failure));
         assert_eq!(cloud.get_server(&id).unwrap().unwrap().public_v4, None);
+        cloud.attach_floating_ip(&fip, &id).unwrap();
+        assert_eq!(
+            cloud.get_server(&id).unwrap().unwrap().public_v4.as_deref(),
+            Some(fip.ip.as_str())
+        );
+        assert_eq!(cloud.list_floating_ips().unwrap()[0].server_id, Some(id));
     }
 
     #[test]
@@ -820,20 +829,21 @@ mod tests {
         cloud.set_private_only(true);
         let id = cloud.create_server(&request).unwrap();
         cloud.activate_all();
-        let fip = cloud.attach_floating_ip(&id, "public").unwrap();
-        assert_eq!(fip.server_id.as_deref(), Some(id.as_str()));
+        let fip = cloud.allocate_floating_ip("public", "d").unwrap();
+        cloud.attach_floating_ip(&fip, &id).unwrap();
         let listed = cloud.list_floating_ips().unwrap();
-        assert_eq!(listed, std::slice::from_ref(&fip));
+        assert_eq!(listed[0].server_id.as_deref(), Some(id.as_str()));
         let public = || cloud.get_server(&id).unwrap().unwrap().public_v4;
         assert_eq!(public(), Some(fip.ip.clone()));
         cloud.delete_floating_ip(&fip.id).unwrap();
         assert_eq!((cloud.floating_ips(), public()), (vec![], None));
-        cloud.attach_floating_ip(&id, "public").unwrap();
+        let again = cloud.allocate_floating_ip("public", "d").unwrap();
+        cloud.attach_floating_ip(&again, &id).unwrap();
         cloud.delete_server(&id).unwrap();
         let left = cloud.floating_ips();
         assert_eq!(left[0].server_id, None, "allocated, attached to nothing");
-        let unknown_pool = cloud.attach_floating_ip(&id, "nowhere").unwrap_err();
-        assert_eq!(unknown_pool.kind, ErrorKind::Malformed);
+        let unknown_pool = cloud.allocate_floating_ip("nowhere", "d").unwrap_err();
+        assert!(unknown_pool.is_not_found(), "{unknown_pool}");
     }
 
     #[test]

@@ -58,6 +58,22 @@ pub struct FloatingIp {
     pub ip: String,
     /// What it is attached to: the server (Nova) or the port (Neutron); None when free.
     pub server_id: Option<String>,
+    /// Neutron's description, where nodepool marks the IPs it allocates
+    /// (`floating_ip_description`); None through Nova's proxy, which keeps none.
+    pub description: Option<String>,
+}
+
+/// The description nodepool gives a floating IP it allocates for `member`, so `cleanup` can
+/// tell this installation's unattached IPs from everyone else's.
+pub fn floating_ip_description(installation: &str, member: crate::model::Member) -> String {
+    format!("nodepool {installation} {member}")
+}
+
+/// Whether a floating IP's description marks it as this installation's.
+pub fn is_our_floating_ip(ip: &FloatingIp, installation: &str) -> bool {
+    ip.description
+        .as_deref()
+        .is_some_and(|d| d.starts_with(&format!("nodepool {installation} ")))
 }
 
 /// What a create call sends.
@@ -181,8 +197,12 @@ pub trait Cloud: Send + Sync {
     fn delete_image(&self, id: &str) -> CloudResult<()>;
     fn list_networks(&self) -> CloudResult<Vec<Network>>;
     fn list_floating_ips(&self) -> CloudResult<Vec<FloatingIp>>;
-    /// Allocate a floating IP from `pool` and attach it to `server_id`.
-    fn attach_floating_ip(&self, server_id: &str, pool: &str) -> CloudResult<FloatingIp>;
+    /// Allocate a floating IP from `pool` (an external network's name or id; Nova's pool
+    /// without Neutron), marked with `description` where the cloud keeps one.
+    fn allocate_floating_ip(&self, pool: &str, description: &str) -> CloudResult<FloatingIp>;
+    /// Attach an allocated floating IP to a server: to the server's port through Neutron
+    /// where there is a network service, else with Nova's `addFloatingIp`.
+    fn attach_floating_ip(&self, ip: &FloatingIp, server_id: &str) -> CloudResult<()>;
     fn delete_floating_ip(&self, id: &str) -> CloudResult<()>;
 }
 
@@ -270,27 +290,6 @@ pub fn connect(
 pub fn managed_keypair_name(installation: &str, image: &crate::model::ImageName) -> String {
     let short = installation.get(..8).unwrap_or(installation);
     format!("nodepool-{short}-{image}")
-}
-
-/// Delete the floating IPs holding any of `addresses` (a deleted node's recorded addresses:
-/// Neutron names the port, not the server, an IP is attached to). Failures are logged; the
-/// server deletion goes on.
-pub fn release_floating_ips(cloud: &dyn Cloud, addresses: &[String]) {
-    if addresses.is_empty() {
-        return;
-    }
-    let ips = match cloud.list_floating_ips() {
-        Ok(ips) => ips,
-        Err(error) => {
-            log::warn!("listing floating IPs: {error}");
-            return;
-        }
-    };
-    for ip in ips.iter().filter(|ip| addresses.contains(&ip.ip)) {
-        if let Err(error) = cloud.delete_floating_ip(&ip.id) {
-            log::warn!("deleting floating IP {}: {error}", ip.ip);
-        }
-    }
 }
 
 /// The network ids a server is created on: `net-id` as it is, `net-label` and `name`

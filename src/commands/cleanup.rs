@@ -1,9 +1,10 @@
 //! `nodepool cleanup`: one round that only removes things — nodes stuck building or used
 //! for over 8 hours, servers of nodes marked for deletion, rows whose servers are gone,
 //! leaked servers (seen twice, past the grace period, confirmed by a GET) — and the
-//! keypairs nodepool made for images that are no longer configured, and, on providers with
-//! `clean-floating-ips: true` (as in 2015), floating IPs attached to no server (an attach
-//! interrupted between allocation and association leaves one).
+//! keypairs nodepool made for images that are no longer configured, and the unattached
+//! floating IPs nodepool allocated that no row records (a run killed between allocating and
+//! recording one leaves one); on providers with `clean-floating-ips: true` (as in 2015), every
+//! unattached floating IP.
 
 use std::time::Duration;
 
@@ -23,7 +24,9 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
     let providers = select_providers(ctx, None)?;
     let connected = connect(ctx, &providers)?;
     let mut summary = rounds(ctx, &connected, Mode::Cleanup, Duration::ZERO)?;
-    let installation = pass::installation(ctx.open_db()?.conn())?;
+    let db = ctx.open_db()?;
+    let installation = pass::installation(db.conn())?;
+    let recorded = crate::state::nodes::all_floating_ip_ids(db.conn())?;
     let prefix = crate::cloud::managed_keypair_name(&installation, &"".into());
     let mut deleted = 0;
     let mut floating_ips = 0;
@@ -43,14 +46,20 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
             log::info!("{name}: deleted keypair {}", keypair.name);
             deleted += 1;
         }
-        if provider.clean_floating_ips {
-            for ip in cloud.list_floating_ips()? {
-                if ip.server_id.is_none() {
-                    cloud.delete_floating_ip(&ip.id)?;
-                    log::info!("{name}: deleted unattached floating IP {}", ip.ip);
-                    floating_ips += 1;
-                }
+        // Unattached floating IPs nodepool allocated (its description) that no row records
+        // (a run was killed between allocating and recording one); with clean-floating-ips,
+        // as in 2015, every unattached one. One a building node records is being attached.
+        for ip in cloud.list_floating_ips()? {
+            let ours = crate::cloud::is_our_floating_ip(&ip, &installation);
+            if ip.server_id.is_some()
+                || recorded.contains(&ip.id)
+                || !(ours || provider.clean_floating_ips)
+            {
+                continue;
             }
+            cloud.delete_floating_ip(&ip.id)?;
+            log::info!("{name}: deleted unattached floating IP {}", ip.ip);
+            floating_ips += 1;
         }
         Ok(())
     };

@@ -5,7 +5,7 @@ use anyhow::{anyhow, Result};
 use rusqlite::Connection;
 
 use super::CloudWorker;
-use crate::cloud::{self, meta, Cloud, Server};
+use crate::cloud::{meta, Cloud, Server};
 use crate::config::Provider;
 use crate::failpoint;
 use crate::model::{LaunchPhase, Member, NodeId, NodeState};
@@ -110,8 +110,15 @@ pub fn delete_node_servers(
     server_ids: &[String],
     now: i64,
 ) -> Result<()> {
-    if provider.pool.is_some() {
-        cloud::release_floating_ips(cloud, &nodes::addresses(conn, node)?);
+    // The floating IPs nodepool allocated for the set, by their recorded ids: an address
+    // may since have been handed to another server.
+    for id in nodes::floating_ip_ids(conn, node)? {
+        if let Err(error) = cloud.delete_floating_ip(&id) {
+            log::warn!(
+                "{}: releasing floating IP {id} of node {node}: {error}",
+                provider.name
+            );
+        }
     }
     let mut first_error = None;
     for server_id in server_ids {

@@ -261,22 +261,67 @@ impl<C: Cloud> CloudWorker<'_, C> {
         }
     }
 
-    /// Give a server without a public address a floating IP, and record the address.
-    pub(super) fn attach(&mut self, member: Member, server_id: &str, pool: &str) -> Result<()> {
-        let attached = self.cloud.attach_floating_ip(server_id, pool)?;
+    /// Give a server without a public address a floating IP, and record the address: the
+    /// intent first, then the allocation (marked with this installation's description), its
+    /// id recorded at once, then the attach. An attach that fails releases the IP at once and
+    /// counts as a launch failure; an IP recorded by a run killed before its attach is
+    /// attached now (`recorded`).
+    pub(super) fn attach(
+        &mut self,
+        action: &Action,
+        member: Member,
+        server_id: &str,
+        pool: &str,
+        recorded: Option<&str>,
+    ) -> Result<()> {
+        let (conn, now) = (self.work.conn, self.work.now);
+        let ip = match recorded {
+            Some(id) => self
+                .cloud
+                .list_floating_ips()?
+                .into_iter()
+                .find(|ip| ip.id == id)
+                .with_context(|| format!("floating IP {id} of {member} is gone"))?,
+            None => {
+                if !nodes::begin_floating_ip(conn, member, now)? {
+                    return Ok(()); // held or deleted meanwhile
+                }
+                let description =
+                    cloud::floating_ip_description(self.work.runner.installation, member);
+                let ip = self.cloud.allocate_floating_ip(pool, &description)?;
+                let step = Progress {
+                    floating_ip_id: Some(&ip.id),
+                    ..Progress::default()
+                };
+                nodes::progress(conn, member, NodeState::Building, &step, now)?;
+                failpoint::hit("after-floating-ip-allocate");
+                ip
+            }
+        };
+        if let Err(error) = self.cloud.attach_floating_ip(&ip, server_id) {
+            if let Err(release) = self.cloud.delete_floating_ip(&ip.id) {
+                log::warn!(
+                    "{}: releasing floating IP {}: {release}",
+                    self.provider.name,
+                    ip.ip
+                );
+            } else {
+                nodes::clear_floating_ip(conn, member)?;
+            }
+            self.work.tally.failed += 1;
+            let why = format!("attaching floating IP {} to {member}: {error}", ip.ip);
+            if let Some(label) = &action.label {
+                pass::record_failure(conn, &self.provider.name, label, &why, now)?;
+            }
+            return Err(anyhow!(why));
+        }
         failpoint::hit("after-floating-ip");
         let step = Progress {
             phase: Some(LaunchPhase::FloatingIp),
-            ip: Some(&attached.ip),
+            ip: Some(&ip.ip),
             ..Progress::default()
         };
-        nodes::progress(
-            self.work.conn,
-            member,
-            NodeState::Building,
-            &step,
-            self.work.now,
-        )?;
+        nodes::progress(conn, member, NodeState::Building, &step, now)?;
         self.work.tally.progressed = true;
         Ok(())
     }

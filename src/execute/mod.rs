@@ -184,7 +184,8 @@ impl<C: Cloud> CloudWorker<'_, C> {
                 member,
                 server_id,
                 pool,
-            } => self.attach(*member, server_id, pool),
+                floating_ip_id,
+            } => self.attach(action, *member, server_id, pool, floating_ip_id.as_deref()),
             CloudStep::Delete {
                 node,
                 from,

@@ -414,7 +414,7 @@ fn a_server_without_a_public_address_gets_a_floating_ip() {
 }
 
 #[test]
-fn an_attach_that_fails_after_the_allocation_leaves_the_node_building_and_says_why() {
+fn an_attach_that_fails_releases_its_floating_ip_at_once_and_counts_a_failure() {
     let h =
         Harness::with(|c| *c = c.replace("max-servers: 10", "max-servers: 10\n    pool: public"));
     h.cloud().add_network("public", true);
@@ -423,17 +423,32 @@ fn an_attach_that_fails_after_the_allocation_leaves_the_node_building_and_says_w
     h.cloud().activate_all();
     let refused = CloudError::new(ErrorKind::Api { status: 409 }, "port has no fixed IP");
     h.cloud()
-        .script(Op::AttachFloatingIp, Fault::FailAfterAllocate(refused));
+        .script(Op::AttachFloatingIp, Fault::Error(refused));
     let (_, tally) = h.round();
-    assert_eq!(tally.errors.len(), 1, "{tally:?}");
+    assert_eq!((tally.errors.len(), tally.failed), (1, 1), "{tally:?}");
     assert!(
         tally.errors[0].contains("port has no fixed IP"),
         "{tally:?}"
     );
+    assert!(h.cloud().floating_ips().is_empty(), "released at once");
     let after = &h.nodes()[0];
+    assert_eq!((after.id, after.state), (node.id, NodeState::Building));
     assert_eq!(
-        (after.id, after.state, after.ip.clone()),
-        (node.id, NodeState::Building, None)
+        (after.ip.clone(), after.floating_ip_id.clone()),
+        (None, None)
+    );
+    assert_eq!(pass::cooldowns(h.db.conn()).unwrap()[0].failures, 1);
+    // The next round tries again, and a node that gets one releases it with itself.
+    let (_, tally) = h.round();
+    assert!(tally.errors.is_empty(), "{tally:?}");
+    let fip = h.cloud().floating_ips().pop().expect("attached this time");
+    let recorded = h.nodes()[0].floating_ip_id.clone();
+    assert_eq!(recorded.as_deref(), Some(fip.id.as_str()));
+    let node = h.nodes().pop().unwrap();
+    h.execute(vec![delete(&node, NodeState::Building, false)]);
+    assert!(
+        h.cloud().floating_ips().is_empty(),
+        "released by its recorded id"
     );
 }
 

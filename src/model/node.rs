@@ -227,6 +227,8 @@ pub struct Node {
     pub owner: Option<String>,
     /// When `launch_phase` last changed.
     pub phase_time: Option<i64>,
+    /// The floating IP nodepool allocated for it, once allocated.
+    pub floating_ip_id: Option<String>,
 }
 
 impl Node {
@@ -251,6 +253,8 @@ pub struct Subnode {
     pub launch_phase: Option<LaunchPhase>,
     pub phase_time: Option<i64>,
     pub last_error: Option<String>,
+    /// The floating IP nodepool allocated for it, once allocated.
+    pub floating_ip_id: Option<String>,
 }
 
 impl Subnode {

@@ -109,6 +109,8 @@ struct MemberView<'a> {
     phase_since: i64,
     external_id: Option<&'a str>,
     ip: Option<&'a str>,
+    /// The floating IP allocated for it, once allocated.
+    floating_ip_id: Option<&'a str>,
     server: Option<&'a Server>,
     /// A server carrying this member's id that the row never recorded.
     unrecorded: Option<&'a Server>,
@@ -238,6 +240,7 @@ impl<'a> NodeWalk<'a, '_> {
             phase_since: node.phase_since(),
             external_id: node.external_id.as_deref(),
             ip: node.ip.as_deref(),
+            floating_ip_id: node.floating_ip_id.as_deref(),
             server: index.live(node.external_id.as_deref()),
             unrecorded: index.by_node.get(&node.id).and_then(|list| {
                 list.iter()
@@ -251,6 +254,7 @@ impl<'a> NodeWalk<'a, '_> {
             phase_since: sub.phase_since(),
             external_id: sub.external_id.as_deref(),
             ip: sub.ip.as_deref(),
+            floating_ip_id: sub.floating_ip_id.as_deref(),
             server: index.live(sub.external_id.as_deref()),
             unrecorded: index
                 .by_subnode
@@ -445,7 +449,7 @@ impl<'a> NodeWalk<'a, '_> {
                 }),
                 "server is ACTIVE: waiting for SSH".into(),
             ),
-            phase => self.address(provider, member, server, phase, in_phase),
+            _ => self.address(provider, view, server, in_phase),
         }
     }
 
@@ -454,11 +458,11 @@ impl<'a> NodeWalk<'a, '_> {
     fn address(
         &self,
         provider: &Provider,
-        member: Member,
+        view: &MemberView<'_>,
         server: &Server,
-        phase: LaunchPhase,
         in_phase: i64,
     ) -> Next {
+        let member = view.member;
         let public = if provider.ipv6_preferred {
             server.public_v6.clone().or(server.public_v4.clone())
         } else {
@@ -483,13 +487,25 @@ impl<'a> NodeWalk<'a, '_> {
         let boot_timeout = provider.boot_timeout.as_secs() as i64;
         match (public, &provider.pool) {
             (Some(ip), _) => record(ip, "a public"),
-            (None, Some(pool)) if phase == LaunchPhase::FloatingIp => {
+            (None, Some(pool)) if view.phase == Some(LaunchPhase::FloatingIp) => {
                 if in_phase > boot_timeout {
                     Next::Fail(format!(
                         "no floating IP from pool `{pool}` within {boot_timeout} s"
                     ))
+                } else if view.ip.is_none() {
+                    // The attach did not happen: it failed (its IP was released) or the run
+                    // was killed before it (the IP, if allocated, is recorded): again.
+                    Next::Act(
+                        Step::Cloud(CloudStep::AttachFloatingIp {
+                            member,
+                            server_id: server.id.clone(),
+                            pool: pool.clone(),
+                            floating_ip_id: view.floating_ip_id.map(str::to_string),
+                        }),
+                        "a floating IP was asked for but not attached".into(),
+                    )
                 } else {
-                    Next::Wait
+                    Next::Wait // attached: the listing shows it soon
                 }
             }
             (None, Some(pool)) => Next::Act(
@@ -497,6 +513,7 @@ impl<'a> NodeWalk<'a, '_> {
                     member,
                     server_id: server.id.clone(),
                     pool: pool.clone(),
+                    floating_ip_id: None,
                 }),
                 "server is ACTIVE without a public address".into(),
             ),

@@ -79,12 +79,14 @@ pub enum CloudStep {
     },
     /// Insert one more subnode of a building primary, then create its server.
     LaunchSubnode { node: NodeId },
-    /// Give a server without a public address a floating IP from `pool`.
+    /// Give a server without a public address a floating IP from `pool`: a new one, or the
+    /// one already allocated and recorded for it (a run was killed before attaching it).
     AttachFloatingIp {
         #[serde(flatten)]
         member: Member,
         server_id: String,
         pool: String,
+        floating_ip_id: Option<String>,
     },
     /// Move the node to `delete` (when it is not there yet) and delete its servers.
     Delete {

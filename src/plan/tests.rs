@@ -247,6 +247,7 @@ fn node(id: i64, state: NodeState) -> Node {
         image_external_id: Some(IMAGE_ID.into()),
         owner: None,
         phase_time: Some(NOW - 60),
+        floating_ip_id: None,
     }
 }
 
@@ -275,6 +276,7 @@ fn subnode(id: i64, node_id: i64, phase: &str) -> Subnode {
         launch_phase: Some(phase_of(phase)),
         phase_time: Some(NOW - 10),
         last_error: None,
+        floating_ip_id: None,
     }
 }
 
@@ -1156,6 +1158,7 @@ fn building_nodes_take_one_step_per_round() {
                 member: member(1, None),
                 server_id: "srv-1".into(),
                 pool: "public".into(),
+                floating_ip_id: None,
             })],
         },
         Case {
@@ -1166,6 +1169,24 @@ fn building_nodes_take_one_step_per_round() {
                 ServerStatus::Active,
             )],
             expect: vec![],
+        },
+        Case {
+            name: "floating IP allocated and recorded, the run killed before the attach: attach it",
+            node: Node {
+                ip: None,
+                floating_ip_id: Some("fip-7".into()),
+                ..on_p2(building(1, "floating-ip"))
+            },
+            servers: vec![private_only(
+                server_on("p2", "srv-1", 1),
+                ServerStatus::Active,
+            )],
+            expect: vec![Step::Cloud(CloudStep::AttachFloatingIp {
+                member: member(1, None),
+                server_id: "srv-1".into(),
+                pool: "public".into(),
+                floating_ip_id: Some("fip-7".into()),
+            })],
         },
         Case {
             name: "no floating IP within boot-timeout: fail",

@@ -144,4 +144,11 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE cooldown DROP COLUMN until;
     DELETE FROM allocation;
     "#,
+    // 4: floating IPs by id. The intent (launch phase floating-ip) is written before the
+    // allocation and the IP's id right after it, so an IP is released by its id, never
+    // looked up by address (an address can be handed to another server).
+    r#"
+    ALTER TABLE node ADD COLUMN floating_ip_id TEXT;
+    ALTER TABLE subnode ADD COLUMN floating_ip_id TEXT;
+    "#,
 ];

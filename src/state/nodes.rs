@@ -27,7 +27,8 @@ pub struct NewNode {
 
 const COLUMNS: &str = "id, provider_name, label_name, target_name, manager_name, hostname, \
     nodename, external_id, az, ip, ip_private, state, state_time, comment, launch_phase, \
-    launch_time, last_error, snapshot_image_id, image_external_id, owner, phase_time";
+    launch_time, last_error, snapshot_image_id, image_external_id, owner, phase_time, \
+    floating_ip_id";
 
 fn from_row(row: &Row<'_>, names: &mut Names) -> rusqlite::Result<Node> {
     Ok(Node {
@@ -52,6 +53,7 @@ fn from_row(row: &Row<'_>, names: &mut Names) -> rusqlite::Result<Node> {
         image_external_id: row.get(18)?,
         owner: row.get(19)?,
         phase_time: row.get(20)?,
+        floating_ip_id: row.get(21)?,
     })
 }
 
@@ -163,6 +165,7 @@ pub struct Progress<'a> {
     pub ip_private: Option<&'a str>,
     pub host_keys: Option<&'a str>,
     pub last_error: Option<&'a str>,
+    pub floating_ip_id: Option<&'a str>,
 }
 
 /// Record launch progress on a member still in `state` (compare-and-set: a node held or
@@ -182,7 +185,8 @@ pub fn progress(
                phase_time = CASE WHEN ?1 IS NULL THEN phase_time ELSE ?2 END, \
                external_id = COALESCE(?3, external_id), \
                ip = COALESCE(?4, ip), ip_private = COALESCE(?5, ip_private), \
-               host_keys = COALESCE(?6, host_keys), last_error = COALESCE(?7, last_error) \
+               host_keys = COALESCE(?6, host_keys), last_error = COALESCE(?7, last_error), \
+               floating_ip_id = COALESCE(?10, floating_ip_id) \
              WHERE id = ?8 AND state = ?9"
         ))?
         .execute(params![
@@ -195,9 +199,62 @@ pub fn progress(
             step.last_error,
             id,
             state,
+            step.floating_ip_id,
         ])
         .with_context(|| format!("updating {member}"))?;
     Ok(changed == 1)
+}
+
+/// The intent before a floating IP is allocated for a building member: its phase says an IP
+/// may exist for it. The phase's time is kept when it is there already, so retries do not
+/// push boot-timeout back.
+pub fn begin_floating_ip(conn: &Connection, member: Member, now: i64) -> Result<bool> {
+    let (table, id) = table_of(member);
+    let changed = conn
+        .execute(
+            &format!(
+                "UPDATE {table} SET launch_phase = 'floating-ip', \
+                 phase_time = CASE WHEN launch_phase = 'floating-ip' THEN phase_time ELSE ?1 END \
+                 WHERE id = ?2 AND state = 'building'"
+            ),
+            params![now, id],
+        )
+        .with_context(|| format!("recording the floating IP intent of {member}"))?;
+    Ok(changed == 1)
+}
+
+/// Forget a member's floating IP (released after a failed attach).
+pub fn clear_floating_ip(conn: &Connection, member: Member) -> Result<()> {
+    let (table, id) = table_of(member);
+    conn.execute(
+        &format!("UPDATE {table} SET floating_ip_id = NULL WHERE id = ?1"),
+        [id],
+    )
+    .with_context(|| format!("forgetting the floating IP of {member}"))?;
+    Ok(())
+}
+
+/// The floating IPs recorded for a node and its subnodes.
+pub fn floating_ip_ids(conn: &Connection, id: NodeId) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT floating_ip_id FROM node WHERE id = ?1 AND floating_ip_id IS NOT NULL \
+         UNION ALL SELECT floating_ip_id FROM subnode \
+         WHERE node_id = ?1 AND floating_ip_id IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([id], |row| row.get(0))?;
+    rows.collect::<rusqlite::Result<_>>()
+        .with_context(|| format!("reading the floating IPs of node {id}"))
+}
+
+/// Every floating IP any row records (a building node's may be being attached).
+pub fn all_floating_ip_ids(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT floating_ip_id FROM node WHERE floating_ip_id IS NOT NULL \
+         UNION ALL SELECT floating_ip_id FROM subnode WHERE floating_ip_id IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |row| row.get(0))?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context("reading recorded floating IPs")
 }
 
 /// Record the server a create call made for a member whatever its state: a node held or
@@ -275,17 +332,6 @@ pub fn mark_ready(conn: &Connection, node: &Node, now: i64) -> Result<bool> {
         Ok(true)
     })
     .with_context(|| format!("marking node {} ready", node.id))
-}
-
-/// The addresses recorded for a node and its subnodes.
-pub fn addresses(conn: &Connection, id: NodeId) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT ip FROM node WHERE id = ?1 AND ip IS NOT NULL \
-         UNION ALL SELECT ip FROM subnode WHERE node_id = ?1 AND ip IS NOT NULL",
-    )?;
-    let rows = stmt.query_map([id], |row| row.get(0))?;
-    rows.collect::<rusqlite::Result<_>>()
-        .with_context(|| format!("reading the addresses of node {id}"))
 }
 
 /// Remove a node row (and its subnodes) if it is still in `state`; true when removed.

@@ -8,7 +8,7 @@ use crate::model::node::Subnode;
 use crate::model::{NodeId, SubnodeId};
 
 const COLUMNS: &str = "id, node_id, hostname, external_id, ip, ip_private, state, state_time, \
-    launch_phase, phase_time, last_error";
+    launch_phase, phase_time, last_error, floating_ip_id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Subnode> {
     Ok(Subnode {
@@ -23,6 +23,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Subnode> {
         launch_phase: row.get(8)?,
         phase_time: row.get(9)?,
         last_error: row.get(10)?,
+        floating_ip_id: row.get(11)?,
     })
 }
 

@@ -390,9 +390,21 @@ fn network_labels_resolve_to_ids_and_floating_ips_attach() {
 
     let server =
         support::create_server(&cloud, "needs-a-floating-ip", &[("nodepool_node_id", "1")]);
-    let ip = cloud.attach_floating_ip(&server, &public.name).unwrap();
-    assert_eq!(ip.server_id.as_deref(), Some(server.as_str()));
-    assert_eq!(cloud.list_floating_ips().unwrap().len(), 1);
+    let ip = cloud
+        .allocate_floating_ip(&public.name, "nodepool test node 1")
+        .unwrap();
+    assert_eq!(ip.server_id, None);
+    assert_eq!(ip.description.as_deref(), Some("nodepool test node 1"));
+    cloud.attach_floating_ip(&ip, &server).unwrap();
+    let listed = cloud.list_floating_ips().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].server_id.is_some(),
+        "attached to the server's port"
+    );
+    let calls = sim.calls();
+    assert_eq!(calls.route("GET /network/ports"), 1, "{calls:?}");
+    assert_eq!(calls.route("PUT /network/floatingips/{id}"), 1, "{calls:?}");
     cloud.delete_floating_ip(&ip.id).unwrap();
     assert!(cloud.list_floating_ips().unwrap().is_empty());
 }

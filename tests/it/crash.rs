@@ -91,7 +91,9 @@ fn scenarios(point: &str, shape: Shape) -> (Flow, Vec<u32>) {
         }
         "after-record" => (Flow::Fill, vec![if plain { 1 } else { 3 }]),
         // One hit per member, in parallel: a later one when there are subnodes.
-        "after-floating-ip" => (Flow::Floating, vec![if plain { 1 } else { 3 }]),
+        "after-floating-ip" | "after-floating-ip-allocate" => {
+            (Flow::Floating, vec![if plain { 1 } else { 3 }])
+        }
         "after-keyscan" => (Flow::Fill, vec![if plain { 1 } else { 3 }]),
         // One hit per set, after its bootstrap.
         "mid-ssh" => (Flow::Fill, vec![if plain { 1 } else { 2 }]),
@@ -136,6 +138,7 @@ point_tests! {
     after_intent => "after-intent",
     after_create => "after-create",
     after_record => "after-record",
+    after_floating_ip_allocate => "after-floating-ip-allocate",
     after_floating_ip => "after-floating-ip",
     after_keyscan => "after-keyscan",
     mid_ssh => "mid-ssh",
@@ -790,6 +793,19 @@ targets:
                     && !rows.servers.is_empty()
                     && (!want_subnode || !rows.subnodes.is_empty())
             }
+            // Allocated and recorded, not attached: the next run attaches that one.
+            "after-floating-ip-allocate" => rows.dump.floating_ips.iter().any(|fip| {
+                let id = Some(fip.id.clone());
+                fip.instance_id.is_none()
+                    && (rows
+                        .nodes
+                        .iter()
+                        .any(|n| n.floating_ip_id == id && n.ip.is_none())
+                        || rows
+                            .subnodes
+                            .iter()
+                            .any(|s| s.floating_ip_id == id && s.ip.is_none()))
+            }),
             "after-floating-ip" => rows.dump.floating_ips.iter().any(|fip| {
                 let ip = Some(fip.ip.clone());
                 fip.instance_id.is_some()

@@ -679,34 +679,42 @@ fn a_second_reconcile_while_one_runs_exits_75_naming_the_holder() {
 }
 
 #[test]
-fn cleanup_deletes_unattached_floating_ips_where_clean_floating_ips_is_set() {
+fn cleanup_deletes_only_the_unattached_floating_ips_nodepool_allocated_unless_asked_for_all() {
     let pool = Pool::start(small(0));
+    pool.reconcile(1, &[]); // creates the database, and so the installation id
+    let installation = nodepool::state::pass::installation(pool.db().conn()).unwrap();
     let cloud = pool.client();
-    let servers = ["fip-a", "fip-b"].map(|name| support::create_server(&cloud, name, &[]));
-    for server in &servers {
-        cloud.attach_floating_ip(server, "public").unwrap();
-    }
-    // An attach interrupted after allocation leaves an IP on no server; here the server goes.
-    cloud.delete_server(&servers[0]).unwrap();
-    let unattached = || {
-        cloud
-            .list_floating_ips()
-            .unwrap()
-            .into_iter()
-            .filter(|ip| ip.server_id.is_none())
-            .count()
+    let server = support::create_server(&cloud, "fip-a", &[]);
+    let ours = |n: i64| {
+        let member = nodepool::model::Member::primary(nodepool::model::NodeId(n));
+        nodepool::cloud::floating_ip_description(&installation, member)
     };
-    assert_eq!(
-        unattached(),
-        1,
-        "the simulator should detach a deleted server's IP"
+    // Attached, ours: kept. Unattached, ours (a run killed before recording it): deleted.
+    let attached = cloud.allocate_floating_ip("public", &ours(1)).unwrap();
+    cloud.attach_floating_ip(&attached, &server).unwrap();
+    let leaked = cloud.allocate_floating_ip("public", &ours(2)).unwrap();
+    // Unattached, someone else's (another installation, or a person): kept by default.
+    let other = format!(
+        "nodepool 0123456789abcdef {}",
+        nodepool::model::Member::primary(nodepool::model::NodeId(2))
     );
+    let theirs = cloud.allocate_floating_ip("public", &other).unwrap();
+    let persons = cloud.allocate_floating_ip("public", "my bastion").unwrap();
 
-    // Without clean-floating-ips (the default) cleanup leaves them alone.
     let report = json(&pool, &["cleanup"]);
-    assert_eq!(report["floating_ips_deleted"], 0, "{report:#}");
-    assert_eq!(cloud.list_floating_ips().unwrap().len(), 2);
+    assert_eq!(report["floating_ips_deleted"], 1, "{report:#}");
+    let left: BTreeSet<String> = cloud
+        .list_floating_ips()
+        .unwrap()
+        .into_iter()
+        .map(|ip| ip.id)
+        .collect();
+    assert!(!left.contains(&leaked.id), "{left:?}");
+    for kept in [&attached, &theirs, &persons] {
+        assert!(left.contains(&kept.id), "{left:?}");
+    }
 
+    // clean-floating-ips: every unattached one, as in 2015; the attached one stays.
     let text = std::fs::read_to_string(&pool.config).unwrap();
     let text = text.replacen(
         "    max-servers:",
@@ -715,13 +723,10 @@ fn cleanup_deletes_unattached_floating_ips_where_clean_floating_ips_is_set() {
     );
     std::fs::write(&pool.config, text).unwrap();
     let report = json(&pool, &["cleanup"]);
-    assert_eq!(report["floating_ips_deleted"], 1, "{report:#}");
+    assert_eq!(report["floating_ips_deleted"], 2, "{report:#}");
     let left = cloud.list_floating_ips().unwrap();
     assert_eq!(left.len(), 1);
-    assert!(
-        left[0].server_id.is_some(),
-        "the attached IP was kept: {left:?}"
-    );
+    assert_eq!(left[0].id, attached.id);
 }
 
 /// Nodes on a cloud that gives only private addresses get floating IPs from `pool`; the IPs

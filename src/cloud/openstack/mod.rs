@@ -272,8 +272,12 @@ impl crate::cloud::Cloud for OpenStack {
     fn list_floating_ips(&self) -> CloudResult<Vec<FloatingIp>> {
         network::list_floating_ips(self)
     }
-    fn attach_floating_ip(&self, server_id: &str, pool: &str) -> CloudResult<FloatingIp> {
-        network::attach_floating_ip(self, server_id, pool)
+    fn allocate_floating_ip(&self, pool: &str, description: &str) -> CloudResult<FloatingIp> {
+        network::allocate_floating_ip(self, pool, description)
+    }
+
+    fn attach_floating_ip(&self, ip: &FloatingIp, server_id: &str) -> CloudResult<()> {
+        network::attach_floating_ip(self, ip, server_id)
     }
     fn delete_floating_ip(&self, id: &str) -> CloudResult<()> {
         network::delete_floating_ip(self, id)

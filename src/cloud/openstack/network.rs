@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::http::Body;
 use super::OpenStack;
-use crate::cloud::{CloudResult, FloatingIp, Network};
+use crate::cloud::{CloudError, CloudResult, ErrorKind, FloatingIp, Network};
 
 pub(super) fn list_networks(os: &OpenStack) -> CloudResult<Vec<Network>> {
     let Some(neutron) = &os.endpoints.network else {
@@ -79,17 +79,21 @@ fn parse_ip(value: &Value, address: &str, attached: &str) -> Option<FloatingIp> 
             .get(attached)
             .and_then(Value::as_str)
             .map(str::to_string),
+        description: value
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
-/// Allocate from `pool` and attach through Nova's `addFloatingIp` action, which both Nova
-/// networking and Neutron-backed clouds accept.
-pub(super) fn attach_floating_ip(
+/// Allocate from `pool`: a Neutron floating IP on the external network of that name (or id),
+/// with `description`; or, on a cloud without Neutron, one from Nova's pool.
+pub(super) fn allocate_floating_ip(
     os: &OpenStack,
-    server_id: &str,
     pool: &str,
+    description: &str,
 ) -> CloudResult<FloatingIp> {
-    let ip = match &os.endpoints.network {
+    match &os.endpoints.network {
         Some(neutron) => {
             let route = "POST network /v2.0/floatingips";
             let networks = list_networks(os)?;
@@ -97,9 +101,21 @@ pub(super) fn attach_floating_ip(
                 .iter()
                 .find(|n| n.name == pool || n.id == pool)
                 .ok_or_else(|| {
-                    os.malformed(route, &format!("no network named {pool} for floating IPs"))
+                    let have: Vec<&str> = networks.iter().map(|n| n.name.as_str()).collect();
+                    CloudError::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "{}: no network named `{pool}` to allocate floating IPs from; the \
+                             cloud has: {}",
+                            os.http.provider(),
+                            have.join(", ")
+                        ),
+                    )
                 })?;
-            let body = json!({"floatingip": {"floating_network_id": network.id}});
+            let body = json!({"floatingip": {
+                "floating_network_id": network.id,
+                "description": description,
+            }});
             let reply = os
                 .call(
                     "POST",
@@ -111,7 +127,7 @@ pub(super) fn attach_floating_ip(
             reply
                 .get("floatingip")
                 .and_then(|ip| parse_ip(ip, "floating_ip_address", "port_id"))
-                .ok_or_else(|| os.malformed(route, "no floatingip"))?
+                .ok_or_else(|| os.malformed(route, "no floatingip"))
         }
         None => {
             let route = "POST compute /os-floating-ips";
@@ -127,21 +143,51 @@ pub(super) fn attach_floating_ip(
             reply
                 .get("floating_ip")
                 .and_then(|ip| parse_ip(ip, "ip", "instance_id"))
-                .ok_or_else(|| os.malformed(route, "no floating_ip"))?
+                .ok_or_else(|| os.malformed(route, "no floating_ip"))
         }
+    }
+}
+
+/// Attach `ip` to the server: through Neutron, to the server's port (`ports?device_id=`),
+/// as current clouds require (Nova's `addFloatingIp` is gone from microversion 2.44); only a
+/// cloud without a network service gets Nova's action.
+pub(super) fn attach_floating_ip(
+    os: &OpenStack,
+    ip: &FloatingIp,
+    server_id: &str,
+) -> CloudResult<()> {
+    let Some(neutron) = &os.endpoints.network else {
+        let body = json!({"addFloatingIp": {"address": ip.ip}});
+        let url = format!("{}/servers/{server_id}/action", os.endpoints.compute);
+        let route = "POST compute /servers/{id}/action addFloatingIp";
+        return os.call("POST", &url, route, Body::Json(&body)).map(|_| ());
     };
-    let body = json!({"addFloatingIp": {"address": ip.ip}});
-    let url = format!("{}/servers/{server_id}/action", os.endpoints.compute);
+    let route = "GET network /v2.0/ports";
+    let document = os.get_json(&format!("{neutron}/ports?device_id={server_id}"), route)?;
+    let port = document
+        .get("ports")
+        .and_then(Value::as_array)
+        .ok_or_else(|| os.malformed(route, "no `ports`"))?
+        .iter()
+        .find_map(|port| port.get("id").and_then(Value::as_str))
+        .ok_or_else(|| {
+            CloudError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{}: {route}: server {server_id} has no port to attach a floating IP to",
+                    os.http.provider()
+                ),
+            )
+        })?
+        .to_string();
+    let body = json!({"floatingip": {"port_id": port}});
     os.call(
-        "POST",
-        &url,
-        "POST compute /servers/{id}/action addFloatingIp",
+        "PUT",
+        &format!("{neutron}/floatingips/{}", ip.id),
+        "PUT network /v2.0/floatingips/{id}",
         Body::Json(&body),
-    )?;
-    Ok(FloatingIp {
-        server_id: Some(server_id.to_string()),
-        ..ip
-    })
+    )
+    .map(|_| ())
 }
 
 pub(super) fn delete_floating_ip(os: &OpenStack, id: &str) -> CloudResult<()> {
