@@ -6,12 +6,16 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = nodepool::cli::Cli::parse();
     nodepool::logging::init(cli.debug);
-    match nodepool::run(&cli) {
+    nodepool::interrupt::install();
+    let exit = match nodepool::run(&cli) {
         Ok(()) => nodepool::exit::Exit::Ok.into(),
         Err(error) => {
             let exit = nodepool::exit::Exit::of(&error);
             nodepool::exit::report(&error);
             exit.into()
         }
-    }
+    };
+    // A run stopped by SIGTERM/SIGINT has printed its summary: now it dies of that signal.
+    nodepool::interrupt::die_of_it();
+    exit
 }

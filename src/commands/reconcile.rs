@@ -14,6 +14,7 @@ use crate::cloud::openstack::OpenStack;
 use crate::config::Provider;
 use crate::execute::{LaunchCache, Runner, Tally};
 use crate::exit::Unreachable;
+use crate::interrupt;
 use crate::lock::{Lock, LockKind};
 use crate::model::ProviderName;
 use crate::observe::{self, CloudView};
@@ -77,6 +78,8 @@ pub(super) fn select_providers<'a>(
 #[derive(Debug, Serialize)]
 pub(super) struct Summary {
     pub rounds: u32,
+    /// The signal that stopped the run early (`SIGTERM`, `SIGINT`); null when it ran out.
+    pub interrupted: Option<&'static str>,
     #[serde(flatten)]
     pub tally: Tally,
     pub errors: usize,
@@ -116,8 +119,12 @@ impl Summary {
             Format::Json => output::json(self),
             Format::Table => {
                 let t = &self.tally;
+                let stopped = self
+                    .interrupted
+                    .map(|signal| format!(" (interrupted by {signal})"))
+                    .unwrap_or_default();
                 let mut line = format!(
-                    "{command}: {} round{}; launched {}, became ready {}, deleting {}, \
+                    "{command}{stopped}: {} round{}; launched {}, became ready {}, deleting {}, \
                      deleted {}, failed {}",
                     self.rounds,
                     if self.rounds == 1 { "" } else { "s" },
@@ -274,7 +281,7 @@ pub(super) fn rounds(
         });
         tally.add(done);
         let spent = started.elapsed();
-        if (plan.in_flight == 0 && !acted) || spent >= duration {
+        if (plan.in_flight == 0 && !acted) || spent >= duration || interrupt::requested() {
             break;
         }
         poll = if progressed {
@@ -282,10 +289,14 @@ pub(super) fn rounds(
         } else {
             (poll * 3 / 2).min(POLL_MAX)
         };
-        std::thread::sleep(poll.min(duration - spent));
+        interruptible_sleep(poll.min(duration - spent));
+        if interrupt::requested() {
+            break;
+        }
     }
     let summary = Summary {
         rounds,
+        interrupted: interrupt::received().map(interrupt::name),
         errors: tally.errors.len(),
         unreachable,
         tally,
@@ -297,6 +308,18 @@ pub(super) fn rounds(
     let json = serde_json::to_string(&summary).unwrap_or_default();
     pass::finish_run(db.conn(), journal, &json, crate::clock::now())?;
     Ok(summary)
+}
+
+/// Sleep between rounds, but wake within a tenth of a second of SIGTERM or SIGINT.
+fn interruptible_sleep(duration: Duration) {
+    let until = Instant::now() + duration;
+    while !interrupt::requested() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
 }
 
 /// With `--debug`, every action of every round, with its reason.

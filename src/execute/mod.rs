@@ -141,7 +141,7 @@ impl<C: Cloud> Runner<'_, C> {
             provider: settings,
         };
         for (action, step) in steps {
-            if Instant::now() >= self.deadline {
+            if Instant::now() >= self.deadline || crate::interrupt::requested() {
                 worker.work.tally.deferred += 1;
                 continue;
             }
@@ -163,6 +163,10 @@ impl<C: Cloud> Runner<'_, C> {
             tally: Tally::default(),
         };
         while let Some((action, step)) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
+            if crate::interrupt::requested() {
+                worker.tally.deferred += 1;
+                continue;
+            }
             let outcome = worker.ssh(step);
             worker.tally.outcome(action, outcome);
         }

@@ -130,12 +130,7 @@ impl Db {
     /// read-only monitoring user, with no run going, who cannot create -shm).
     pub fn open_read_only(path: &Path) -> Result<Db> {
         if !path.exists() {
-            let mut db = Db {
-                conn: Connection::open_in_memory()?,
-                path: path.to_path_buf(),
-            };
-            db.migrate()?;
-            return Ok(db);
+            return Db::empty(path);
         }
         let wal = {
             let mut name = path.as_os_str().to_owned();
@@ -164,6 +159,10 @@ impl Db {
             match db {
                 Ok(db) => {
                     let version = db.schema_version()?;
+                    if version == 0 {
+                        // Created this instant by a run that is migrating it: nothing yet.
+                        return Db::empty(path);
+                    }
                     if version != migrations::MIGRATIONS.len() {
                         bail!(
                             "database {} has schema version {version}, this nodepool uses {}; \
@@ -182,6 +181,16 @@ impl Db {
             path.display(),
             failures.join("; ")
         )
+    }
+
+    /// An empty database in memory, standing for `path` that holds nothing yet.
+    fn empty(path: &Path) -> Result<Db> {
+        let mut db = Db {
+            conn: Connection::open_in_memory()?,
+            path: path.to_path_buf(),
+        };
+        db.migrate()?;
+        Ok(db)
     }
 
     pub fn schema_version(&self) -> Result<usize> {

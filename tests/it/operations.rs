@@ -820,3 +820,73 @@ fn a_provider_with_a_wrong_password_makes_a_run_exit_69_naming_it_while_the_othe
     std::fs::write(&pool.config, text).unwrap();
     pool.reconcile(5, &[]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// SIGTERM and SIGINT.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sigterm_stops_a_run_with_its_summary_and_journal_row_then_dies_of_sigterm() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut options = small(1);
+    // The server stays in BUILD for a long time: the run polls for it.
+    options.knobs.boot_delay = Duration::from_secs(60);
+    let pool = Pool::start(options);
+    let run = Started(Some(
+        Command::new(support::BIN)
+            .arg("-c")
+            .arg(&pool.config)
+            .args(["reconcile", "--duration", "120"])
+            .env_remove("NODEPOOL_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start reconcile"),
+    ));
+    // Wait (bounded) until its server exists, so the run is polling.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pool.servers().is_empty() {
+        assert!(Instant::now() < deadline, "the run never launched");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let asked = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = run.wait();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop",
+        asked.elapsed()
+    );
+    assert_eq!(
+        out.status.signal(),
+        Some(15),
+        "dies of SIGTERM: {:?}",
+        out.status
+    );
+    assert!(
+        stdout(&out).contains("reconcile (interrupted by SIGTERM): "),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let (finished, summary): (Option<i64>, Option<String>) = pool
+        .db()
+        .conn()
+        .query_row(
+            "SELECT finished, summary FROM run ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(finished.is_some(), "the journal row is finished");
+    let summary: Value = serde_json::from_str(&summary.unwrap()).unwrap();
+    assert_eq!(summary["interrupted"], "SIGTERM", "{summary:#}");
+    assert_eq!(summary["launched"], 1, "{summary:#}");
+    // The node it launched is there for the next run.
+    assert_eq!(pool.nodes().len(), 1);
+}
