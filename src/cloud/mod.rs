@@ -282,6 +282,14 @@ pub fn connect(
         timeouts,
         retry: openstack::http::RetryPolicy::default(),
         rate: provider.rate,
+        public_networks: provider
+            .networks
+            .iter()
+            .filter_map(|n| match n {
+                crate::config::Network::Name { name, public: true } => Some(name.clone()),
+                _ => None,
+            })
+            .collect(),
     };
     openstack::OpenStack::connect(&settings, counter)
 }

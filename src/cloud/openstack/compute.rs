@@ -25,7 +25,8 @@ pub(super) fn list_servers(os: &OpenStack) -> CloudResult<Vec<Server>> {
             .servers
             .ok_or_else(|| os.malformed(route, "no `servers` list"))?;
         let empty = items.is_empty();
-        servers.extend(items.into_iter().filter_map(WireServer::into_server));
+        let public = &os.public_networks;
+        servers.extend(items.into_iter().filter_map(|s| s.into_server(public)));
         let next = page
             .servers_links
             .into_iter()
@@ -55,7 +56,7 @@ pub(super) fn get_server(os: &OpenStack, id: &str) -> CloudResult<Option<Server>
     let document: OneServer = reply.parse()?;
     document
         .server
-        .and_then(WireServer::into_server)
+        .and_then(|s| s.into_server(&os.public_networks))
         .map(Some)
         .ok_or_else(|| os.malformed(route, "no `server` with an id"))
 }
@@ -412,24 +413,49 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// The addresses nodepool uses, picked while `addresses` (`{network: [{addr,
-/// OS-EXT-IPS:type}, …]}`) is read: the first private IPv4 (RFC 1918 and not floating), the
-/// first other IPv4 and the first IPv6.
+/// What a server's `addresses` (`{network: [{addr, OS-EXT-IPS:type}, …]}`) offer, read in
+/// one pass: the first private IPv4 (RFC 1918, not floating), the first IPv6, and the IPv4
+/// candidates for the public address with the network each is on.
 #[derive(Default)]
 struct Addresses {
-    public_v4: Option<String>,
     public_v6: Option<String>,
     private_v4: Option<String>,
+    /// (network, address, floating), in reply order.
+    v4: Vec<(String, std::net::Ipv4Addr, bool)>,
 }
 
 impl Addresses {
-    fn add(&mut self, ip: IpAddr, floating: bool) {
-        let slot = match ip {
-            IpAddr::V4(v4) if !floating && is_private(v4) => &mut self.private_v4,
-            IpAddr::V4(_) => &mut self.public_v4,
-            IpAddr::V6(_) => &mut self.public_v6,
+    fn add(&mut self, network: &str, ip: IpAddr, floating: bool) {
+        match ip {
+            IpAddr::V4(v4) => {
+                if !floating && is_private(v4) && self.private_v4.is_none() {
+                    self.private_v4 = Some(v4.to_string());
+                }
+                self.v4.push((network.to_string(), v4, floating));
+            }
+            IpAddr::V6(_) => {
+                self.public_v6.get_or_insert_with(|| ip.to_string());
+            }
+        }
+    }
+
+    /// The public IPv4 as 2015 Nodepool chose it: the first on a network the configuration
+    /// marks `public: true`; else the first on the network named `public`; else a floating
+    /// one; else `accessIPv4`; else the first that is not RFC 1918 on `private`; else the
+    /// first that is not RFC 1918 on any other network.
+    fn public_v4(&self, public_networks: &[String], access: Option<String>) -> Option<String> {
+        let first = |wanted: &dyn Fn(&(String, std::net::Ipv4Addr, bool)) -> bool| {
+            self.v4
+                .iter()
+                .find(|a| wanted(a))
+                .map(|(_, ip, _)| ip.to_string())
         };
-        slot.get_or_insert_with(|| ip.to_string());
+        first(&|(net, _, _)| public_networks.contains(net))
+            .or_else(|| first(&|(net, _, _)| net == "public"))
+            .or_else(|| first(&|(_, _, floating)| *floating))
+            .or(access)
+            .or_else(|| first(&|(net, ip, _)| net == "private" && !is_private(*ip)))
+            .or_else(|| first(&|(_, ip, _)| !is_private(*ip)))
     }
 }
 
@@ -450,8 +476,12 @@ impl<'de> Deserialize<'de> for Addresses {
                 mut map: A,
             ) -> Result<Addresses, A::Error> {
                 let mut found = Addresses::default();
-                while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
-                    map.next_value_seed(Network(&mut found))?;
+                let mut network = String::new();
+                while map
+                    .next_key_seed(ReadStr(|k: &str| k.clone_into(&mut network)))?
+                    .is_some()
+                {
+                    map.next_value_seed(Network(&mut found, &network))?;
                 }
                 Ok(found)
             }
@@ -461,7 +491,7 @@ impl<'de> Deserialize<'de> for Addresses {
 }
 
 /// One network's list of addresses, added to the `Addresses` being built.
-struct Network<'a>(&'a mut Addresses);
+struct Network<'a>(&'a mut Addresses, &'a str);
 
 impl<'de> serde::de::DeserializeSeed<'de> for Network<'_> {
     type Value = ();
@@ -481,7 +511,7 @@ impl<'de> serde::de::Visitor<'de> for Network<'_> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(entry) = seq.next_element::<WireAddress>()? {
             if let Some(ip) = entry.addr {
-                self.0.add(ip, entry.floating);
+                self.0.add(self.1, ip, entry.floating);
             }
         }
         Ok(())
@@ -508,22 +538,15 @@ fn is_floating<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error>
 }
 
 impl WireServer {
-    /// None when the server has no id (nothing could be done with it).
-    fn into_server(self) -> Option<Server> {
-        let Addresses {
-            mut public_v4,
-            mut public_v6,
-            private_v4,
-        } = self.addresses;
-        // accessIPv4/6 name the public address when the addresses list does not.
-        for (access, slot) in [
-            (self.access_v4, &mut public_v4),
-            (self.access_v6, &mut public_v6),
-        ] {
-            if let Some(ip) = access.filter(|s| !s.is_empty()) {
-                slot.get_or_insert(ip);
-            }
-        }
+    /// None when the server has no id (nothing could be done with it). `public_networks`:
+    /// the provider's networks marked `public: true`, whose address comes first.
+    fn into_server(self, public_networks: &[String]) -> Option<Server> {
+        let access_v4 = self.access_v4.filter(|s| !s.is_empty());
+        let public_v4 = self.addresses.public_v4(public_networks, access_v4);
+        let public_v6 = self
+            .addresses
+            .public_v6
+            .or(self.access_v6.filter(|s| !s.is_empty()));
         Some(Server {
             id: self.id?,
             name: self.name.unwrap_or_default(),
@@ -531,7 +554,7 @@ impl WireServer {
             metadata: self.metadata,
             public_v4,
             public_v6,
-            private_v4,
+            private_v4: self.addresses.private_v4,
         })
     }
 }
@@ -551,7 +574,7 @@ mod tests {
     fn parse_server(value: &Value) -> Option<Server> {
         serde_json::from_str::<WireServer>(&value.to_string())
             .ok()?
-            .into_server()
+            .into_server(&[])
     }
 
     #[test]
@@ -579,6 +602,70 @@ mod tests {
         assert_eq!(keys, ["a", "b", "groups", "nodepool_node_id"]);
     }
 
+    /// The public IPv4 nodepool picks from `addresses` (networks in the order written).
+    fn public_of(
+        addresses: &str,
+        access: Option<&str>,
+        public_networks: &[&str],
+    ) -> Option<String> {
+        let access = access.map_or("null".to_string(), |a| format!("\"{a}\""));
+        let text = format!(r#"{{"id": "s1", "addresses": {addresses}, "accessIPv4": {access}}}"#);
+        let public: Vec<String> = public_networks.iter().map(|n| n.to_string()).collect();
+        serde_json::from_str::<WireServer>(&text)
+            .unwrap()
+            .into_server(&public)
+            .unwrap()
+            .public_v4
+    }
+
+    #[test]
+    fn the_public_address_is_chosen_as_2015_nodepool_did() {
+        // A tenant network in non-RFC 1918 space listed before `public`: `public` wins.
+        let tenant_first = r#"{"tenant": [{"addr": "100.200.0.5"}],
+                               "public": [{"addr": "203.0.113.9"}]}"#;
+        assert_eq!(
+            public_of(tenant_first, None, &[]).as_deref(),
+            Some("203.0.113.9")
+        );
+        // A network the configuration marks public comes before even `public`.
+        assert_eq!(
+            public_of(tenant_first, None, &["tenant"]).as_deref(),
+            Some("100.200.0.5")
+        );
+        // The network named `public` counts even in private space.
+        let private_public = r#"{"public": [{"addr": "10.1.0.4"}],
+                                 "private": [{"addr": "198.51.100.3"}]}"#;
+        assert_eq!(
+            public_of(private_public, None, &[]).as_deref(),
+            Some("10.1.0.4")
+        );
+        // Then a floating IP, then accessIPv4, then a non-RFC 1918 one on `private`, then on
+        // any other network.
+        let floating = r#"{"private": [{"addr": "198.51.100.3"},
+                                       {"addr": "192.0.2.7", "OS-EXT-IPS:type": "floating"}]}"#;
+        assert_eq!(public_of(floating, None, &[]).as_deref(), Some("192.0.2.7"));
+        let fixed_only = r#"{"other": [{"addr": "203.0.113.50"}],
+                             "private": [{"addr": "10.0.0.3"}, {"addr": "198.51.100.3"}]}"#;
+        assert_eq!(
+            public_of(fixed_only, Some("192.0.2.1"), &[]).as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(
+            public_of(fixed_only, None, &[]).as_deref(),
+            Some("198.51.100.3")
+        );
+        let elsewhere =
+            r#"{"private": [{"addr": "10.0.0.3"}], "other": [{"addr": "203.0.113.50"}]}"#;
+        assert_eq!(
+            public_of(elsewhere, None, &[]).as_deref(),
+            Some("203.0.113.50")
+        );
+        assert_eq!(
+            public_of(r#"{"private": [{"addr": "10.0.0.3"}]}"#, None, &[]),
+            None
+        );
+    }
+
     #[test]
     fn the_first_address_of_each_kind_wins_across_networks() {
         // As text: the order of the networks is the reply's, which `json!` would sort.
@@ -594,7 +681,7 @@ mod tests {
         }"#;
         let server = serde_json::from_str::<WireServer>(text)
             .unwrap()
-            .into_server()
+            .into_server(&[])
             .unwrap();
         assert_eq!(server.private_v4.as_deref(), Some("10.0.0.5"));
         assert_eq!(server.public_v4.as_deref(), Some("203.0.113.9"));

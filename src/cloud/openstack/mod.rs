@@ -39,6 +39,9 @@ pub struct Settings {
     pub timeouts: Timeouts,
     pub retry: RetryPolicy,
     pub rate: std::time::Duration,
+    /// Networks the configuration marks `public: true`: a server's address on one of them is
+    /// its public address before any other.
+    pub public_networks: Vec<String>,
 }
 
 pub struct OpenStack {
@@ -47,6 +50,7 @@ pub struct OpenStack {
     session: std::sync::RwLock<Session>,
     credentials: Credentials,
     endpoints: Endpoints,
+    public_networks: Vec<String>,
 }
 
 /// Max pages followed in one list (a bound, not a limit anyone should reach).
@@ -89,6 +93,7 @@ impl OpenStack {
             session: std::sync::RwLock::new(session),
             credentials: settings.credentials.clone(),
             endpoints,
+            public_networks: settings.public_networks.clone(),
         })
     }
 
