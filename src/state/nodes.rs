@@ -129,29 +129,31 @@ pub fn insert(
     now: i64,
     hostname: impl FnOnce(NodeId) -> String,
 ) -> Result<(NodeId, String)> {
-    super::in_savepoint(conn, || {
-        conn.execute(
-            "INSERT INTO node (provider_name, label_name, target_name, hostname, state, \
+    super::durably(conn, || {
+        super::in_savepoint(conn, || {
+            conn.execute(
+                "INSERT INTO node (provider_name, label_name, target_name, hostname, state, \
              state_time, az, launch_phase, launch_time, phase_time, image_external_id) \
              VALUES (?1, ?2, ?3, '', ?4, ?5, ?6, ?7, ?5, ?5, ?8)",
-            params![
-                node.provider.as_str(),
-                node.label.as_str(),
-                node.target.as_str(),
-                node.state,
-                now,
-                node.az,
-                node.launch_phase,
-                node.image_external_id,
-            ],
-        )?;
-        let id = NodeId(conn.last_insert_rowid());
-        let hostname = hostname(id);
-        conn.execute(
-            "UPDATE node SET hostname = ?1 WHERE id = ?2",
-            params![hostname, id],
-        )?;
-        Ok((id, hostname))
+                params![
+                    node.provider.as_str(),
+                    node.label.as_str(),
+                    node.target.as_str(),
+                    node.state,
+                    now,
+                    node.az,
+                    node.launch_phase,
+                    node.image_external_id,
+                ],
+            )?;
+            let id = NodeId(conn.last_insert_rowid());
+            let hostname = hostname(id);
+            conn.execute(
+                "UPDATE node SET hostname = ?1 WHERE id = ?2",
+                params![hostname, id],
+            )?;
+            Ok((id, hostname))
+        })
     })
     .context("inserting node")
 }

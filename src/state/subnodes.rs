@@ -45,23 +45,25 @@ pub fn insert(
     now: i64,
     hostname: impl FnOnce(SubnodeId) -> String,
 ) -> Result<Option<(SubnodeId, String)>> {
-    super::in_savepoint(conn, || {
-        let changed = conn.execute(
+    super::durably(conn, || {
+        super::in_savepoint(conn, || {
+            let changed = conn.execute(
             "INSERT INTO subnode (node_id, hostname, state, state_time, launch_phase, phase_time) \
              SELECT id, '', 'building', ?2, 'requested', ?2 FROM node \
              WHERE id = ?1 AND state = 'building'",
             params![node_id, now],
         )?;
-        if changed == 0 {
-            return Ok(None);
-        }
-        let id = SubnodeId(conn.last_insert_rowid());
-        let hostname = hostname(id);
-        conn.execute(
-            "UPDATE subnode SET hostname = ?1 WHERE id = ?2",
-            params![hostname, id],
-        )?;
-        Ok(Some((id, hostname)))
+            if changed == 0 {
+                return Ok(None);
+            }
+            let id = SubnodeId(conn.last_insert_rowid());
+            let hostname = hostname(id);
+            conn.execute(
+                "UPDATE subnode SET hostname = ?1 WHERE id = ?2",
+                params![hostname, id],
+            )?;
+            Ok(Some((id, hostname)))
+        })
     })
     .with_context(|| format!("inserting a subnode of node {node_id}"))
 }
