@@ -127,6 +127,18 @@ impl Harness {
         (plan, tally)
     }
 
+    /// An operator's `hold`, typed while a round runs.
+    fn hold(&self, node: &Node) {
+        let held = nodes::transition(
+            self.db.conn(),
+            node.id,
+            NodeState::Building,
+            NodeState::Hold,
+            1,
+        );
+        assert!(held.unwrap(), "held");
+    }
+
     fn nodes(&self) -> Vec<Node> {
         nodes::list(self.db.conn()).expect("nodes")
     }
@@ -289,14 +301,7 @@ fn a_subnode_launch_uses_the_primarys_image_and_zone_and_names_itself() {
 fn a_subnode_of_a_primary_held_meanwhile_is_not_launched() {
     let h = Harness::new();
     let node = h.launched("multi");
-    nodes::transition(
-        h.db.conn(),
-        node.id,
-        NodeState::Building,
-        NodeState::Hold,
-        1,
-    )
-    .unwrap();
+    h.hold(&node);
     let tally = h.execute(vec![action(
         Some("multi"),
         Step::Cloud(CloudStep::LaunchSubnode { node: node.id }),
@@ -529,14 +534,7 @@ fn a_delete_marks_the_node_deletes_its_server_and_counts_a_failure_when_asked() 
 fn a_delete_loses_to_a_hold_typed_since_the_round_observed() {
     let h = Harness::new();
     let node = h.launched("small");
-    nodes::transition(
-        h.db.conn(),
-        node.id,
-        NodeState::Building,
-        NodeState::Hold,
-        1,
-    )
-    .unwrap();
+    h.hold(&node);
     h.execute(vec![delete(&node, NodeState::Building, true)]);
     assert_eq!(h.nodes()[0].state, NodeState::Hold);
     assert_eq!(h.cloud().servers().len(), 1);

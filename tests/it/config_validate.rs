@@ -1304,6 +1304,17 @@ fn validate_here(config: &ConfigFile, clouds: &Path) -> Outcome {
     }
 }
 
+/// A clouds.yaml beside the config: `name` with complete credentials, then `extra` clouds.
+fn write_clouds(config: &ConfigFile, name: &str, extra: &str) -> PathBuf {
+    let clouds = config.path.with_file_name("clouds.yaml");
+    let text = format!(
+        "clouds:\n  {name}:\n    auth:\n      auth_url: https://k.example.com/v3\n      \
+         username: u\n      password: p\n      project_name: x\n{extra}"
+    );
+    std::fs::write(&clouds, text).unwrap();
+    clouds
+}
+
 const ON_A_CLOUD: &str = r#"
         providers:
           - name: p1
@@ -1321,12 +1332,7 @@ const ON_A_CLOUD: &str = r#"
 #[test]
 fn a_cloud_that_no_clouds_yaml_defines_is_a_problem_naming_the_file_and_its_clouds() {
     let config = ConfigFile::yaml(&ON_A_CLOUD.replace("KEY", "/dev/null"));
-    let clouds = config.path.with_file_name("clouds.yaml");
-    std::fs::write(
-        &clouds,
-        "clouds:\n  production:\n    auth:\n      auth_url: https://k.example.com/v3\n      username: u\n      password: p\n      project_name: x\n  lab: {}\n",
-    )
-    .unwrap();
+    let clouds = write_clouds(&config, "production", "  lab: {}\n");
     let outcome = validate_here(&config, &clouds);
     assert_eq!(outcome.status, 78, "{}", outcome.stderr);
     assert!(
@@ -1363,12 +1369,7 @@ fn no_clouds_yaml_at_all_names_every_place_looked() {
 #[test]
 fn a_private_key_that_does_not_exist_is_a_problem_at_its_line() {
     let config = ConfigFile::yaml(&ON_A_CLOUD.replace("KEY", "/nonexistent/id_rsa"));
-    let clouds = config.path.with_file_name("clouds.yaml");
-    std::fs::write(
-        &clouds,
-        "clouds:\n  staging:\n    auth:\n      auth_url: https://k.example.com/v3\n      username: u\n      password: p\n      project_name: x\n",
-    )
-    .unwrap();
+    let clouds = write_clouds(&config, "staging", "");
     let outcome = validate_here(&config, &clouds);
     assert_eq!(outcome.status, 78, "{}", outcome.stderr);
     assert!(
@@ -1394,12 +1395,7 @@ fn a_private_key_that_does_not_exist_is_a_problem_at_its_line() {
 fn a_missing_default_private_key_is_only_a_warning() {
     let config =
         ConfigFile::yaml(&ON_A_CLOUD.replace("                private-key: KEY   # line 9\n", ""));
-    let clouds = config.path.with_file_name("clouds.yaml");
-    std::fs::write(
-        &clouds,
-        "clouds:\n  staging:\n    auth:\n      auth_url: https://k.example.com/v3\n      username: u\n      password: p\n      project_name: x\n",
-    )
-    .unwrap();
+    let clouds = write_clouds(&config, "staging", "");
     let outcome = validate_here(&config, &clouds);
     if Path::new("/var/lib/jenkins/.ssh/id_rsa").exists() {
         return; // a host with the default key has nothing to warn about
