@@ -99,13 +99,22 @@ impl fmt::Display for Unreachable {
             if n == 1 { "" } else { "s" }
         )?;
         for (provider, error) in &self.0 {
-            write!(f, "; {provider}: {error}")?;
+            write!(f, "; {}", named(provider, error))?;
         }
         Ok(())
     }
 }
 
 impl std::error::Error for Unreachable {}
+
+/// `provider: error`, once, also when the error names its provider already.
+pub fn named(provider: &str, error: &str) -> String {
+    if error.starts_with(&format!("{provider}: ")) {
+        error.to_string()
+    } else {
+        format!("{provider}: {error}")
+    }
+}
 
 /// Raised by commands whose capability arrives in a later release; never a fake success.
 #[derive(Debug)]

@@ -193,7 +193,7 @@ impl std::fmt::Display for NoProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "no provider could be reached")?;
         for (provider, error) in &self.0 {
-            write!(f, "; {provider}: {error}")?;
+            write!(f, "; {}", crate::exit::named(provider, error))?;
         }
         Ok(())
     }

@@ -188,7 +188,10 @@ pub(super) fn connect(ctx: &Context, providers: &[&Provider]) -> Result<Connecte
                 connected.clouds.insert(provider.name.clone(), cloud);
             }
             Err(error) => {
-                log::warn!("{}: {error}", provider.name);
+                log::warn!(
+                    "{}",
+                    crate::exit::named(provider.name.as_str(), &error.message)
+                );
                 connected
                     .unreachable
                     .insert(provider.name.clone(), error.to_string());

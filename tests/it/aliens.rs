@@ -174,7 +174,10 @@ fn one_unreachable_provider_does_not_hide_the_others() {
     let out = install.run(&["--debug", "alien-list"]);
     assert_eq!(status(&out), 69, "done, but degraded: {}", stderr(&out));
     assert!(
-        stderr(&out).contains("warning: done, but 1 provider could not be reached; p0:"),
+        stderr(&out).contains(
+            "warning: done, but 1 provider could not be reached; p0: POST identity \
+             /v3/auth/tokens to http://127.0.0.1:9: no answer after"
+        ),
         "{}",
         stderr(&out)
     );

@@ -150,6 +150,13 @@ fn a_wrong_password_is_auth_failed_and_never_printed() {
     assert_eq!(error.kind, ErrorKind::AuthFailed, "{error}");
     assert!(!error.message.contains("hunter2-wrong"), "{error}");
     assert!(error.message.contains("HTTP 401"), "{error}");
+    assert!(
+        error.message.starts_with(&format!(
+            "sim: authentication refused by {} for user `demo`, project `demo`",
+            sim.auth_url_v3()
+        )),
+        "names the provider once, the URL, user and project: {error}"
+    );
     assert_eq!(
         sim.calls().route(TOKENS),
         1,

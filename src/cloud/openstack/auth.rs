@@ -74,11 +74,37 @@ pub fn authenticate(http: &Http, credentials: &Credentials) -> CloudResult<Sessi
         None => discover(http, &credentials.auth_url)?,
     };
     let session = match version {
-        Version::V3 => authenticate_v3(http, &base, credentials)?,
-        Version::V2 => authenticate_v2(http, &base, credentials)?,
-    };
+        Version::V3 => authenticate_v3(http, &base, credentials),
+        Version::V2 => authenticate_v2(http, &base, credentials),
+    }
+    .map_err(|error| refused(http, credentials, error))?;
     http.add_secret(session.token.expose());
     Ok(session)
+}
+
+/// A refused login says whom Keystone refused, and where: the facts an operator checks.
+fn refused(http: &Http, c: &Credentials, error: CloudError) -> CloudError {
+    if error.kind != ErrorKind::AuthFailed {
+        return error;
+    }
+    let project = c
+        .project_name
+        .as_deref()
+        .or(c.project_id.as_deref())
+        .unwrap_or("(none)");
+    let provider = format!("{}: ", http.provider());
+    let detail = error
+        .message
+        .strip_prefix(&provider)
+        .unwrap_or(&error.message);
+    CloudError::new(
+        ErrorKind::AuthFailed,
+        format!(
+            "{provider}authentication refused by {} for user `{}`, project `{project}` \
+             (check the password and project): {detail}",
+            c.auth_url, c.username
+        ),
+    )
 }
 
 /// `GET auth-url` lists the API versions; prefer v3, accept v2.0.

@@ -155,6 +155,8 @@ pub struct Http {
     provider: String,
     counter: CallCounter,
     retry: RetryPolicy,
+    /// For messages: the limits a call that got no answer ran into.
+    timeouts: Timeouts,
     /// Minimum spacing of mutating calls (`rate`).
     rate: Duration,
     last_mutation: Mutex<Option<Instant>>,
@@ -188,6 +190,7 @@ impl Http {
             provider: provider.to_string(),
             counter,
             retry,
+            timeouts: timeouts.clone(),
             rate,
             last_mutation: Mutex::new(None),
             secrets: Mutex::new(Vec::new()),
@@ -295,7 +298,7 @@ impl Http {
                     backoff = (backoff * 2).min(self.retry.max_backoff);
                     attempt += 1;
                 }
-                _ => return Err(self.classify(route, outcome, attempt)),
+                _ => return Err(self.classify(route, url, outcome, attempt)),
             }
         }
     }
@@ -377,17 +380,35 @@ impl Http {
         })
     }
 
-    fn classify(&self, route: &str, outcome: Result<Reply, String>, attempts: u32) -> CloudError {
+    fn classify(
+        &self,
+        route: &str,
+        url: &str,
+        outcome: Result<Reply, String>,
+        attempts: u32,
+    ) -> CloudError {
         let tries = if attempts > 1 {
             format!(" after {attempts} attempts")
         } else {
             String::new()
         };
         let (kind, message) = match outcome {
-            Err(transport) => (
-                ErrorKind::Transport,
-                format!("{route}: no answer{tries}: {transport}"),
-            ),
+            // No answer: say where it was asked, and which limit ran out.
+            Err(transport) => {
+                let to = origin(url);
+                let message = if transport.starts_with("timeout") {
+                    format!(
+                        "{route} to {to}: no answer within {} s{tries} (api-timeout; connect \
+                         {} s)",
+                        self.timeouts.call.as_secs(),
+                        self.timeouts.connect.as_secs()
+                    )
+                } else {
+                    let why = transport.trim_start_matches("io: ");
+                    format!("{route} to {to}: no answer{tries}: {why}")
+                };
+                (ErrorKind::Transport, message)
+            }
             Ok(reply) => {
                 let cloud_message = error_message(&reply.body);
                 let kind = match reply.status {
@@ -404,6 +425,16 @@ impl Http {
             }
         };
         CloudError::new(kind, self.redact(format!("{}: {message}", self.provider)))
+    }
+}
+
+/// `scheme://host:port` of a URL, for messages (the path can hold ids; the host is what an
+/// operator checks).
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(slash) => &url[..after_scheme + slash],
+        None => url,
     }
 }
 
@@ -530,6 +561,47 @@ mod tests {
         let reply = reply.unwrap();
         assert_eq!(reply.header("X-Subject-Token"), Some(token.as_str()));
         assert_eq!(reply.body.len(), body.len());
+    }
+
+    #[test]
+    fn a_listener_that_never_answers_is_named_with_the_limit_that_ran_out() {
+        // Accepts the connection (the kernel does), never reads or answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/compute/servers/detail",
+            silent.local_addr().unwrap()
+        );
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(1),
+            call: Duration::from_secs(1),
+        };
+        let retry = RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::default()
+        };
+        let http = Http::new(
+            "p1",
+            &timeouts,
+            retry,
+            Duration::ZERO,
+            CallCounter::default(),
+        );
+        let started = std::time::Instant::now();
+        let Err(error) = http.call("GET", &url, "GET compute /servers/detail", &[], Body::None)
+        else {
+            panic!("a listener that never answers gave an answer");
+        };
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(error.kind, ErrorKind::Transport);
+        let origin = format!("http://{}", silent.local_addr().unwrap());
+        assert_eq!(
+            error.message,
+            format!(
+                "p1: GET compute /servers/detail to {origin}: no answer within 1 s \
+                 (api-timeout; connect 1 s)"
+            )
+        );
+        drop(silent);
     }
 
     #[test]
