@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use super::CloudWorker;
 use crate::cloud::{self, meta, Cloud, CloudError, CreateServer, ErrorKind};
@@ -276,12 +276,19 @@ impl<C: Cloud> CloudWorker<'_, C> {
     ) -> Result<()> {
         let (conn, now) = (self.work.conn, self.work.now);
         let ip = match recorded {
-            Some(id) => self
+            Some(id) => match self
                 .cloud
                 .list_floating_ips()?
                 .into_iter()
                 .find(|ip| ip.id == id)
-                .with_context(|| format!("floating IP {id} of {member} is gone"))?,
+            {
+                Some(ip) => ip,
+                None => {
+                    // Released by someone else meanwhile: the next round allocates another.
+                    nodes::clear_floating_ip(conn, member)?;
+                    bail!("floating IP {id} of {member} is gone; a new one is asked for next");
+                }
+            },
             None => {
                 if !nodes::begin_floating_ip(conn, member, now)? {
                     return Ok(()); // held or deleted meanwhile

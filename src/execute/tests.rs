@@ -740,3 +740,37 @@ fn store_steps_on_a_subnode_change_only_its_row() {
     )]);
     assert_eq!(h.nodes()[0].state, NodeState::Ready);
 }
+
+#[test]
+fn a_recorded_floating_ip_released_by_someone_else_is_forgotten_and_a_new_one_asked_for() {
+    let h =
+        Harness::with(|c| *c = c.replace("max-servers: 10", "max-servers: 10\n    pool: public"));
+    h.cloud().add_network("public", true);
+    h.cloud().set_private_only(true);
+    let node = h.launched("small");
+    h.cloud().activate_all();
+    let member = Member::primary(node.id);
+    let server_id = node.external_id.clone().unwrap();
+    let attach = |recorded: Option<String>| {
+        action(
+            Some("small"),
+            Step::Cloud(CloudStep::AttachFloatingIp {
+                member,
+                server_id: server_id.clone(),
+                pool: "public".into(),
+                floating_ip_id: recorded,
+            }),
+        )
+    };
+    let step = nodes::Progress {
+        floating_ip_id: Some("fip-gone"),
+        ..nodes::Progress::default()
+    };
+    nodes::progress(h.db.conn(), member, NodeState::Building, &step, 1).unwrap();
+    let tally = h.execute(vec![attach(Some("fip-gone".into()))]);
+    assert!(tally.errors[0].contains("is gone"), "{tally:?}");
+    assert_eq!(h.nodes()[0].floating_ip_id, None);
+    let tally = h.execute(vec![attach(None)]);
+    assert!(tally.errors.is_empty(), "{tally:?}");
+    assert_eq!(h.cloud().floating_ips().len(), 1);
+}
