@@ -18,7 +18,8 @@ struct Flags {
 
 static FLAGS: OnceLock<Flags> = OnceLock::new();
 
-/// Catch SIGTERM and SIGINT from now on.
+/// Catch SIGTERM and SIGINT from now on: called by the commands that check `requested`
+/// (reconcile and cleanup rounds); the others keep the default action, so Ctrl-C ends them.
 pub fn install() {
     let flags = FLAGS.get_or_init(|| Flags {
         received: Arc::new(AtomicUsize::new(0)),

@@ -6,7 +6,6 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = nodepool::cli::Cli::parse();
     nodepool::logging::init(cli.debug);
-    nodepool::interrupt::install();
     let exit = match nodepool::run(&cli) {
         Ok(()) => nodepool::exit::Exit::Ok.into(),
         Err(error) => {

@@ -235,6 +235,8 @@ pub(super) fn rounds(
     duration: Duration,
 ) -> Result<Summary> {
     let started = Instant::now();
+    // From here SIGTERM/SIGINT stop the run cleanly; other commands keep the default action.
+    interrupt::install();
     let db = ctx.open_db()?;
     // The lock is held: nothing else uses the scratch directory; a killed run's leftovers go.
     crate::state::reset_work_dir(db.path())?;
