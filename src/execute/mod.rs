@@ -163,7 +163,8 @@ impl<C: Cloud> Runner<'_, C> {
             tally: Tally::default(),
         };
         while let Some((action, step)) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
-            if crate::interrupt::requested() {
+            // No SSH step starts after the run's deadline either.
+            if Instant::now() >= self.deadline || crate::interrupt::requested() {
                 worker.tally.deferred += 1;
                 continue;
             }

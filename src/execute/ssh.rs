@@ -30,7 +30,13 @@ impl<C: Cloud> Worker<'_, C> {
     }
 
     fn scan(&mut self, member: Member, ip: &str, port: u16) -> Result<()> {
-        let Some(keys) = ssh::keyscan(ip, port, KEYSCAN_TIMEOUT)? else {
+        // Within the run's time left: a scan that cannot finish in time waits for the next run.
+        let left = self
+            .runner
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        let timeout = KEYSCAN_TIMEOUT.min(left.max(Duration::from_secs(1)));
+        let Some(keys) = ssh::keyscan(ip, port, timeout)? else {
             return Ok(()); // not answering yet; boot-timeout decides
         };
         let step = Progress {

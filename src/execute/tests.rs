@@ -702,6 +702,40 @@ fn no_cloud_call_starts_after_the_deadline() {
 }
 
 #[test]
+fn no_ssh_step_starts_after_the_deadline() {
+    let h = Harness::new();
+    let node = h.launched("small");
+    let scan = action(
+        Some("small"),
+        Step::Ssh(SshStep::ScanHostKeys {
+            member: Member::primary(node.id),
+            ip: "127.0.0.1".into(),
+            port: 1,
+        }),
+    );
+    let plan = Plan {
+        actions: vec![
+            scan,
+            action(
+                Some("small"),
+                Step::Ssh(SshStep::Bootstrap { node: node.id }),
+            ),
+        ],
+        ..Plan::default()
+    };
+    let started = Instant::now();
+    let tally = h
+        .runner(Instant::now())
+        .execute(&h.db, &plan, crate::clock::now());
+    assert_eq!((tally.deferred, tally.failed), (2, 0), "{tally:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "nothing was run"
+    );
+    assert_eq!(h.nodes()[0].state, NodeState::Building);
+}
+
+#[test]
 fn store_steps_on_a_subnode_change_only_its_row() {
     let h = Harness::new();
     let node = h.launched("multi");
