@@ -27,6 +27,9 @@ const MIN_ROUND_BUDGET: Duration = Duration::from_secs(45);
 /// Polling between rounds starts here after progress and backs off to `POLL_MAX`.
 const POLL_MIN: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_secs(2);
+/// No new round starts with less than this left before the run's deadline: its listings
+/// would be cut short and the providers reported unreachable; the next run carries on.
+const ROUND_MARGIN: Duration = Duration::from_secs(5);
 
 pub fn run(ctx: &Context, args: &ReconcileArgs) -> Result<()> {
     let providers = select_providers(ctx, args.provider.as_deref())?;
@@ -247,12 +250,17 @@ pub(super) fn rounds(
     let journal = pass::begin_run(db.conn(), command, ctx.now)?;
     let installation = pass::installation(db.conn())?;
     let cache = LaunchCache::default();
+    let deadline = started + duration.max(MIN_ROUND_BUDGET);
+    // Every call of the run, listings included, ends by its deadline.
+    for cloud in connected.clouds.values() {
+        cloud.set_deadline(deadline);
+    }
     let runner = Runner {
         config: &ctx.config,
         db_path: db.path(),
         clouds: &connected.clouds,
         installation: &installation,
-        deadline: started + duration.max(MIN_ROUND_BUDGET),
+        deadline,
         cache: &cache,
     };
     let mut tally = Tally::default();
@@ -295,7 +303,8 @@ pub(super) fn rounds(
             (poll * 3 / 2).min(POLL_MAX)
         };
         interruptible_sleep(poll.min(duration - spent));
-        if interrupt::requested() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if interrupt::requested() || left < ROUND_MARGIN {
             break;
         }
     }

@@ -157,6 +157,8 @@ pub struct Http {
     retry: RetryPolicy,
     /// For messages: the limits a call that got no answer ran into.
     timeouts: Timeouts,
+    /// The run's deadline, once set: no call starts after it, and each ends by it.
+    deadline: Mutex<Option<Instant>>,
     /// Minimum spacing of mutating calls (`rate`).
     rate: Duration,
     last_mutation: Mutex<Option<Instant>>,
@@ -191,6 +193,7 @@ impl Http {
             counter,
             retry,
             timeouts: timeouts.clone(),
+            deadline: Mutex::new(None),
             rate,
             last_mutation: Mutex::new(None),
             secrets: Mutex::new(Vec::new()),
@@ -199,6 +202,31 @@ impl Http {
 
     pub fn provider(&self) -> &str {
         &self.provider
+    }
+
+    /// Bound every call from now on by `deadline`, the end of the run.
+    pub fn set_deadline(&self, deadline: Instant) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+    }
+
+    /// How long the next attempt may take: the call's own limit, or the run's time left if
+    /// that is shorter; an error when the run's time is up.
+    fn attempt_limit(&self, route: &str) -> CloudResult<Duration> {
+        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(deadline) = deadline else {
+            return Ok(self.timeouts.call);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(CloudError::new(
+                ErrorKind::Transport,
+                format!(
+                    "{}: {route}: not started: the run's time is up",
+                    self.provider
+                ),
+            ));
+        }
+        Ok(self.timeouts.call.min(left))
     }
 
     /// Never print `secret` in an error message.
@@ -265,9 +293,10 @@ impl Http {
             if mutating {
                 self.space_mutation();
             }
+            let limit = self.attempt_limit(route)?;
             self.counter.count(&self.provider, route);
             log::debug!("{}: {route} (attempt {attempt})", self.provider);
-            let outcome = match self.send(method, url, headers, &mut body) {
+            let outcome = match self.send(method, url, headers, &mut body, limit) {
                 Ok(reply) if (200..300).contains(&reply.status) => return Ok(reply),
                 other => other,
             };
@@ -298,9 +327,23 @@ impl Http {
                     backoff = (backoff * 2).min(self.retry.max_backoff);
                     attempt += 1;
                 }
-                _ => return Err(self.classify(route, url, outcome, attempt)),
+                _ => return Err(self.classify(route, url, outcome, attempt, limit)),
             }
         }
+    }
+
+    /// One attempt, ending within `limit` (the call's own, or the run's time left).
+    fn run<B: ureq::AsSendBody>(
+        &self,
+        request: ureq::http::Request<B>,
+        limit: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(limit))
+            .build();
+        self.agent.run(request)
     }
 
     fn space_mutation(&self) {
@@ -320,6 +363,7 @@ impl Http {
         url: &str,
         headers: &[(&str, &str)],
         body: &mut Body<'_>,
+        limit: Duration,
     ) -> Result<Reply, String> {
         let mut request = ureq::http::Request::builder()
             .method(method)
@@ -329,21 +373,21 @@ impl Http {
             request = request.header(*name, *value);
         }
         let response = match body {
-            Body::None => self.agent.run(request.body(()).map_err(|e| e.to_string())?),
+            Body::None => self.run(request.body(()).map_err(|e| e.to_string())?, limit),
             Body::Json(value) => {
                 let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
                 let request = request
                     .header("Content-Type", "application/json")
                     .body(bytes)
                     .map_err(|e| e.to_string())?;
-                self.agent.run(request)
+                self.run(request, limit)
             }
             Body::Stream(reader) => {
                 let request = request
                     .header("Content-Type", "application/octet-stream")
                     .body(ureq::SendBody::from_reader(*reader))
                     .map_err(|e| e.to_string())?;
-                self.agent.run(request)
+                self.run(request, limit)
             }
         };
         let mut response = response.map_err(|e| e.to_string())?;
@@ -386,6 +430,7 @@ impl Http {
         url: &str,
         outcome: Result<Reply, String>,
         attempts: u32,
+        limit: Duration,
     ) -> CloudError {
         let tries = if attempts > 1 {
             format!(" after {attempts} attempts")
@@ -397,11 +442,14 @@ impl Http {
             Err(transport) => {
                 let to = origin(url);
                 let message = if transport.starts_with("timeout") {
+                    let which = if limit < self.timeouts.call {
+                        "the run's time left".to_string()
+                    } else {
+                        format!("api-timeout; connect {} s", self.timeouts.connect.as_secs())
+                    };
                     format!(
-                        "{route} to {to}: no answer within {} s{tries} (api-timeout; connect \
-                         {} s)",
-                        self.timeouts.call.as_secs(),
-                        self.timeouts.connect.as_secs()
+                        "{route} to {to}: no answer within {} s{tries} ({which})",
+                        limit.as_secs_f64().ceil() as u64
                     )
                 } else {
                     let why = transport.trim_start_matches("io: ");
@@ -600,6 +648,53 @@ mod tests {
                 "p1: GET compute /servers/detail to {origin}: no answer within 1 s \
                  (api-timeout; connect 1 s)"
             )
+        );
+        drop(silent);
+    }
+
+    #[test]
+    fn a_call_ends_by_the_runs_deadline_and_none_starts_after_it() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/compute/servers/detail",
+            silent.local_addr().unwrap()
+        );
+        let retry = RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::default()
+        };
+        let http = Http::new(
+            "p1",
+            &Timeouts::default(), // 60 s per call
+            retry,
+            Duration::ZERO,
+            CallCounter::default(),
+        );
+        http.set_deadline(std::time::Instant::now() + Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        let Err(error) = http.call("GET", &url, "GET compute /servers/detail", &[], Body::None)
+        else {
+            panic!("a listener that never answers gave an answer");
+        };
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            error
+                .message
+                .contains("no answer within 1 s (the run's time left)"),
+            "{error}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let Err(late) = http.call("GET", &url, "GET compute /servers/detail", &[], Body::None)
+        else {
+            panic!("a call started after the deadline");
+        };
+        assert!(
+            late.message.contains("not started: the run's time is up"),
+            "{late}"
         );
         drop(silent);
     }

@@ -101,6 +101,11 @@ impl OpenStack {
         &self.endpoints
     }
 
+    /// Bound every call from now on by the run's deadline.
+    pub fn set_deadline(&self, deadline: std::time::Instant) {
+        self.http.set_deadline(deadline);
+    }
+
     fn call(&self, method: &str, url: &str, route: &str, body: Body<'_>) -> CloudResult<Reply> {
         self.call_with(method, url, route, &[], body)
     }
