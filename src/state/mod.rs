@@ -254,6 +254,10 @@ fn uri_path(path: &Path) -> String {
 /// Run `work` (a write that must survive a power loss: an intent committed before a cloud
 /// call) with its commit synced to disk, and with it every earlier commit in the WAL.
 pub(crate) fn durably<T>(conn: &Connection, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    // Inside a caller's transaction the level cannot change; its commit is the caller's.
+    if !conn.is_autocommit() {
+        return work();
+    }
     conn.execute_batch("PRAGMA synchronous = FULL")?;
     let done = work();
     conn.execute_batch("PRAGMA synchronous = NORMAL")?;
