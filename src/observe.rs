@@ -37,6 +37,7 @@ pub fn clouds<C: Cloud>(clouds: &BTreeMap<ProviderName, C>) -> BTreeMap<Provider
         |(_, cloud)| view(*cloud),
         |_| CloudView::Unreachable {
             error: "listing panicked".into(),
+            auth_refused: false,
         },
     );
     entries
@@ -52,8 +53,16 @@ fn view(cloud: &impl Cloud) -> CloudView {
         .and_then(|servers| Ok((servers, cloud.list_images()?)));
     match listed {
         Ok((servers, images)) => CloudView::Seen { servers, images },
-        Err(error) => CloudView::Unreachable {
+        Err(error) => CloudView::unreachable(&error),
+    }
+}
+
+impl CloudView {
+    /// The view of a provider that answered `error` (or none).
+    pub fn unreachable(error: &crate::cloud::CloudError) -> CloudView {
+        CloudView::Unreachable {
             error: error.to_string(),
-        },
+            auth_refused: error.kind == crate::cloud::ErrorKind::AuthFailed,
+        }
     }
 }

@@ -176,7 +176,7 @@ impl Summary {
 pub(super) struct Connected {
     pub clouds: BTreeMap<ProviderName, OpenStack>,
     /// The ones that could not be reached, kept so plans say why nothing happens there.
-    pub unreachable: BTreeMap<ProviderName, String>,
+    pub unreachable: BTreeMap<ProviderName, crate::cloud::CloudError>,
 }
 
 /// Connect to the providers in parallel; an error when none can be reached.
@@ -195,17 +195,17 @@ pub(super) fn connect(ctx: &Context, providers: &[&Provider]) -> Result<Connecte
                     "{}",
                     crate::exit::named(provider.name.as_str(), &error.message)
                 );
-                connected
-                    .unreachable
-                    .insert(provider.name.clone(), error.to_string());
+                connected.unreachable.insert(provider.name.clone(), error);
             }
         }
     }
     if connected.clouds.is_empty() && !providers.is_empty() {
-        bail!(
-            "no provider could be reached ({} failed)",
-            connected.unreachable.len()
-        );
+        let why: Vec<String> = connected
+            .unreachable
+            .iter()
+            .map(|(name, error)| crate::exit::named(name.as_str(), &error.message))
+            .collect();
+        bail!("no provider could be reached; {}", why.join("; "));
     }
     Ok(connected)
 }
@@ -215,15 +215,12 @@ fn observe_round(db: &Db, connected: &Connected) -> Result<observe::Observed> {
     let mut observed = observe::database(db.conn(), crate::clock::now())?;
     observed.clouds = observe::clouds(&connected.clouds);
     for (name, error) in &connected.unreachable {
-        observed.clouds.insert(
-            name.clone(),
-            CloudView::Unreachable {
-                error: error.clone(),
-            },
-        );
+        observed
+            .clouds
+            .insert(name.clone(), CloudView::unreachable(error));
     }
     for (name, view) in &observed.clouds {
-        if let CloudView::Unreachable { error } = view {
+        if let CloudView::Unreachable { error, .. } = view {
             log::warn!("{name}: cannot list: {error}");
         }
     }
@@ -274,7 +271,7 @@ pub(super) fn rounds(
             .clouds
             .iter()
             .filter_map(|(name, view)| match view {
-                CloudView::Unreachable { error } => Some(UnreachableProvider {
+                CloudView::Unreachable { error, .. } => Some(UnreachableProvider {
                     provider: name.clone(),
                     error: error.clone(),
                 }),

@@ -49,7 +49,7 @@ struct Row {
     /// no ready image, cooldown, per-pass bound, unreachable.
     blocked_by: Option<String>,
     /// The same as a stable code for scripts: at-max-servers, quota, no-ready-image,
-    /// cooldown, cooldown-starting, per-pass-bound, unreachable.
+    /// cooldown, cooldown-starting, per-pass-bound, unreachable, auth-refused.
     blocked_by_code: Option<&'static str>,
     /// When the last pass looked (RFC 3339).
     last_pass: Option<String>,

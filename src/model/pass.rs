@@ -48,6 +48,8 @@ pub struct Sighting {
 pub enum Blocker {
     /// The provider could not be listed this pass.
     Unreachable { error: String },
+    /// Keystone refused the provider's credentials.
+    AuthRefused { error: String },
     /// No image to boot the label's image from.
     NoReadyImage { image: ImageName },
     /// The provider refused a launch for quota a short while ago.
@@ -70,6 +72,7 @@ impl Blocker {
     pub fn code(&self) -> &'static str {
         match self {
             Blocker::Unreachable { .. } => "unreachable",
+            Blocker::AuthRefused { .. } => "auth-refused",
             Blocker::NoReadyImage { .. } => "no-ready-image",
             Blocker::Quota { .. } => "quota",
             Blocker::Cooldown { .. } => "cooldown",
@@ -84,6 +87,7 @@ impl fmt::Display for Blocker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Blocker::Unreachable { error } => write!(f, "unreachable: {error}"),
+            Blocker::AuthRefused { error } => write!(f, "authentication refused: {error}"),
             Blocker::NoReadyImage { image } => write!(f, "no ready image `{image}`"),
             Blocker::Quota {
                 seconds_left,

@@ -34,5 +34,10 @@ pub enum CloudView {
         images: Vec<Image>,
     },
     /// The provider could not be listed; nothing is decided about it this round.
-    Unreachable { error: String },
+    Unreachable {
+        error: String,
+        /// Keystone refused the credentials (a wrong password, a disabled user), rather
+        /// than no answer: the operator has to act.
+        auth_refused: bool,
+    },
 }

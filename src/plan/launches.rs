@@ -65,7 +65,13 @@ fn demand(
             let key = (label.name.clone(), provider.clone());
             let blocker = match servers.get(provider) {
                 None => match &observed.clouds[provider] {
-                    super::CloudView::Unreachable { error } => Blocker::Unreachable {
+                    super::CloudView::Unreachable {
+                        error,
+                        auth_refused: true,
+                    } => Blocker::AuthRefused {
+                        error: error.clone(),
+                    },
+                    super::CloudView::Unreachable { error, .. } => Blocker::Unreachable {
                         error: error.clone(),
                     },
                     super::CloudView::Seen { .. } => continue,

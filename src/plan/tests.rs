@@ -173,6 +173,7 @@ impl World {
             provider.into(),
             CloudView::Unreachable {
                 error: "connection refused".into(),
+                auth_refused: false,
             },
         );
         self
@@ -721,6 +722,28 @@ fn an_unreachable_provider_gets_no_launch_and_says_why() {
     assert_eq!(launches_per_provider(&plan), [("p1".to_string(), 3)]);
     let why = blocker(&plan, "trusty", "p2");
     assert!(why.starts_with("unreachable") && why.contains("connection refused"));
+}
+
+#[test]
+fn refused_credentials_block_a_label_as_such_not_as_unreachable() {
+    let mut world = World::new();
+    world.min_ready("trusty", 3);
+    world.observed.clouds.insert(
+        "p2".into(),
+        CloudView::Unreachable {
+            error: "p2: authentication refused by https://k/v3 for user `u`".into(),
+            auth_refused: true,
+        },
+    );
+    let plan = world.plan();
+    let blocked = allocation(&plan, "trusty", "p2").blocker.clone().unwrap();
+    assert_eq!(blocked.code(), "auth-refused");
+    assert!(
+        blocked
+            .to_string()
+            .starts_with("authentication refused: p2: "),
+        "{blocked}"
+    );
 }
 
 #[test]
