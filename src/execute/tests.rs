@@ -62,6 +62,25 @@ impl Harness {
         Harness::with(|_| {})
     }
 
+    /// Floating IPs from the external network `public`, on a cloud whose servers get only
+    /// private addresses.
+    fn with_pool() -> Harness {
+        let h = Harness::with(|c| {
+            *c = c.replace("max-servers: 10", "max-servers: 10\n    pool: public")
+        });
+        h.cloud().add_network("public", true);
+        h.cloud().set_private_only(true);
+        h
+    }
+
+    /// Move every node's current phase this far into the past.
+    fn age_phases(&self, seconds: i64) {
+        self.db
+            .conn()
+            .execute("UPDATE node SET phase_time = phase_time - ?1", [seconds])
+            .unwrap();
+    }
+
     /// The fixture with min-ready 0: rounds launch nothing of their own.
     fn settled() -> Harness {
         Harness::with(|c| *c = c.replace("min-ready: 1", "min-ready: 0"))
@@ -350,12 +369,7 @@ fn a_lost_create_answer_without_a_server_waits_out_the_grace_then_counts_a_failu
         plan.actions.is_empty(),
         "no second create while it may appear: {plan:#?}"
     );
-    h.db.conn()
-        .execute(
-            "UPDATE node SET phase_time = phase_time - ?1",
-            [plan::policy::CREATE_ANSWER_GRACE_S],
-        )
-        .unwrap();
+    h.age_phases(plan::policy::CREATE_ANSWER_GRACE_S);
     let (plan, tally) = h.round();
     assert_eq!(names(&plan), ["forget"], "{plan:#?}");
     assert_eq!(tally.failed, 1, "{tally:?}");
@@ -402,10 +416,7 @@ fn a_create_answered_without_an_id_keeps_its_row_and_adopts_the_server() {
 
 #[test]
 fn a_server_without_a_public_address_gets_a_floating_ip() {
-    let h =
-        Harness::with(|c| *c = c.replace("max-servers: 10", "max-servers: 10\n    pool: public"));
-    h.cloud().add_network("public", true);
-    h.cloud().set_private_only(true);
+    let h = Harness::with_pool();
     h.launched("small");
     h.cloud().activate_all();
     let (plan, tally) = h.round();
@@ -420,10 +431,7 @@ fn a_server_without_a_public_address_gets_a_floating_ip() {
 
 #[test]
 fn an_attach_that_fails_releases_its_floating_ip_at_once_and_counts_a_failure() {
-    let h =
-        Harness::with(|c| *c = c.replace("max-servers: 10", "max-servers: 10\n    pool: public"));
-    h.cloud().add_network("public", true);
-    h.cloud().set_private_only(true);
+    let h = Harness::with_pool();
     let node = h.launched("small");
     h.cloud().activate_all();
     let refused = CloudError::new(ErrorKind::Api { status: 409 }, "port has no fixed IP");
@@ -553,12 +561,7 @@ fn a_delete_the_cloud_accepts_and_does_not_do_is_sent_again_after_the_retry_time
         !names(&plan).contains(&"delete"),
         "asked a moment ago: {plan:#?}"
     );
-    h.db.conn()
-        .execute(
-            "UPDATE node SET phase_time = phase_time - ?1",
-            [plan::policy::DELETE_RETRY_S],
-        )
-        .unwrap();
+    h.age_phases(plan::policy::DELETE_RETRY_S);
     let (plan, _) = h.round();
     assert_eq!(names(&plan), ["delete"], "{plan:#?}");
     assert!(h.cloud().servers().is_empty());
@@ -777,10 +780,7 @@ fn store_steps_on_a_subnode_change_only_its_row() {
 
 #[test]
 fn a_recorded_floating_ip_released_by_someone_else_is_forgotten_and_a_new_one_asked_for() {
-    let h =
-        Harness::with(|c| *c = c.replace("max-servers: 10", "max-servers: 10\n    pool: public"));
-    h.cloud().add_network("public", true);
-    h.cloud().set_private_only(true);
+    let h = Harness::with_pool();
     let node = h.launched("small");
     h.cloud().activate_all();
     let member = Member::primary(node.id);

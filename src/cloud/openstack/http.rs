@@ -611,66 +611,27 @@ mod tests {
         assert_eq!(reply.body.len(), body.len());
     }
 
-    #[test]
-    fn a_listener_that_never_answers_is_named_with_the_limit_that_ran_out() {
-        // Accepts the connection (the kernel does), never reads or answers.
+    /// A listener that accepts (the kernel does) and never reads or answers, and a client
+    /// with `timeouts` that tries once.
+    fn silent_server(timeouts: &Timeouts) -> (std::net::TcpListener, String, Http) {
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!(
-            "http://{}/compute/servers/detail",
-            silent.local_addr().unwrap()
-        );
-        let timeouts = Timeouts {
-            connect: Duration::from_secs(1),
-            call: Duration::from_secs(1),
-        };
+        let origin = format!("http://{}", silent.local_addr().unwrap());
         let retry = RetryPolicy {
             attempts: 1,
             ..RetryPolicy::default()
         };
         let http = Http::new(
             "p1",
-            &timeouts,
+            timeouts,
             retry,
             Duration::ZERO,
             CallCounter::default(),
         );
-        let started = std::time::Instant::now();
-        let Err(error) = http.call("GET", &url, "GET compute /servers/detail", &[], Body::None)
-        else {
-            panic!("a listener that never answers gave an answer");
-        };
-        assert!(started.elapsed() < Duration::from_secs(5));
-        assert_eq!(error.kind, ErrorKind::Transport);
-        let origin = format!("http://{}", silent.local_addr().unwrap());
-        assert_eq!(
-            error.message,
-            format!(
-                "p1: GET compute /servers/detail to {origin}: no answer within 1 s \
-                 (api-timeout; connect 1 s)"
-            )
-        );
-        drop(silent);
+        (silent, origin, http)
     }
 
-    #[test]
-    fn a_call_ends_by_the_runs_deadline_and_none_starts_after_it() {
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!(
-            "http://{}/compute/servers/detail",
-            silent.local_addr().unwrap()
-        );
-        let retry = RetryPolicy {
-            attempts: 1,
-            ..RetryPolicy::default()
-        };
-        let http = Http::new(
-            "p1",
-            &Timeouts::default(), // 60 s per call
-            retry,
-            Duration::ZERO,
-            CallCounter::default(),
-        );
-        http.set_deadline(std::time::Instant::now() + Duration::from_secs(1));
+    fn list_servers(http: &Http, origin: &str) -> CloudError {
+        let url = format!("{origin}/compute/servers/detail");
         let started = std::time::Instant::now();
         let Err(error) = http.call("GET", &url, "GET compute /servers/detail", &[], Body::None)
         else {
@@ -681,6 +642,32 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+        error
+    }
+
+    #[test]
+    fn a_listener_that_never_answers_is_named_with_the_limit_that_ran_out() {
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(1),
+            call: Duration::from_secs(1),
+        };
+        let (_silent, origin, http) = silent_server(&timeouts);
+        let error = list_servers(&http, &origin);
+        assert_eq!(error.kind, ErrorKind::Transport);
+        assert_eq!(
+            error.message,
+            format!(
+                "p1: GET compute /servers/detail to {origin}: no answer within 1 s \
+                 (api-timeout; connect 1 s)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_call_ends_by_the_runs_deadline_and_none_starts_after_it() {
+        let (_silent, origin, http) = silent_server(&Timeouts::default()); // 60 s per call
+        http.set_deadline(std::time::Instant::now() + Duration::from_secs(1));
+        let error = list_servers(&http, &origin);
         assert!(
             error
                 .message
@@ -688,15 +675,11 @@ mod tests {
             "{error}"
         );
         std::thread::sleep(Duration::from_millis(100));
-        let Err(late) = http.call("GET", &url, "GET compute /servers/detail", &[], Body::None)
-        else {
-            panic!("a call started after the deadline");
-        };
+        let late = list_servers(&http, &origin);
         assert!(
             late.message.contains("not started: the run's time is up"),
             "{late}"
         );
-        drop(silent);
     }
 
     #[test]
