@@ -48,9 +48,11 @@ pub fn clouds<C: Cloud>(clouds: &BTreeMap<ProviderName, C>) -> BTreeMap<Provider
 }
 
 fn view(cloud: &impl Cloud) -> CloudView {
+    cloud.begin_listing();
     let listed = cloud
         .list_servers()
         .and_then(|servers| Ok((servers, cloud.list_images()?)));
+    cloud.end_listing();
     match listed {
         Ok((servers, images)) => CloudView::Seen { servers, images },
         Err(error) => CloudView::unreachable(&error),

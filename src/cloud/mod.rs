@@ -163,6 +163,11 @@ pub type CloudResult<T> = Result<T, CloudError>;
 
 /// The operations the reconciler and the image code need from one provider.
 pub trait Cloud: Send + Sync {
+    /// A round's listing starts: until `end_listing`, calls end within the provider's
+    /// `listing-timeout` of now, so a slow provider is unreachable for the round instead of
+    /// holding up the others.
+    fn begin_listing(&self) {}
+    fn end_listing(&self) {}
     fn list_servers(&self) -> CloudResult<Vec<Server>>;
     /// `Ok(None)` when the server does not exist.
     fn get_server(&self, id: &str) -> CloudResult<Option<Server>>;
@@ -282,6 +287,7 @@ pub fn connect(
         timeouts,
         retry: openstack::http::RetryPolicy::default(),
         rate: provider.rate,
+        listing_timeout: provider.listing_timeout,
         public_networks: provider
             .networks
             .iter()

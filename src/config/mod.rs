@@ -112,6 +112,10 @@ pub struct Provider {
     /// Floating IP pool for servers without a public address.
     pub pool: Option<String>,
     pub api_timeout: Option<Duration>,
+    /// The most one round's listing (or the connect) of this provider may take, every page,
+    /// retry and token call included; past it the provider is unreachable for that round, so
+    /// one slow cloud cannot hold up the others.
+    pub listing_timeout: Duration,
     pub template_hostname: String,
     pub image_type: Option<String>,
     pub clean_floating_ips: bool,

@@ -97,6 +97,8 @@ pub struct RawProvider {
     pub ipv6_preferred: Option<Flag>,
     pub pool: Option<Text>,
     pub api_timeout: Option<f64>,
+    /// Ours: the most one round's listing of this provider may take, every call included.
+    pub listing_timeout: Option<f64>,
     pub template_hostname: Option<Text>,
     pub image_type: Option<Text>,
     pub clean_floating_ips: Option<Flag>,

@@ -22,6 +22,9 @@ pub const DEFAULT_DATABASE: &str = "/var/lib/nodepool/nodepool.db";
 /// Mutating calls per provider per reconcile round: enough to fill a large pool in a few
 /// rounds, small enough that one round never hogs a cloud's API.
 const DEFAULT_MAX_ACTIONS_PER_PASS: i64 = 100;
+/// A healthy Nova lists ten thousand servers in ten pages well within this; a provider
+/// that takes longer is reported unreachable for the round rather than holding up the rest.
+const DEFAULT_LISTING_TIMEOUT_S: f64 = 30.0;
 pub const DEFAULT_TEMPLATE_HOSTNAME: &str = "{image.name}-{timestamp}.template.openstack.org";
 pub const DEFAULT_TARGET_HOSTNAME: &str = "{label.name}-{provider.name}-{node_id}";
 pub const DEFAULT_SUBNODE_HOSTNAME: &str = "{label.name}-{provider.name}-{node_id}-{subnode_id}";
@@ -644,6 +647,12 @@ impl Checker<'_> {
         let api_timeout = raw
             .api_timeout
             .map(|t| self.seconds(Some(t), &key(path, "api-timeout"), 60.0, true));
+        let listing_timeout = self.seconds(
+            raw.listing_timeout,
+            &key(path, "listing-timeout"),
+            DEFAULT_LISTING_TIMEOUT_S,
+            true,
+        );
         Some(Provider {
             path: path.to_string(),
             name,
@@ -666,6 +675,7 @@ impl Checker<'_> {
             ipv6_preferred: raw.ipv6_preferred.is_some_and(|f| f.0),
             pool: text(&raw.pool),
             api_timeout,
+            listing_timeout,
             template_hostname,
             image_type: text(&raw.image_type),
             clean_floating_ips: raw.clean_floating_ips.is_some_and(|f| f.0),

@@ -386,6 +386,22 @@ fn negative_max_servers_is_refused() {
 }
 
 #[test]
+fn a_listing_timeout_of_zero_is_refused() {
+    assert_one_problem(
+        r#"
+        providers:
+          - name: mycloud
+            cloud: mycloud
+            max-servers: 1
+            listing-timeout: 0         # line 5
+        "#,
+        5,
+        "providers[0].listing-timeout",
+        &["must be a number of seconds, more than 0", "found 0"],
+    );
+}
+
+#[test]
 fn a_provider_without_max_servers_is_refused() {
     assert_one_problem(
         r#"

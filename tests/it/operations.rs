@@ -821,6 +821,67 @@ fn a_provider_with_a_wrong_password_makes_a_run_exit_69_naming_it_while_the_othe
     pool.reconcile(5, &[]);
 }
 
+#[test]
+fn a_provider_slower_than_its_listing_timeout_is_unreachable_for_the_round_not_a_stall() {
+    let pool = Pool::start(small(1));
+    let slow = Simulator::start(Knobs {
+        route_latency: [(
+            "GET /compute/servers/detail".into(),
+            Duration::from_secs(30),
+        )]
+        .into(),
+        ..Knobs::default()
+    })
+    .unwrap();
+    let text = std::fs::read_to_string(&pool.config).unwrap();
+    let with_slow = format!(
+        "\nproviders:\n  - name: slow\n    auth-url: {}\n    username: demo\n    password: \
+         secret\n    project-id: demo\n    max-servers: 1\n    listing-timeout: 1\n",
+        slow.auth_url_v3()
+    );
+    std::fs::write(&pool.config, text.replacen("\nproviders:\n", &with_slow, 1)).unwrap();
+    let reconcile = || {
+        let started = Instant::now();
+        let out = pool.run(&["--format", "json", "reconcile", "--duration", "10"]);
+        (out, started.elapsed())
+    };
+    let (out, took) = reconcile();
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    let summary: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["unreachable"][0]["provider"], "slow", "{summary:#}");
+    let error = summary["unreachable"][0]["error"].as_str().unwrap();
+    assert!(error.contains("GET compute /servers/detail"), "{error}");
+    assert!(
+        error.contains("no answer within 1 s (listing-timeout)"),
+        "{error}"
+    );
+    assert_eq!(
+        summary["launched"], 1,
+        "the other provider filled: {summary:#}"
+    );
+    // Waiting for the slow listing would take 30 s in the first round alone.
+    assert!(took < Duration::from_secs(20), "the run took {took:?}");
+
+    // A Keystone that hangs is bounded the same way when connecting.
+    slow.set_knobs(|k| {
+        k.route_latency = [(
+            "POST /identity/v3/auth/tokens".into(),
+            Duration::from_secs(30),
+        )]
+        .into()
+    });
+    let (out, took) = reconcile();
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    let summary: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let error = summary["unreachable"][0]["error"].as_str().unwrap();
+    assert!(error.contains("auth/tokens"), "{error}");
+    assert!(
+        error.contains("no answer within 1 s (listing-timeout)"),
+        "{error}"
+    );
+    assert!(took < Duration::from_secs(20), "the run took {took:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // SIGTERM and SIGINT.
 // ---------------------------------------------------------------------------------------------

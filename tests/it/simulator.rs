@@ -836,6 +836,26 @@ fn latency_delays_each_answer() {
 }
 
 #[test]
+fn route_latency_delays_only_its_route() {
+    let sim = start(Knobs {
+        route_latency: [(
+            "GET /compute/flavors/detail".to_string(),
+            Duration::from_millis(1000),
+        )]
+        .into(),
+        ..Knobs::default()
+    });
+    let client = Client::logged_in(&sim);
+    let started = Instant::now();
+    client.get("/compute/v2.1/servers/detail");
+    let unlisted = started.elapsed();
+    let started = Instant::now();
+    client.get("/compute/v2.1/flavors/detail");
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    assert!(unlisted < Duration::from_millis(1000), "{unlisted:?}");
+}
+
+#[test]
 fn stop_closes_the_port() {
     let sim = start(Knobs::default());
     let url = sim.url();

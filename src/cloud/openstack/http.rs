@@ -150,6 +150,27 @@ const MAX_BODY: u64 = 256 * 1024 * 1024;
 /// Largest body buffer allocated on the strength of a Content-Length header alone.
 const PRESIZE_MAX: u64 = 16 * 1024 * 1024;
 
+/// The limit an attempt runs into first.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    /// The call's own (`api-timeout`).
+    Call,
+    /// The run's deadline.
+    Run,
+    /// The round's listing time (`listing-timeout`).
+    Listing,
+}
+
+impl Bound {
+    fn time(self) -> &'static str {
+        match self {
+            Bound::Call => "the call's time",
+            Bound::Run => "the run's time",
+            Bound::Listing => "the round's listing time",
+        }
+    }
+}
+
 pub struct Http {
     agent: ureq::Agent,
     provider: String,
@@ -159,6 +180,9 @@ pub struct Http {
     timeouts: Timeouts,
     /// The run's deadline, once set: no call starts after it, and each ends by it.
     deadline: Mutex<Option<Instant>>,
+    /// While a round lists the clouds: the end of its listing time, an earlier bound than the
+    /// run's, so one slow provider cannot hold up the round of all the others.
+    listing_until: Mutex<Option<Instant>>,
     /// Minimum spacing of mutating calls (`rate`).
     rate: Duration,
     last_mutation: Mutex<Option<Instant>>,
@@ -194,6 +218,7 @@ impl Http {
             retry,
             timeouts: timeouts.clone(),
             deadline: Mutex::new(None),
+            listing_until: Mutex::new(None),
             rate,
             last_mutation: Mutex::new(None),
             secrets: Mutex::new(Vec::new()),
@@ -209,24 +234,52 @@ impl Http {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
     }
 
-    /// How long the next attempt may take: the call's own limit, or the run's time left if
-    /// that is shorter; an error when the run's time is up.
-    fn attempt_limit(&self, route: &str) -> CloudResult<Duration> {
-        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(deadline) = deadline else {
-            return Ok(self.timeouts.call);
+    /// Bound the calls from now on by `until` as well (`None` lifts it): a round's listing.
+    pub fn set_listing_bound(&self, until: Option<Instant>) {
+        *self.listing_until.lock().unwrap_or_else(|e| e.into_inner()) = until;
+    }
+
+    /// The bound that ends first, if any, and which it is.
+    fn bound(&self) -> Option<(Instant, Bound)> {
+        let run = self
+            .deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|at| (at, Bound::Run));
+        let listing = self
+            .listing_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|at| (at, Bound::Listing));
+        match (run, listing) {
+            (Some(run), Some(listing)) => Some(if listing.0 < run.0 { listing } else { run }),
+            (run, listing) => run.or(listing),
+        }
+    }
+
+    /// How long the next attempt may take: the call's own limit, or the time left before the
+    /// run's deadline (or the round's listing bound) if that is shorter, and which of them
+    /// it is; an error when that time is up.
+    fn attempt_limit(&self, route: &str) -> CloudResult<(Duration, Bound)> {
+        let Some((at, bound)) = self.bound() else {
+            return Ok((self.timeouts.call, Bound::Call));
         };
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = at.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(CloudError::new(
                 ErrorKind::Transport,
                 format!(
-                    "{}: {route}: not started: the run's time is up",
-                    self.provider
+                    "{}: {route}: not started: {} is up",
+                    self.provider,
+                    bound.time()
                 ),
             ));
         }
-        Ok(self.timeouts.call.min(left))
+        if left < self.timeouts.call {
+            Ok((left, bound))
+        } else {
+            Ok((self.timeouts.call, Bound::Call))
+        }
     }
 
     /// Never print `secret` in an error message.
@@ -293,7 +346,7 @@ impl Http {
             if mutating {
                 self.space_mutation();
             }
-            let limit = self.attempt_limit(route)?;
+            let (limit, bound) = self.attempt_limit(route)?;
             self.counter.count(&self.provider, route);
             log::debug!("{}: {route} (attempt {attempt})", self.provider);
             let outcome = match self.send(method, url, headers, &mut body, limit) {
@@ -316,8 +369,14 @@ impl Http {
                 Err(_) if idempotent => Some(jittered(backoff)),
                 _ => None,
             };
+            // A retry that could not start before the bound ends is not waited for: the
+            // error is this attempt's, not "time is up".
+            let in_time = |wait: Duration| {
+                self.bound()
+                    .is_none_or(|(at, _)| Instant::now() + wait < at)
+            };
             match wait {
-                Some(wait) if !last => {
+                Some(wait) if !last && in_time(wait) => {
                     log::debug!(
                         "{}: {route}: retrying in {} ms",
                         self.provider,
@@ -327,7 +386,7 @@ impl Http {
                     backoff = (backoff * 2).min(self.retry.max_backoff);
                     attempt += 1;
                 }
-                _ => return Err(self.classify(route, url, outcome, attempt, limit)),
+                _ => return Err(self.classify(route, url, outcome, attempt, (limit, bound))),
             }
         }
     }
@@ -430,7 +489,7 @@ impl Http {
         url: &str,
         outcome: Result<Reply, String>,
         attempts: u32,
-        limit: Duration,
+        (limit, bound): (Duration, Bound),
     ) -> CloudError {
         let tries = if attempts > 1 {
             format!(" after {attempts} attempts")
@@ -442,10 +501,12 @@ impl Http {
             Err(transport) => {
                 let to = origin(url);
                 let message = if transport.starts_with("timeout") {
-                    let which = if limit < self.timeouts.call {
-                        "the run's time left".to_string()
-                    } else {
-                        format!("api-timeout; connect {} s", self.timeouts.connect.as_secs())
+                    let which = match bound {
+                        Bound::Call => {
+                            format!("api-timeout; connect {} s", self.timeouts.connect.as_secs())
+                        }
+                        Bound::Run => "the run's time left".into(),
+                        Bound::Listing => "listing-timeout".into(),
                     };
                     format!(
                         "{route} to {to}: no answer within {} s{tries} ({which})",
@@ -680,6 +741,52 @@ mod tests {
             late.message.contains("not started: the run's time is up"),
             "{late}"
         );
+    }
+
+    #[test]
+    fn a_retry_that_would_start_after_the_deadline_is_not_waited_for() {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/compute/servers/detail", server.server_addr());
+        let serving = std::thread::spawn(move || {
+            // Bounded: one request is expected; a second would be a retry past the deadline.
+            let mut answered = 0;
+            while let Ok(Some(request)) = server.recv_timeout(Duration::from_secs(4)) {
+                answered += 1;
+                request
+                    .respond(tiny_http::Response::from_string("busy").with_status_code(503))
+                    .unwrap();
+            }
+            answered
+        });
+        let retry = RetryPolicy {
+            attempts: 4,
+            backoff: Duration::from_secs(3),
+            max_backoff: Duration::from_secs(3),
+            ..RetryPolicy::default()
+        };
+        let http = Http::new(
+            "p1",
+            &Timeouts::default(),
+            retry,
+            Duration::ZERO,
+            CallCounter::default(),
+        );
+        http.set_deadline(std::time::Instant::now() + Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        let Err(error) = http.call("GET", &url, "GET compute /servers/detail", &[], Body::None)
+        else {
+            panic!("a 503 is not an answer");
+        };
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            error.message.contains("HTTP 503"),
+            "the attempt's error: {error}"
+        );
+        assert_eq!(serving.join().unwrap(), 1);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct Settings {
     pub timeouts: Timeouts,
     pub retry: RetryPolicy,
     pub rate: std::time::Duration,
+    /// The most connecting, or one round's listing, may take.
+    pub listing_timeout: std::time::Duration,
     /// Networks the configuration marks `public: true`: a server's address on one of them is
     /// its public address before any other.
     pub public_networks: Vec<String>,
@@ -51,6 +53,7 @@ pub struct OpenStack {
     credentials: Credentials,
     endpoints: Endpoints,
     public_networks: Vec<String>,
+    listing_timeout: std::time::Duration,
 }
 
 /// Max pages followed in one list (a bound, not a limit anyone should reach).
@@ -66,7 +69,11 @@ impl OpenStack {
             settings.rate,
             counter,
         );
-        let session = auth::authenticate(&http, &settings.credentials)?;
+        // Connecting is the first round's listing: one slow Keystone must not hold up the rest.
+        http.set_listing_bound(Some(std::time::Instant::now() + settings.listing_timeout));
+        let session = auth::authenticate(&http, &settings.credentials);
+        http.set_listing_bound(None);
+        let session = session?;
         let region = settings.credentials.region_name.as_deref();
         let interface = settings.credentials.interface.as_str();
         let lookup = |kind: &str, name: Option<&str>| {
@@ -94,6 +101,7 @@ impl OpenStack {
             credentials: settings.credentials.clone(),
             endpoints,
             public_networks: settings.public_networks.clone(),
+            listing_timeout: settings.listing_timeout,
         })
     }
 
@@ -218,6 +226,15 @@ fn absolute(root: &str, href: &str) -> String {
 }
 
 impl crate::cloud::Cloud for OpenStack {
+    fn begin_listing(&self) {
+        let until = std::time::Instant::now() + self.listing_timeout;
+        self.http.set_listing_bound(Some(until));
+    }
+
+    fn end_listing(&self) {
+        self.http.set_listing_bound(None);
+    }
+
     fn list_servers(&self) -> CloudResult<Vec<Server>> {
         compute::list_servers(self)
     }

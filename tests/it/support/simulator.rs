@@ -38,6 +38,7 @@ pub fn client_settings(sim: &Simulator, provider: &str) -> Settings {
             max_retry_after: Duration::from_secs(3),
         },
         rate: Duration::ZERO,
+        listing_timeout: Duration::from_secs(30),
         public_networks: Vec::new(),
     }
 }

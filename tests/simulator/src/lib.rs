@@ -23,6 +23,7 @@ mod image;
 mod network;
 mod state;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -65,6 +66,10 @@ pub struct Knobs {
     /// Sleep before answering each request.
     #[serde(with = "secs")]
     pub latency: Duration,
+    /// Extra sleep before answering one route, by its name in the call counts
+    /// (`POST /compute/servers`): a Nova whose creates are slow while its listings are not.
+    #[serde(with = "secs_map")]
+    pub route_latency: BTreeMap<String, Duration>,
     /// A deleted server stays listed, in status DELETED, for this long.
     #[serde(with = "secs")]
     pub delete_delay: Duration,
@@ -97,6 +102,7 @@ impl Default for Knobs {
             rate_limit_per_second: None,
             instance_quota: None,
             latency: Duration::ZERO,
+            route_latency: BTreeMap::new(),
             delete_delay: Duration::ZERO,
             delete_fails: false,
             seed: 1,
@@ -110,6 +116,34 @@ impl Default for Knobs {
                 ("m1.large".into(), 8192, 4),
             ],
         }
+    }
+}
+
+/// A map of names to durations, each as (fractional) seconds on the wire.
+mod secs_map {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<String, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter().map(|(k, d)| (k, d.as_secs_f64())))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Duration>, D::Error> {
+        BTreeMap::<String, f64>::deserialize(d)?
+            .into_iter()
+            .map(|(k, secs)| {
+                Duration::try_from_secs_f64(secs)
+                    .map(|d| (k, d))
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
     }
 }
 
@@ -320,8 +354,14 @@ fn handle(core: &Core, method: &str, target: &str, request: &mut tiny_http::Requ
         state.calls.record(&resolved.name);
         state.sweep(Instant::now());
     }
-    if !knobs.latency.is_zero() {
-        std::thread::sleep(knobs.latency);
+    let latency = knobs.latency
+        + knobs
+            .route_latency
+            .get(&resolved.name)
+            .copied()
+            .unwrap_or_default();
+    if !latency.is_zero() {
+        std::thread::sleep(latency);
     }
     let service = resolved.service;
     let reply = if let Some(refusal) = gate(core, &knobs, service, token.as_deref()) {

@@ -53,6 +53,10 @@ struct Args {
     /// Seconds to wait before answering each request.
     #[arg(long, default_value = "0", value_name = "SECONDS", value_parser = seconds)]
     latency: Duration,
+    /// Extra seconds before answering one route, as `ROUTE=SECONDS` with the route named as in
+    /// `GET /_sim/calls` (`--route-latency 'POST /compute/servers=0.5'`); repeatable.
+    #[arg(long, value_name = "ROUTE=SECONDS", value_parser = route_seconds)]
+    route_latency: Vec<(String, Duration)>,
     /// Seconds a deleted server stays listed, in status DELETED.
     #[arg(long, default_value = "0", value_name = "SECONDS", value_parser = seconds)]
     delete_delay: Duration,
@@ -80,6 +84,14 @@ fn seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value).map_err(|e| e.to_string())
 }
 
+/// `ROUTE=SECONDS`.
+fn route_seconds(text: &str) -> Result<(String, Duration), String> {
+    let (route, secs) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected ROUTE=SECONDS, got {text:?}"))?;
+    Ok((route.trim().to_string(), seconds(secs.trim())?))
+}
+
 impl Args {
     fn knobs(self) -> Knobs {
         let defaults = Knobs::default();
@@ -97,6 +109,7 @@ impl Args {
             rate_limit_per_second: self.rate_limit,
             instance_quota: self.instance_quota,
             latency: self.latency,
+            route_latency: self.route_latency.into_iter().collect(),
             delete_delay: self.delete_delay,
             delete_fails: self.delete_fails,
             seed: self.seed,
