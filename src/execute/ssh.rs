@@ -18,8 +18,9 @@ use crate::state::{pass, subnodes};
 
 /// A host-key scan waits at most this long for a node that does not answer yet.
 const KEYSCAN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Bound on writing /etc/nodepool and running the ready script on one node.
-const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(600);
+/// Bound on one ssh call of the bootstrap (writing one node's files, or one look at its ready
+/// script, which runs detached), and the run's time left if that is shorter.
+const BOOTSTRAP_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl<C: Cloud> Worker<'_, C> {
     pub(super) fn ssh(&mut self, step: &SshStep) -> Result<()> {
@@ -31,11 +32,7 @@ impl<C: Cloud> Worker<'_, C> {
 
     fn scan(&mut self, member: Member, ip: &str, port: u16) -> Result<()> {
         // Within the run's time left: a scan that cannot finish in time waits for the next run.
-        let left = self
-            .runner
-            .deadline
-            .saturating_duration_since(std::time::Instant::now());
-        let timeout = KEYSCAN_TIMEOUT.min(left.max(Duration::from_secs(1)));
+        let timeout = KEYSCAN_TIMEOUT.min(self.time_left().max(Duration::from_secs(1)));
         let Some(keys) = ssh::keyscan(ip, port, timeout)? else {
             return Ok(()); // not answering yet; boot-timeout decides
         };
@@ -50,6 +47,15 @@ impl<C: Cloud> Worker<'_, C> {
         Ok(())
     }
 
+    fn time_left(&self) -> Duration {
+        self.runner
+            .deadline
+            .saturating_duration_since(std::time::Instant::now())
+    }
+
+    /// One step of a set's bootstrap, resumable across rounds and runs: write every member's
+    /// files (phase reachable → bootstrapping), then start or look at the ready scripts; the
+    /// node is ready once every one has finished well.
     fn bootstrap(&mut self, node_id: NodeId) -> Result<()> {
         let (conn, now) = (self.conn, self.now);
         let Some(node) = nodes::get(conn, node_id)? else {
@@ -61,29 +67,52 @@ impl<C: Cloud> Worker<'_, C> {
         let set = self.node_set(&node, &subnodes::of_node(conn, node_id)?)?;
         let config = self.runner.config;
         let label = config.labels.get(&node.label);
-        // Images nodepool builds carry script-dir already (copied at build time, as root);
-        // a cloud image gets it now.
-        let script_dir = config
-            .providers
-            .get(&node.provider)
-            .zip(label)
-            .and_then(|(p, l)| p.images.get(&l.image))
-            .filter(|image| matches!(image.source, ImageSource::Cloud { .. }))
-            .and(config.script_dir.as_deref());
-        let done = bootstrap::bootstrap(
-            &set,
-            script_dir,
-            label.and_then(|l| l.ready_script.as_deref()),
-            &crate::state::work_dir(self.runner.db_path),
-            BOOTSTRAP_TIMEOUT,
-        );
-        if let Err(error) = done {
-            let why = format!("bootstrap failed: {error:#}");
-            if nodes::mark_delete(conn, node_id, NodeState::Building, &why, now)? {
-                self.tally.failed += 1;
-                pass::record_failure(conn, &node.provider, &node.label, &why, now)?;
+        let ready_script = label.and_then(|l| l.ready_script.as_deref());
+        let timeout = BOOTSTRAP_CALL_TIMEOUT.min(self.time_left());
+        let mut done = Ok(true);
+        if node.launch_phase != Some(LaunchPhase::Bootstrapping) {
+            // Images nodepool builds carry script-dir already (copied at build time, as
+            // root); a cloud image gets it now.
+            let script_dir = config
+                .providers
+                .get(&node.provider)
+                .zip(label)
+                .and_then(|(p, l)| p.images.get(&l.image))
+                .filter(|image| matches!(image.source, ImageSource::Cloud { .. }))
+                .and(config.script_dir.as_deref());
+            let work_dir = crate::state::work_dir(self.runner.db_path);
+            done = bootstrap::write_files(&set, script_dir, &work_dir, timeout).map(|()| true);
+            if done.is_ok() && ready_script.is_some() {
+                let step = Progress {
+                    phase: Some(LaunchPhase::Bootstrapping),
+                    ..Progress::default()
+                };
+                nodes::progress(
+                    conn,
+                    Member::primary(node_id),
+                    NodeState::Building,
+                    &step,
+                    now,
+                )?;
+                self.tally.progressed = true;
             }
-            return Err(anyhow!(why));
+        }
+        if let (Ok(true), Some(ready)) = (&done, ready_script) {
+            done = bootstrap::ready_scripts(&set, ready, timeout);
+        }
+        match done {
+            Ok(true) => {}
+            Ok(false) => return Ok(()), // a ready script runs: in flight
+            // Cut short by the run's end, not the node's fault: the next run goes on.
+            Err(_) if self.time_left().is_zero() => return Ok(()),
+            Err(error) => {
+                let why = format!("bootstrap failed: {error:#}");
+                if nodes::mark_delete(conn, node_id, NodeState::Building, &why, now)? {
+                    self.tally.failed += 1;
+                    pass::record_failure(conn, &node.provider, &node.label, &why, now)?;
+                }
+                return Err(anyhow!(why));
+            }
         }
         failpoint::hit("mid-ssh");
         if nodes::mark_ready(conn, &node, now)? {

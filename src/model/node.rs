@@ -154,6 +154,8 @@ pub enum LaunchPhase {
     Ssh,
     /// Host keys are recorded (or the provider has no SSH): ready to bootstrap.
     Reachable,
+    /// The set's files are written; its ready scripts run (on the primary's row).
+    Bootstrapping,
     /// Bootstrapped and ready.
     Ready,
     /// Its servers got a delete call.
@@ -161,13 +163,14 @@ pub enum LaunchPhase {
 }
 
 impl LaunchPhase {
-    pub const ALL: [LaunchPhase; 8] = [
+    pub const ALL: [LaunchPhase; 9] = [
         LaunchPhase::Requested,
         LaunchPhase::Creating,
         LaunchPhase::Booting,
         LaunchPhase::FloatingIp,
         LaunchPhase::Ssh,
         LaunchPhase::Reachable,
+        LaunchPhase::Bootstrapping,
         LaunchPhase::Ready,
         LaunchPhase::Deleting,
     ];
@@ -180,6 +183,7 @@ impl LaunchPhase {
             LaunchPhase::FloatingIp => "floating-ip",
             LaunchPhase::Ssh => "ssh",
             LaunchPhase::Reachable => "reachable",
+            LaunchPhase::Bootstrapping => "bootstrapping",
             LaunchPhase::Ready => "ready",
             LaunchPhase::Deleting => "deleting",
         }

@@ -22,6 +22,12 @@
 //! `cd /opt/nodepool-scripts && NODEPOOL_…=… ./READY-SCRIPT HOSTNAME` with every `NODEPOOL_*`
 //! variable of nodepool's environment, with its stdin at /dev/null.
 //!
+//! A ready script may take longer than a run: it runs detached on the node (its own session,
+//! so the end of the ssh session does not stop it), and each SSH step only starts it or asks
+//! how it is doing, so every step is short and a later run picks up where this one stopped.
+//! Its pid, output and exit status are in `/etc/nodepool/ready.d/HOSTNAME/` (`pid`, `log`,
+//! `status`) on the node.
+//!
 //! What travels is one POSIX sh script on ssh's stdin, built by the pure functions
 //! `files_for` and `script`, so it can be tested without a node. Both directories are under
 //! `${NODEPOOL_NODE_ROOT:-}` on the node: empty on real nodes; tests set it (sshd `SetEnv`)
@@ -223,22 +229,19 @@ np_write() {
 }
 "#;
 
-/// Pure: the POSIX sh script sent on ssh's stdin.
-///
-/// It writes `files` to `$root/etc/nodepool`, copies `scripts` to `$root/opt/nodepool-scripts`
-/// (making subdirectories), then, if `ready_script` is given, runs it from there as
-/// `./READY HOSTNAME` with `env` exported and stdin at /dev/null. Contents travel base64
-/// encoded in quoted heredocs, names single-quoted: safe for any bytes. `set -eu`: the
-/// script stops, non-zero, at the first failure (the ready script's own exit status is the
-/// script's). `env` entries whose names sh cannot take are left out.
-pub fn script(
-    files: &[NodeFile],
-    scripts: &[ScriptFile],
-    ready_script: Option<&str>,
-    hostname: &str,
-    env: &[(String, String)],
-) -> String {
+/// Pure: the POSIX sh script, sent on ssh's stdin, that writes `files` to
+/// `$root/etc/nodepool`, copies `scripts` to `$root/opt/nodepool-scripts` (making
+/// subdirectories) and clears what an earlier attempt's ready script left in
+/// `$root/etc/nodepool/ready.d/HOSTNAME`. Contents travel base64 encoded in quoted heredocs,
+/// names single-quoted: safe for any bytes. `set -eu`: the script stops, non-zero, at the
+/// first failure.
+pub fn script(files: &[NodeFile], scripts: &[ScriptFile], hostname: &str) -> String {
     let mut s = String::from(PRELUDE);
+    let _ = writeln!(
+        s,
+        "rm -rf \"$root/etc/nodepool/ready.d\"/{}",
+        quote(hostname)
+    );
     if !files.is_empty() {
         s.push_str("np_dir \"$root/etc/nodepool\"\n");
         for (name, contents, mode) in files {
@@ -264,23 +267,102 @@ pub fn script(
             write_file(&mut s, "$root/opt/nodepool-scripts", path, bytes, *mode);
         }
     }
-    if let Some(ready) = ready_script {
-        s.push_str(
-            "if ! cd \"$root/opt/nodepool-scripts\"; then\n    \
-             echo \"nodepool: no $root/opt/nodepool-scripts for the ready script\" >&2\n    \
-             exit 1\nfi\n(\n",
-        );
-        for (name, value) in env.iter().filter(|(name, _)| is_shell_name(name)) {
-            let _ = writeln!(s, "export {name}={}", quote(value));
-        }
-        let _ = writeln!(
-            s,
-            "exec ./{} {} </dev/null\n)",
-            quote(ready),
-            quote(hostname)
-        );
-    }
     s
+}
+
+/// How a member's ready script is doing, as one SSH step found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyScript {
+    /// Not running before this step: this step started it.
+    Started,
+    Running,
+    /// It ended with `status`; `log` is the end of its output.
+    Finished {
+        status: i32,
+        log: String,
+    },
+    /// It was started and is gone without an exit status (the node rebooted, or it was
+    /// killed): `log` is the end of its output.
+    Lost {
+        log: String,
+    },
+}
+
+/// Lines of a ready script's output brought back with its end.
+const LOG_TAIL_LINES: usize = 20;
+
+/// Pure: the POSIX sh script of one ready-script step on a member: report the script's end
+/// if it has ended, or that it runs, or else start it, detached, from
+/// `$root/opt/nodepool-scripts` as `./READY HOSTNAME` with `env` exported and stdin at
+/// /dev/null; the first line of its output says which (`finished STATUS`, `running`, `lost`,
+/// `started`), the end of the ready script's output follows. `env` entries whose names sh
+/// cannot take are left out.
+pub fn ready_script_step(ready: &str, hostname: &str, env: &[(String, String)]) -> String {
+    let mut s = String::from(PRELUDE);
+    let _ = writeln!(
+        s,
+        "d=\"$root/etc/nodepool/ready.d\"/{}\n\
+         if [ -f \"$d/status\" ]; then\n    \
+             echo \"finished $(cat \"$d/status\")\"\n    \
+             tail -n {LOG_TAIL_LINES} \"$d/log\" 2>/dev/null || true\n    \
+             exit 0\n\
+         fi\n\
+         if [ -e \"$d/started\" ]; then\n    \
+             pid=$(cat \"$d/pid\" 2>/dev/null || true)\n    \
+             if [ -z \"$pid\" ] || kill -0 \"$pid\" 2>/dev/null; then\n        \
+                 echo running\n    \
+             else\n        \
+                 echo lost\n        \
+                 tail -n {LOG_TAIL_LINES} \"$d/log\" 2>/dev/null || true\n    \
+             fi\n    \
+             exit 0\n\
+         fi\n\
+         if ! cd \"$root/opt/nodepool-scripts\"; then\n    \
+             echo \"nodepool: no $root/opt/nodepool-scripts for the ready script\" >&2\n    \
+             exit 1\n\
+         fi\n\
+         np_dir \"$root/etc/nodepool/ready.d\"\n\
+         mkdir -p \"$d\"\n\
+         : > \"$d/started\"",
+        quote(hostname)
+    );
+    for (name, value) in env.iter().filter(|(name, _)| is_shell_name(name)) {
+        let _ = writeln!(s, "export {name}={}", quote(value));
+    }
+    // Its own session (setsid, else nohup): the end of the ssh session must not stop it.
+    // The status is written beside and renamed, so a reader never sees half of it.
+    let _ = writeln!(
+        s,
+        "if command -v setsid >/dev/null 2>&1; then detach=setsid; else detach=nohup; fi\n\
+         $detach sh -c 'echo $$ > \"$1/pid\"; ./\"$2\" \"$3\" </dev/null > \"$1/log\" 2>&1; \
+         echo $? > \"$1/status.new\"; mv -f \"$1/status.new\" \"$1/status\"' \
+         sh \"$d\" {} {} </dev/null >/dev/null 2>&1 &\n\
+         echo started",
+        quote(ready),
+        quote(hostname)
+    );
+    s
+}
+
+/// What a ready-script step printed (`ready_script_step`).
+pub fn parse_ready_step(output: &str) -> Result<ReadyScript> {
+    let (first, rest) = output.split_once('\n').unwrap_or((output, ""));
+    let log = rest.trim_end().to_string();
+    Ok(match first.trim().split_once(' ') {
+        Some(("finished", status)) => ReadyScript::Finished {
+            status: status
+                .trim()
+                .parse()
+                .with_context(|| format!("the ready script's status file holds {status:?}"))?,
+            log,
+        },
+        _ => match first.trim() {
+            "started" => ReadyScript::Started,
+            "running" => ReadyScript::Running,
+            "lost" => ReadyScript::Lost { log },
+            other => bail!("unexpected answer from the node: {other:?}"),
+        },
+    })
 }
 
 /// Append the commands writing `bytes` to `dir/name` with `mode`.
@@ -412,16 +494,13 @@ fn nodepool_vars(
     env
 }
 
-/// Bootstrap a node set: generate its key pair, write the `/etc/nodepool` files (and copy
-/// `script_dir`, when given, to `/opt/nodepool-scripts`) on every member, subnodes first and
-/// the primary last, then run `ready_script`, when given, on every member in the same order.
-///
-/// Each ssh call is bounded by `timeout`. The first failure stops the bootstrap; its error
-/// names the member's hostname.
-pub fn bootstrap(
+/// Write every member's files: generate the set's key pair, write the `/etc/nodepool` files
+/// (and copy `script_dir`, when given, to `/opt/nodepool-scripts`) on every member, subnodes
+/// first and the primary last. Each ssh call is bounded by `timeout`; the first failure stops
+/// it, its error naming the member's hostname. Doing it again is harmless.
+pub fn write_files(
     set: &NodeSet,
     script_dir: Option<&Path>,
-    ready_script: Option<&str>,
     work_dir: &Path,
     timeout: Duration,
 ) -> Result<()> {
@@ -430,29 +509,58 @@ pub fn bootstrap(
         None => Vec::new(),
     };
     let key = ssh::generate_keypair(work_dir)?;
-    let env = nodepool_env();
-    let order = set.bootstrap_order();
-    for &index in &order {
+    for index in set.bootstrap_order() {
         let member = set.member(index);
         let files = files_for(set, index, &key);
-        let text = script(&files, &scripts, None, &member.hostname, &env);
+        let text = script(&files, &scripts, &member.hostname);
         ssh::run(&member.endpoint, &member.known_hosts, &text, timeout)
             .with_context(|| format!("writing /etc/nodepool on {}", member.hostname))?;
     }
-    if let Some(ready) = ready_script {
-        for &index in &order {
-            let member = set.member(index);
-            let text = script(&[], &[], Some(ready), &member.hostname, &env);
-            let output = ssh::run(&member.endpoint, &member.known_hosts, &text, timeout)
-                .with_context(|| format!("running ready script {ready} on {}", member.hostname))?;
-            log::debug!(
-                "ready script {ready} on {}: {}",
-                member.hostname,
-                output.trim_end()
-            );
+    Ok(())
+}
+
+/// One step of the set's ready scripts, which run one after the other in bootstrap order:
+/// each member's is asked how it is doing, until one has not finished, which is started if
+/// need be. `Ok(true)` once every member's has finished with status 0; `Ok(false)` while one
+/// runs; an error (naming the member and ending with the script's output) when one failed.
+pub fn ready_scripts(set: &NodeSet, ready: &str, timeout: Duration) -> Result<bool> {
+    let env = nodepool_env();
+    for index in set.bootstrap_order() {
+        let member = set.member(index);
+        let host = &member.hostname;
+        let text = ready_script_step(ready, host, &env);
+        let output = ssh::run(&member.endpoint, &member.known_hosts, &text, timeout)
+            .with_context(|| format!("running ready script {ready} on {host}"))?;
+        let with_log = |log: &str| {
+            if log.is_empty() {
+                String::new()
+            } else {
+                format!("; its output ends:\n{log}")
+            }
+        };
+        match parse_ready_step(&output)
+            .with_context(|| format!("ready script {ready} on {host}"))?
+        {
+            ReadyScript::Finished { status: 0, log } => {
+                log::debug!("ready script {ready} on {host} finished: {log}");
+            }
+            ReadyScript::Finished { status, log } => bail!(
+                "ready script {ready} on {host} exited with status {status}{}",
+                with_log(&log)
+            ),
+            ReadyScript::Lost { log } => bail!(
+                "ready script {ready} on {host} stopped without an exit status (was the node \
+                 rebooted?){}",
+                with_log(&log)
+            ),
+            ReadyScript::Started => {
+                log::debug!("ready script {ready} started on {host}");
+                return Ok(false);
+            }
+            ReadyScript::Running => return Ok(false),
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -678,7 +786,7 @@ mod tests {
             ("sub dir/it's $x.sh".into(), b"#!/bin/sh\n".to_vec(), 0o700),
             ("a/b/c/deep".into(), Vec::new(), 0o600),
         ];
-        let output = run_locally(&script(&files, &scripts, None, "h", &[]), root.path());
+        let output = run_locally(&script(&files, &scripts, "h"), root.path());
         assert!(
             output.status.success(),
             "{}",
@@ -707,28 +815,61 @@ mod tests {
         assert_eq!(mode_of(&etc) & 0o755, 0o755, "readable by everyone");
     }
 
+    /// Run one ready-script step locally and read its answer.
+    fn step(root: &Path, ready: &str, hostname: &str, env: &[(String, String)]) -> ReadyScript {
+        let output = run_locally(&ready_script_step(ready, hostname, env), root);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        parse_ready_step(&String::from_utf8_lossy(&output.stdout)).unwrap()
+    }
+
+    /// Steps until the script has ended (at most 10 s, bounded by count).
+    fn step_until_ended(root: &Path, ready: &str, hostname: &str) -> ReadyScript {
+        for _ in 0..200 {
+            match step(root, ready, hostname, &[]) {
+                ReadyScript::Started | ReadyScript::Running => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                ended => return ended,
+            }
+        }
+        panic!("the ready script did not end within 10 s");
+    }
+
+    /// A root with `ready.sh` (mode 0755) holding `body` in its scripts dir.
+    fn root_with_ready(body: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let scripts: Vec<ScriptFile> = vec![("ready.sh".into(), body.as_bytes().to_vec(), 0o755)];
+        let files = files_for(&set(), 0, &key());
+        let output = run_locally(&script(&files, &scripts, "h"), root.path());
+        assert!(output.status.success());
+        root
+    }
+
     #[test]
     fn the_ready_script_runs_from_the_scripts_dir_with_the_hostname_and_env() {
-        let root = tempfile::tempdir().unwrap();
-        let ready = "#!/bin/sh\nset -eu\n{\n printf 'arg=%s\\n' \"$1\"\n printf 'args=%s\\n' \"$#\"\n printf 'var=%s\\n' \"$NODEPOOL_TEST_VAR\"\n printf 'other=%s\\n' \"$NODEPOOL_OTHER\"\n printf 'pwd=%s\\n' \"$(pwd)\"\n printf 'stdin=%s\\n' \"$(cat)\"\n} > \"$NODEPOOL_NODE_ROOT/ready.out\"\n";
-        let scripts: Vec<ScriptFile> = vec![("ready.sh".into(), ready.as_bytes().to_vec(), 0o755)];
+        let ready = "#!/bin/sh\nset -eu\n{\n printf 'arg=%s\\n' \"$1\"\n printf 'args=%s\\n' \"$#\"\n printf 'var=%s\\n' \"$NODEPOOL_TEST_VAR\"\n printf 'other=%s\\n' \"$NODEPOOL_OTHER\"\n printf 'pwd=%s\\n' \"$(pwd)\"\n printf 'stdin=%s\\n' \"$(cat)\"\n} > \"$NODEPOOL_NODE_ROOT/ready.out\"\necho done\n";
+        let root = root_with_ready(ready);
         let env = vec![
             ("NODEPOOL_OTHER".to_owned(), "plain".to_owned()),
             ("NODEPOOL_TEST_VAR".to_owned(), NASTY.to_owned()),
             ("NOT A NAME".to_owned(), "ignored".to_owned()),
         ];
         let hostname = "host name's $HOME";
-        let files = files_for(&set(), 0, &key());
-        let text = script(&files, &scripts, Some("ready.sh"), hostname, &env);
-        // Anything after the ready script must stay script, not become its stdin.
-        let text = format!("{text}echo after > \"$NODEPOOL_NODE_ROOT/after\"\n");
-        let output = run_locally(&text, root.path());
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        assert_eq!(
+            step(root.path(), "ready.sh", hostname, &env),
+            ReadyScript::Started
         );
-
+        assert_eq!(
+            step_until_ended(root.path(), "ready.sh", hostname),
+            ReadyScript::Finished {
+                status: 0,
+                log: "done".into()
+            }
+        );
         let out = fs::read_to_string(root.path().join("ready.out")).unwrap();
         let scripts_dir = root.path().join("opt/nodepool-scripts");
         assert_eq!(
@@ -738,41 +879,115 @@ mod tests {
                 scripts_dir.display()
             )
         );
+        // Asked again, it reports the same end and does not run again.
+        fs::remove_file(root.path().join("ready.out")).unwrap();
+        assert!(matches!(
+            step(root.path(), "ready.sh", hostname, &[]),
+            ReadyScript::Finished { status: 0, .. }
+        ));
+        assert!(!root.path().join("ready.out").exists());
+    }
+
+    #[test]
+    fn a_long_ready_script_runs_detached_and_each_step_returns_at_once() {
+        let root = root_with_ready("#!/bin/sh\nsleep 2\necho slept\n");
+        let started = std::time::Instant::now();
         assert_eq!(
-            fs::read_to_string(root.path().join("after")).unwrap(),
-            "after\n"
+            step(root.path(), "ready.sh", "h", &[]),
+            ReadyScript::Started
         );
         assert_eq!(
-            fs::read_to_string(root.path().join("etc/nodepool/role")).unwrap(),
-            "primary\n"
+            step(root.path(), "ready.sh", "h", &[]),
+            ReadyScript::Running
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1500),
+            "a step waited for the script: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            step_until_ended(root.path(), "ready.sh", "h"),
+            ReadyScript::Finished {
+                status: 0,
+                log: "slept".into()
+            }
         );
     }
 
     #[test]
-    fn a_failing_ready_script_fails_the_script_with_its_status() {
-        let root = tempfile::tempdir().unwrap();
-        let scripts: Vec<ScriptFile> = vec![(
-            "ready.sh".into(),
-            b"#!/bin/sh\necho broken >&2\nexit 7\n".to_vec(),
-            0o755,
-        )];
-        let text = format!(
-            "{}touch \"$NODEPOOL_NODE_ROOT/after\"\n",
-            script(&[], &scripts, Some("ready.sh"), "h", &[])
+    fn a_failing_ready_script_ends_with_its_status_and_output() {
+        let root = root_with_ready("#!/bin/sh\necho broken >&2\nexit 7\n");
+        assert_eq!(
+            step(root.path(), "ready.sh", "h", &[]),
+            ReadyScript::Started
         );
-        let output = run_locally(&text, root.path());
-        assert_eq!(output.status.code(), Some(7));
-        assert!(String::from_utf8_lossy(&output.stderr).contains("broken"));
-        assert!(
-            !root.path().join("after").exists(),
-            "set -e stops the script"
+        assert_eq!(
+            step_until_ended(root.path(), "ready.sh", "h"),
+            ReadyScript::Finished {
+                status: 7,
+                log: "broken".into()
+            }
         );
+    }
+
+    #[test]
+    fn a_ready_script_killed_without_a_status_is_lost() {
+        let root = root_with_ready("#!/bin/sh\necho going\nsleep 30\n");
+        assert_eq!(
+            step(root.path(), "ready.sh", "h", &[]),
+            ReadyScript::Started
+        );
+        let pid_file = root.path().join("etc/nodepool/ready.d/h/pid");
+        let pid = (0..200)
+            .find_map(|_| {
+                let pid = fs::read_to_string(&pid_file).ok().filter(|p| !p.is_empty());
+                if pid.is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                pid
+            })
+            .expect("the detached shell writes its pid");
+        // Its whole session: the shell and the sleep.
+        let killed = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", pid.trim())])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        assert_eq!(
+            step_until_ended(root.path(), "ready.sh", "h"),
+            ReadyScript::Lost {
+                log: "going".into()
+            }
+        );
+    }
+
+    #[test]
+    fn writing_the_files_again_clears_an_earlier_attempts_ready_script() {
+        let root = root_with_ready("#!/bin/sh\nexit 3\n");
+        step(root.path(), "ready.sh", "h", &[]);
+        assert!(matches!(
+            step_until_ended(root.path(), "ready.sh", "h"),
+            ReadyScript::Finished { status: 3, .. }
+        ));
+        let output = run_locally(&script(&[], &[], "h"), root.path());
+        assert!(output.status.success());
+        assert_eq!(
+            step(root.path(), "ready.sh", "h", &[]),
+            ReadyScript::Started
+        );
+    }
+
+    #[test]
+    fn unexpected_step_answers_are_errors() {
+        assert!(parse_ready_step("finished x\n").is_err());
+        assert!(parse_ready_step("what\n").is_err());
+        assert_eq!(parse_ready_step("running\n").unwrap(), ReadyScript::Running);
     }
 
     #[test]
     fn a_missing_scripts_dir_is_named() {
         let root = tempfile::tempdir().unwrap();
-        let output = run_locally(&script(&[], &[], Some("ready.sh"), "h", &[]), root.path());
+        let output = run_locally(&ready_script_step("ready.sh", "h", &[]), root.path());
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
@@ -799,7 +1014,7 @@ mod tests {
             Command::new("sh")
         };
         let files = files_for(&set(), 0, &key());
-        let output = run_locally_with(shell, &script(&files, &[], None, "h", &[]), root.path());
+        let output = run_locally_with(shell, &script(&files, &[], "h"), root.path());
         assert!(!output.status.success());
         assert!(String::from_utf8_lossy(&output.stderr).contains("is not writable by"));
     }

@@ -389,7 +389,12 @@ impl<'a> NodeWalk<'a, '_> {
             plan.actions.push(if provider.host_key_checking {
                 self.act(
                     Step::Ssh(SshStep::Bootstrap { node: node.id }),
-                    "every node of the set answers SSH: write /etc/nodepool, run the ready script",
+                    if node.launch_phase == Some(LaunchPhase::Bootstrapping) {
+                        "the set's ready scripts run: see how they are doing"
+                    } else {
+                        "every node of the set answers SSH: write /etc/nodepool, run the ready \
+                         script"
+                    },
                 )
             } else {
                 self.act(
@@ -437,7 +442,7 @@ impl<'a> NodeWalk<'a, '_> {
         let boot_timeout = provider.boot_timeout.as_secs() as i64;
         let in_phase = self.now - view.phase_since;
         match view.phase.unwrap_or(LaunchPhase::Booting) {
-            LaunchPhase::Reachable | LaunchPhase::Ready => Next::Done,
+            LaunchPhase::Reachable | LaunchPhase::Bootstrapping | LaunchPhase::Ready => Next::Done,
             LaunchPhase::Ssh if in_phase > boot_timeout => Next::Fail(format!(
                 "boot-timeout: SSH did not answer within {boot_timeout} s of ACTIVE"
             )),

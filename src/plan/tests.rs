@@ -1269,6 +1269,21 @@ fn building_nodes_take_one_step_per_round() {
             expect: vec![bootstrap(1)],
         },
         Case {
+            name: "ready scripts running: the bootstrap looks at them again",
+            node: building(1, "bootstrapping"),
+            servers: vec![server("srv-1", 1)],
+            expect: vec![bootstrap(1)],
+        },
+        Case {
+            name: "ready scripts running past launch-timeout: delete as a failure",
+            node: Node {
+                launch_time: Some(NOW - 3601),
+                ..building(1, "bootstrapping")
+            },
+            servers: vec![server("srv-1", 1)],
+            expect: vec![delete(1, NodeState::Building, &["srv-1"], true)],
+        },
+        Case {
             name: "reachable without SSH: mark ready",
             node: on_p2(building(1, "reachable")),
             servers: vec![server_on("p2", "srv-1", 1)],

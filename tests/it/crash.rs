@@ -234,8 +234,11 @@ fn case(point: &str, shape: Shape, flow: Flow, nth: u32) {
         );
     }
     // Whatever /etc/nodepool the crashed run wrote goes, so the files found at the end were
-    // written after the crash.
-    let _ = fs::remove_dir_all(fx.sshd.node_root.join("etc/nodepool"));
+    // written after the crash; except after a finished bootstrap, which the next run must
+    // take as it is (its ready scripts' exit status is there).
+    if point != "mid-ssh" {
+        let _ = fs::remove_dir_all(fx.sshd.node_root.join("etc/nodepool"));
+    }
 
     let runs = fx.converge(&format!("after {armed}"));
 
@@ -285,9 +288,23 @@ fn case(point: &str, shape: Shape, flow: Flow, nth: u32) {
     }
 
     match point {
-        "after-keyscan" | "mid-ssh" => {
+        "mid-ssh" => {
+            // The crash came after the set's ready scripts had finished: the next run finds
+            // their exit status on the nodes and makes the set ready without running them
+            // again.
+            let log = fx.ready_log();
+            for hostname in at_crash.nodes.iter().map(|n| &n.hostname) {
+                assert_eq!(
+                    count(&log, hostname),
+                    count(&ready_log_at_crash, hostname),
+                    "{armed}: {hostname}'s ready script ran again after the crash\n{}",
+                    fx.describe()
+                );
+            }
+        }
+        "after-keyscan" => {
             // The bootstrap was redone for the set the crash interrupted: its ready script
-            // ran again after the crash.
+            // ran after the crash.
             let log = fx.ready_log();
             let building = at_crash
                 .nodes

@@ -683,3 +683,65 @@ fn a_run_empties_the_private_work_directory_a_killed_run_left_behind() {
     assert_eq!(mode, 0o700);
     assert!(work.starts_with(pool.database().parent().unwrap()));
 }
+
+#[test]
+fn a_ready_script_longer_than_the_run_finishes_in_a_later_run_and_runs_once() {
+    let pool = Pool::start(Options {
+        sshd: true,
+        labels: vec![Label::new("small", 1)],
+        ..Options::default()
+    });
+    fs::write(
+        pool.dir.path().join("scripts/ready.sh"),
+        "#!/bin/sh\nset -eu\nsleep 4\necho \"$1\" >> \"$NODEPOOL_NODE_ROOT/ready-ran\"\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let first = pool.reconcile(2, &[]);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the run waited for the ready script: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(tally(&first, "became ready"), 0, "{first}");
+    assert_eq!(
+        pool.scalar("SELECT COUNT(*) FROM node WHERE launch_phase = 'bootstrapping'"),
+        1,
+        "{first}"
+    );
+    // Later runs ask how the script is doing until it has finished (bounded: 20 runs).
+    let mut ready = 0;
+    for _ in 0..20 {
+        ready += tally(&pool.reconcile(2, &[]), "became ready");
+        if ready > 0 {
+            break;
+        }
+    }
+    assert_eq!(ready, 1);
+    let ran = fs::read_to_string(pool.node_root().join("ready-ran")).unwrap();
+    assert_eq!(ran.lines().count(), 1, "the ready script ran once: {ran}");
+}
+
+#[test]
+fn a_failing_ready_script_fails_its_node_with_the_scripts_status_and_output() {
+    let pool = Pool::start(Options {
+        sshd: true,
+        labels: vec![Label::new("small", 1)],
+        ..Options::default()
+    });
+    fs::write(
+        pool.dir.path().join("scripts/ready.sh"),
+        "#!/bin/sh\necho 'no disk space' >&2\nexit 3\n",
+    )
+    .unwrap();
+    let out = pool.run(&["reconcile", "--duration", "5"]);
+    let (summary, log) = (stdout(&out), stderr(&out));
+    assert!(tally(&summary, "failed") >= 1, "{summary}\n{log}");
+    assert!(
+        log.contains(
+            "bootstrap on sim (node 1): bootstrap failed: ready script ready.sh on small-sim-1 \
+             exited with status 3; its output ends:\n    no disk space"
+        ),
+        "{log}"
+    );
+}
