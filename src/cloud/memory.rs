@@ -12,7 +12,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::{
     Cloud, CloudError, CloudResult, CreateServer, ErrorKind, Flavor, FloatingIp, Image, Keypair,
@@ -107,6 +109,11 @@ struct State {
 /// An in-memory cloud; see the module doc.
 pub struct MemoryCloud {
     state: Mutex<State>,
+    /// How long a create call takes (outside the lock, so creates overlap as on a cloud).
+    create_latency: Mutex<Duration>,
+    creates_in_flight: AtomicUsize,
+    /// The most create calls that were in flight at once.
+    peak_creates: AtomicUsize,
 }
 
 impl Default for MemoryCloud {
@@ -123,7 +130,25 @@ impl MemoryCloud {
             zones,
             ..State::default()
         });
-        MemoryCloud { state }
+        MemoryCloud {
+            state,
+            create_latency: Mutex::new(Duration::ZERO),
+            creates_in_flight: AtomicUsize::new(0),
+            peak_creates: AtomicUsize::new(0),
+        }
+    }
+
+    /// Every create call takes this long from now on.
+    pub fn set_create_latency(&self, latency: Duration) {
+        *self
+            .create_latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = latency;
+    }
+
+    /// The most create calls that were in flight at once so far.
+    pub fn peak_creates_in_flight(&self) -> usize {
+        self.peak_creates.load(Ordering::SeqCst)
     }
 
     pub fn add_flavor(&self, name: &str, ram_mb: u64, vcpus: u64) -> String {
@@ -393,6 +418,14 @@ impl Cloud for MemoryCloud {
     }
 
     fn create_server(&self, request: &CreateServer) -> CloudResult<String> {
+        let now = self.creates_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_creates.fetch_max(now, Ordering::SeqCst);
+        let latency = *self
+            .create_latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::thread::sleep(latency);
+        self.creates_in_flight.fetch_sub(1, Ordering::SeqCst);
         let (mut state, fault) = self.enter(Op::CreateServer)?;
         if let Some(refused) = state.refusal(request) {
             return Err(refused);

@@ -2,6 +2,7 @@
 //! without a network; `openstack/` implements it over HTTP.
 
 pub mod clouds_yaml;
+pub mod gate;
 #[cfg(test)]
 pub mod memory;
 pub mod openstack;
@@ -288,6 +289,7 @@ pub fn connect(
         retry: openstack::http::RetryPolicy::default(),
         rate: provider.rate,
         listing_timeout: provider.listing_timeout,
+        max_concurrency: provider.max_concurrency,
         public_networks: provider
             .networks
             .iter()

@@ -116,6 +116,9 @@ pub struct Provider {
     /// retry and token call included; past it the provider is unreachable for that round, so
     /// one slow cloud cannot hold up the others.
     pub listing_timeout: Duration,
+    /// Most mutating calls in flight at once (`max-concurrency`, newer Nodepool's key); none:
+    /// `rate` and the executor's threads per provider bound them.
+    pub max_concurrency: Option<u32>,
     pub template_hostname: String,
     pub image_type: Option<String>,
     pub clean_floating_ips: bool,

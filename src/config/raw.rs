@@ -99,6 +99,8 @@ pub struct RawProvider {
     pub api_timeout: Option<f64>,
     /// Ours: the most one round's listing of this provider may take, every call included.
     pub listing_timeout: Option<f64>,
+    /// Newer Nodepool's: most mutating calls in flight at once on this provider.
+    pub max_concurrency: Option<i64>,
     pub template_hostname: Option<Text>,
     pub image_type: Option<Text>,
     pub clean_floating_ips: Option<Flag>,

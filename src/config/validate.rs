@@ -647,6 +647,15 @@ impl Checker<'_> {
         let api_timeout = raw
             .api_timeout
             .map(|t| self.seconds(Some(t), &key(path, "api-timeout"), 60.0, true));
+        let max_concurrency = raw.max_concurrency.map(|n| {
+            self.integer(
+                Some(n),
+                &key(path, "max-concurrency"),
+                1u32,
+                "1 or more",
+                |n| n >= 1,
+            )
+        });
         let listing_timeout = self.seconds(
             raw.listing_timeout,
             &key(path, "listing-timeout"),
@@ -676,6 +685,7 @@ impl Checker<'_> {
             pool: text(&raw.pool),
             api_timeout,
             listing_timeout,
+            max_concurrency,
             template_hostname,
             image_type: text(&raw.image_type),
             clean_floating_ips: raw.clean_floating_ips.is_some_and(|f| f.0),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -16,14 +16,19 @@ use crate::failpoint;
 use crate::model::{ImageName, LabelName, LaunchPhase, Member, NodeId, NodeState, TargetName};
 use crate::node::ssh;
 use crate::plan::Action;
-use crate::state::nodes::{self, NewNode, Progress};
+use crate::state::nodes::{self, FloatingIpIntent, NewNode, Progress};
 use crate::state::{pass, subnodes};
 
 /// Per provider and image: what a create call needs, found with a few calls once per run.
+/// Each entry is found by one thread while the others launching the same image wait for it,
+/// so parallel launches neither repeat the lookups nor race to create the keypair.
 #[derive(Default)]
 pub struct LaunchCache {
-    prepared: Mutex<BTreeMap<(crate::model::ProviderName, ImageName), Prepared>>,
+    prepared: Mutex<BTreeMap<(crate::model::ProviderName, ImageName), PreparedSlot>>,
 }
+
+/// One entry of the cache, filled by the first thread that needs it.
+type PreparedSlot = Arc<Mutex<Option<Prepared>>>;
 
 #[derive(Clone)]
 struct Prepared {
@@ -290,12 +295,26 @@ impl<C: Cloud> CloudWorker<'_, C> {
                 }
             },
             None => {
-                if !nodes::begin_floating_ip(conn, member, now)? {
+                let intent = nodes::begin_floating_ip(conn, member, now)?;
+                if intent == FloatingIpIntent::Gone {
                     return Ok(()); // held or deleted meanwhile
                 }
                 let description =
                     cloud::floating_ip_description(self.work.runner.installation, member);
-                let ip = self.cloud.allocate_floating_ip(pool, &description)?;
+                // An earlier run may have died during the allocation: its IP carries our
+                // description, attached to nothing. Adopt it rather than leak it.
+                let earlier = match intent {
+                    FloatingIpIntent::Again => {
+                        self.cloud.list_floating_ips()?.into_iter().find(|ip| {
+                            ip.server_id.is_none() && ip.description.as_ref() == Some(&description)
+                        })
+                    }
+                    _ => None,
+                };
+                let ip = match earlier {
+                    Some(ip) => ip,
+                    None => self.cloud.allocate_floating_ip(pool, &description)?,
+                };
                 let step = Progress {
                     floating_ip_id: Some(&ip.id),
                     ..Progress::default()
@@ -336,10 +355,19 @@ impl<C: Cloud> CloudWorker<'_, C> {
     /// Flavor, networks and keypair for launching `image` on this provider (cached per run).
     fn prepare(&self, image: &ImageName) -> Result<Prepared> {
         let provider = self.provider;
-        let cache = &self.work.runner.cache.prepared;
         let key = (provider.name.clone(), image.clone());
-        if let Some(found) = cache.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(found);
+        let slot = {
+            let mut cache = self.work.runner.cache.prepared.lock();
+            let cache = cache
+                .as_mut()
+                .map_err(|_| anyhow!("the launch cache is poisoned"))?;
+            Arc::clone(cache.entry(key).or_default())
+        };
+        let mut slot = slot
+            .lock()
+            .map_err(|_| anyhow!("the launch cache is poisoned"))?;
+        if let Some(found) = slot.as_ref() {
+            return Ok(found.clone());
         }
         let wanted = provider
             .images
@@ -369,9 +397,7 @@ impl<C: Cloud> CloudWorker<'_, C> {
             network_ids,
             key_name,
         };
-        if let Ok(mut map) = cache.lock() {
-            map.insert(key, prepared.clone());
-        }
+        *slot = Some(prepared.clone());
         Ok(prepared)
     }
 

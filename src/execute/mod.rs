@@ -1,6 +1,8 @@
 //! Execute a plan. Each step is routed once, by its type: store-only steps run first on this
-//! thread (`local.rs`), each provider's cloud calls on a thread of their own (`launch.rs`,
-//! `delete.rs`), and the SSH steps on a small pool (`ssh.rs`), in parallel. Every cloud call
+//! thread (`local.rs`), each provider's cloud steps on threads of their own (`launch.rs`,
+//! `delete.rs`; as many as `max-concurrency`, at most `CLOUD_THREADS`, so a slow Nova does
+//! not serialise a fill; the provider's gate spaces and bounds the calls), and the SSH steps
+//! on a small pool (`ssh.rs`), all in parallel. Every cloud call
 //! is preceded by a committed intent; every state change is compare-and-set, so an operator's
 //! `hold` or `delete` typed meanwhile wins. Errors are collected per action, never stop the
 //! others, and become data the next plan reads (last_error, cooldowns). No new mutating call
@@ -35,6 +37,11 @@ use crate::state::{pass, Db};
 
 /// SSH steps of one round run on at most this many threads.
 const SSH_WORKERS: usize = 8;
+/// Threads per provider for its cloud steps when `max-concurrency` does not say fewer: at
+/// 0.5 s a create and `rate` 0.01 s, 50 creates are in flight at once, so 64 keep a slow
+/// Nova busy; each thread costs a stack and a database connection, and a round has at most
+/// `max-actions-per-pass` (100) steps per provider anyway.
+const CLOUD_THREADS: usize = 64;
 
 /// What the executor needs besides the plan.
 pub struct Runner<'a, C: Cloud> {
@@ -94,10 +101,25 @@ impl<C: Cloud> Runner<'_, C> {
         }
         let ssh_threads = SSH_WORKERS.min(ssh_work.len());
         let ssh_work = Mutex::new(ssh_work);
+        let cloud_work: Vec<_> = cloud_work
+            .into_iter()
+            .filter_map(|(provider, steps)| {
+                let cloud = self.clouds.get(provider)?;
+                let settings = self.config.providers.get(provider)?;
+                let threads = settings
+                    .max_concurrency
+                    .map_or(CLOUD_THREADS, |n| n as usize)
+                    .clamp(1, CLOUD_THREADS)
+                    .min(steps.len());
+                Some((cloud, settings, threads, Mutex::new(VecDeque::from(steps))))
+            })
+            .collect();
         std::thread::scope(|scope| {
             let mut handles = Vec::new();
-            for (provider, steps) in cloud_work {
-                handles.push(scope.spawn(move || self.provider_worker(provider, &steps, now)));
+            for (cloud, settings, threads, queue) in &cloud_work {
+                for _ in 0..*threads {
+                    handles.push(scope.spawn(|| self.cloud_worker(*cloud, settings, queue, now)));
+                }
             }
             for _ in 0..ssh_threads {
                 handles.push(scope.spawn(|| self.ssh_worker(&ssh_work, now)));
@@ -112,23 +134,17 @@ impl<C: Cloud> Runner<'_, C> {
         tally
     }
 
-    /// One provider's mutating calls, in plan order (deletes first), spaced by the HTTP
-    /// layer's `rate`.
-    fn provider_worker(
+    /// One of a provider's threads: its cloud steps, taken in plan order (deletes first).
+    fn cloud_worker(
         &self,
-        provider: &ProviderName,
-        steps: &[(&Action, &CloudStep)],
+        cloud: &C,
+        provider: &Provider,
+        queue: &Mutex<VecDeque<(&Action, &CloudStep)>>,
         now: i64,
     ) -> Tally {
         let db = match Db::connect(self.db_path) {
             Ok(db) => db,
-            Err(error) => return Tally::failed(format!("{provider}: {error:#}")),
-        };
-        let (Some(cloud), Some(settings)) = (
-            self.clouds.get(provider),
-            self.config.providers.get(provider),
-        ) else {
-            return Tally::default();
+            Err(error) => return Tally::failed(format!("{}: {error:#}", provider.name)),
         };
         let mut worker = CloudWorker {
             work: Worker {
@@ -138,9 +154,9 @@ impl<C: Cloud> Runner<'_, C> {
                 tally: Tally::default(),
             },
             cloud,
-            provider: settings,
+            provider,
         };
-        for (action, step) in steps {
+        while let Some((action, step)) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
             if Instant::now() >= self.deadline || crate::interrupt::requested() {
                 worker.work.tally.deferred += 1;
                 continue;

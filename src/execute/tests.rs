@@ -808,3 +808,62 @@ fn a_recorded_floating_ip_released_by_someone_else_is_forgotten_and_a_new_one_as
     assert!(tally.errors.is_empty(), "{tally:?}");
     assert_eq!(h.cloud().floating_ips().len(), 1);
 }
+
+#[test]
+fn a_providers_creates_overlap_up_to_max_concurrency_and_never_beyond() {
+    let fill = |concurrency: &str| {
+        let h = Harness::with(|c| {
+            *c = c
+                .replace("min-ready: 1", "min-ready: 12")
+                .replace("max-servers: 10", &format!("max-servers: 12{concurrency}"))
+        });
+        h.cloud().set_create_latency(Duration::from_millis(100));
+        let (_, tally) = h.round();
+        assert_eq!(tally.launched, 12, "{tally:?}");
+        assert_eq!(
+            h.cloud().calls(Op::CreateServer),
+            12,
+            "each node one create"
+        );
+        h.cloud().peak_creates_in_flight()
+    };
+    assert_eq!(fill("\n    max-concurrency: 3"), 3);
+    assert_eq!(
+        fill("\n    max-concurrency: 1"),
+        1,
+        "1 is the one-at-a-time of before"
+    );
+    // By default only the thread cap bounds them here (`rate` spaces starts in the HTTP
+    // client's gate, which this cloud has not: see cloud::gate's tests); each thread's intent
+    // commit comes first, one after another, so not all twelve need overlap.
+    let peak = fill("");
+    assert!(peak > 3, "{peak}");
+}
+
+#[test]
+fn a_floating_ip_allocated_by_a_run_that_died_before_recording_it_is_adopted_not_leaked() {
+    use crate::cloud::Cloud;
+    let h = Harness::with_pool();
+    let node = h.launched("small");
+    h.cloud().activate_all();
+    // The dead run: its intent, then an allocation whose answer it never recorded.
+    let member = Member::primary(node.id);
+    let intent = nodes::begin_floating_ip(h.db.conn(), member, crate::clock::now()).unwrap();
+    assert_eq!(intent, nodes::FloatingIpIntent::New);
+    let description = crate::cloud::floating_ip_description(&h.installation, member);
+    let orphan = h
+        .cloud()
+        .allocate_floating_ip("public", &description)
+        .unwrap();
+    let (plan, tally) = h.round();
+    assert_eq!(names(&plan), ["attach-floating-ip"], "{plan:#?}");
+    assert!(tally.errors.is_empty(), "{tally:?}");
+    let ips = h.cloud().floating_ips();
+    assert_eq!(ips.len(), 1, "no second IP: {ips:?}");
+    assert_eq!(ips[0].id, orphan.id);
+    assert!(ips[0].server_id.is_some(), "attached");
+    assert_eq!(
+        h.nodes()[0].floating_ip_id.as_deref(),
+        Some(orphan.id.as_str())
+    );
+}

@@ -207,22 +207,46 @@ pub fn progress(
     Ok(changed == 1)
 }
 
+/// How `begin_floating_ip` found a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatingIpIntent {
+    /// Not building any more (held or deleted meanwhile): nothing to do.
+    Gone,
+    /// The intent is new.
+    New,
+    /// An earlier attempt's intent was there: an IP may have been allocated for the member
+    /// and its id never recorded (the run died during the call).
+    Again,
+}
+
 /// The intent before a floating IP is allocated for a building member: its phase says an IP
 /// may exist for it. The phase's time is kept when it is there already, so retries do not
 /// push boot-timeout back.
-pub fn begin_floating_ip(conn: &Connection, member: Member, now: i64) -> Result<bool> {
+pub fn begin_floating_ip(conn: &Connection, member: Member, now: i64) -> Result<FloatingIpIntent> {
     let (table, id) = table_of(member);
-    let changed = conn
-        .execute(
+    super::in_savepoint(conn, || {
+        let phase: Option<Option<String>> = conn
+            .query_row(
+                &format!("SELECT launch_phase FROM {table} WHERE id = ?1 AND state = 'building'"),
+                [id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let Some(phase) = phase else {
+            return Ok(FloatingIpIntent::Gone);
+        };
+        if phase.as_deref() == Some(LaunchPhase::FloatingIp.as_str()) {
+            return Ok(FloatingIpIntent::Again);
+        }
+        conn.execute(
             &format!(
-                "UPDATE {table} SET launch_phase = 'floating-ip', \
-                 phase_time = CASE WHEN launch_phase = 'floating-ip' THEN phase_time ELSE ?1 END \
-                 WHERE id = ?2 AND state = 'building'"
+                "UPDATE {table} SET launch_phase = 'floating-ip', phase_time = ?1 WHERE id = ?2"
             ),
             params![now, id],
-        )
-        .with_context(|| format!("recording the floating IP intent of {member}"))?;
-    Ok(changed == 1)
+        )?;
+        Ok(FloatingIpIntent::New)
+    })
+    .with_context(|| format!("recording the floating IP intent of {member}"))
 }
 
 /// Forget a member's floating IP (released after a failed attach).

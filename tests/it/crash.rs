@@ -37,6 +37,9 @@ use crate::support::sshd::Sshd;
 use crate::support::Install;
 
 const MIN_READY: usize = 2;
+/// The pool of the `Burst` flow, and how long each of its creates takes.
+const BURST: usize = 10;
+const BURST_CREATE: Duration = Duration::from_secs(1);
 /// Runs without the failpoint allowed to converge (each is one bounded `--duration` run).
 const CONVERGE_RUNS: usize = 3;
 /// A `nodepool` process that outlives this is killed and the case fails.
@@ -78,6 +81,9 @@ enum Flow {
     /// A server with this installation's metadata and no row, sighted long enough ago: the
     /// crashing run deletes it as a leak (and fills the pool).
     Leak,
+    /// Fill `BURST` nodes from empty on a Nova whose creates take a second each, so the
+    /// crashing run dies with many creates in flight at once.
+    Burst,
 }
 
 /// How the run reaches `point`, and the occurrences (`point:nth`) it dies at, one case each.
@@ -134,6 +140,14 @@ macro_rules! point_tests {
     };
 }
 
+/// The kill -9 of a run with many creates in flight at once (the tenth intent is the tenth
+/// thread's; the nine before it are waiting for their create's answer): every one of them
+/// is adopted or forgotten, none is sent twice and none leaks.
+#[test]
+fn a_run_killed_with_ten_creates_in_flight_converges_without_duplicates_or_leaks() {
+    case("after-intent", Shape::Plain, Flow::Burst, BURST as u32);
+}
+
 point_tests! {
     after_intent => "after-intent",
     after_create => "after-create",
@@ -170,11 +184,11 @@ fn cases(point: &str, shape: Shape) {
 fn case(point: &str, shape: Shape, flow: Flow, nth: u32) {
     let started = Instant::now();
     let fx = Fixture::new(shape, flow);
-    let mut sets_launched = MIN_READY;
+    let mut sets_launched = fx.min_ready;
     let mut extra_creates = 0;
 
     match flow {
-        Flow::Fill | Flow::Floating => {}
+        Flow::Fill | Flow::Floating | Flow::Burst => {}
         Flow::Delete => {
             fx.converge("before the delete");
             let victim = fx.rows().nodes[0].id;
@@ -226,6 +240,20 @@ fn case(point: &str, shape: Shape, flow: Flow, nth: u32) {
     );
     let at_crash = fx.rows();
     let ready_log_at_crash = fx.ready_log();
+    if flow == Flow::Burst {
+        // Most creates were sent and none answered: they were in flight at the kill.
+        let sent = fx.sim.calls().route(CREATE_ROUTE);
+        let unanswered = at_crash
+            .nodes
+            .iter()
+            .filter(|n| n.launch_phase == Some(LaunchPhase::Creating))
+            .count();
+        assert!(
+            sent >= 5 && unanswered as u64 >= sent,
+            "{armed}: {sent} creates sent, {unanswered} rows waiting for an answer\n{}",
+            fx.describe()
+        );
+    }
     if let Err(why) = fx.crashed_where_expected(point, nth, &at_crash, &ready_log_at_crash) {
         panic!(
             "{armed}: the run did not die where expected: {why}\n{}\nstderr: {}",
@@ -363,6 +391,8 @@ fn count(log: &str, hostname: &str) -> usize {
 /// One case's world: a simulator, an sshd, an installation whose config points at both.
 struct Fixture {
     shape: Shape,
+    /// The label's min-ready.
+    min_ready: usize,
     /// Members reach their nodes through floating IPs.
     floating: bool,
     sim: Simulator,
@@ -382,7 +412,18 @@ struct Run {
 impl Fixture {
     fn new(shape: Shape, flow: Flow) -> Fixture {
         let floating = flow == Flow::Floating;
+        let min_ready = if flow == Flow::Burst {
+            BURST
+        } else {
+            MIN_READY
+        };
+        let route_latency = if flow == Flow::Burst {
+            [(CREATE_ROUTE.to_string(), BURST_CREATE)].into()
+        } else {
+            BTreeMap::new()
+        };
         let sim = Simulator::start(Knobs {
+            route_latency,
             boot_delay: Duration::from_millis(200),
             // A slow delete: a server stays listed (DELETED) a little while after the call.
             delete_delay: Duration::from_millis(300),
@@ -416,7 +457,7 @@ script-dir: {scripts}
 labels:
   - name: small
     image: jammy
-    min-ready: {MIN_READY}
+    min-ready: {min_ready}
     subnodes: {subnodes}
     ready-script: ready.sh
     providers:
@@ -450,6 +491,7 @@ targets:
         fs::write(&install.config, config).expect("config");
         Fixture {
             shape,
+            min_ready,
             floating,
             sim,
             sshd,
@@ -679,8 +721,12 @@ targets:
             }
         }
         // Min-ready sets, all ready, each with its subnodes.
-        if rows.nodes.len() != MIN_READY {
-            return Err(format!("{} nodes, want {MIN_READY}", rows.nodes.len()));
+        if rows.nodes.len() != self.min_ready {
+            return Err(format!(
+                "{} nodes, want {}",
+                rows.nodes.len(),
+                self.min_ready
+            ));
         }
         for node in &rows.nodes {
             if node.state != NodeState::Ready {
@@ -702,10 +748,10 @@ targets:
                 return Err(format!("subnode {} is {:?}", sub.id, sub.state));
             }
         }
-        if rows.subnodes.len() != MIN_READY * wanted_subnodes {
+        if rows.subnodes.len() != self.min_ready * wanted_subnodes {
             return Err(format!("orphan subnodes: {}", rows.subnodes.len()));
         }
-        if rows.servers.len() != MIN_READY * (1 + wanted_subnodes) {
+        if rows.servers.len() != self.min_ready * (1 + wanted_subnodes) {
             return Err(format!("{} servers", rows.servers.len()));
         }
         // Every member got the ready script, and /etc/nodepool is there, for one of them.
@@ -787,28 +833,46 @@ targets:
         // Launch points: the third hit and later are subnode launches.
         let want_subnode = self.shape == Shape::Subnodes && nth >= 3;
         let ok = match point {
+            // Creates go out in parallel: other threads' creates may have been answered (or
+            // be on their way) when the process died.
             "after-intent" => {
                 // A row with no server, and no server for it.
-                let rowless = if want_subnode {
-                    rows.subnodes.iter().any(|s| s.external_id.is_none())
-                } else {
-                    rows.nodes.iter().any(|n| n.external_id.is_none())
+                let made = |node: i64, sub: Option<i64>| {
+                    rows.servers.iter().any(|s| {
+                        s.meta("nodepool_node_id") == Some(node.to_string())
+                            && s.meta("nodepool_subnode_id") == sub.map(|id| id.to_string())
+                    })
                 };
-                rowless && unrecorded == 0
+                if want_subnode {
+                    rows.subnodes
+                        .iter()
+                        .any(|s| s.external_id.is_none() && !made(s.node_id.0, Some(s.id.0)))
+                } else {
+                    rows.nodes
+                        .iter()
+                        .any(|n| n.external_id.is_none() && !made(n.id.0, None))
+                }
             }
             "after-create" => {
-                let orphan = rows
-                    .servers
-                    .iter()
-                    .find(|s| !recorded.contains(s.id.as_str()));
-                unrecorded == 1
-                    && orphan
-                        .is_some_and(|s| want_subnode == s.meta("nodepool_subnode_id").is_some())
+                unrecorded >= 1
+                    && rows
+                        .servers
+                        .iter()
+                        .filter(|s| !recorded.contains(s.id.as_str()))
+                        .any(|s| want_subnode == s.meta("nodepool_subnode_id").is_some())
             }
             "after-record" => {
-                unrecorded == 0
-                    && !rows.servers.is_empty()
-                    && (!want_subnode || !rows.subnodes.is_empty())
+                let recorded_server = |id: &Option<String>| {
+                    id.as_ref()
+                        .is_some_and(|id| rows.servers.iter().any(|s| &s.id == id))
+                };
+                if want_subnode {
+                    rows.subnodes
+                        .iter()
+                        .any(|s| recorded_server(&s.external_id))
+                } else {
+                    rows.nodes.iter().any(|n| recorded_server(&n.external_id))
+                }
             }
             // Allocated and recorded, not attached: the next run attaches that one.
             "after-floating-ip-allocate" => rows.dump.floating_ips.iter().any(|fip| {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::cloud::gate::Gate;
 use crate::cloud::{CloudError, CloudResult, ErrorKind};
 
 /// How calls are retried; tests shorten the waits.
@@ -183,9 +184,8 @@ pub struct Http {
     /// While a round lists the clouds: the end of its listing time, an earlier bound than the
     /// run's, so one slow provider cannot hold up the round of all the others.
     listing_until: Mutex<Option<Instant>>,
-    /// Minimum spacing of mutating calls (`rate`).
-    rate: Duration,
-    last_mutation: Mutex<Option<Instant>>,
+    /// `rate`, `max-concurrency` and the cloud's `Retry-After`, for every thread of the run.
+    gate: Gate,
     /// Strings that must never appear in a message (password, token).
     secrets: Mutex<Vec<String>>,
 }
@@ -195,7 +195,7 @@ impl Http {
         provider: &str,
         timeouts: &Timeouts,
         retry: RetryPolicy,
-        rate: Duration,
+        gate: Gate,
         counter: CallCounter,
     ) -> Http {
         let config = ureq::Agent::config_builder()
@@ -219,8 +219,7 @@ impl Http {
             timeouts: timeouts.clone(),
             deadline: Mutex::new(None),
             listing_until: Mutex::new(None),
-            rate,
-            last_mutation: Mutex::new(None),
+            gate,
             secrets: Mutex::new(Vec::new()),
         }
     }
@@ -343,9 +342,21 @@ impl Http {
         let mut backoff = self.retry.backoff;
         let mut attempt = 1;
         loop {
-            if mutating {
-                self.space_mutation();
-            }
+            // The provider's turn first (held while the call is in flight), then the limit
+            // of what time is left after waiting for it.
+            let Some(permit) = self.gate.enter(mutating, self.bound().map(|(at, _)| at)) else {
+                let time = self
+                    .bound()
+                    .map_or("the call's time", |(_, bound)| bound.time());
+                return Err(CloudError::new(
+                    ErrorKind::RateLimited,
+                    format!(
+                        "{}: {route}: not started: its turn at the provider (rate, \
+                         max-concurrency, or the cloud's Retry-After) comes after {time} is up",
+                        self.provider
+                    ),
+                ));
+            };
             let (limit, bound) = self.attempt_limit(route)?;
             self.counter.count(&self.provider, route);
             log::debug!("{}: {route} (attempt {attempt})", self.provider);
@@ -353,22 +364,27 @@ impl Http {
                 Ok(reply) if (200..300).contains(&reply.status) => return Ok(reply),
                 other => other,
             };
+            drop(permit);
             let last = attempt >= self.retry.attempts || !repeatable;
-            let wait = match &outcome {
+            // The cloud's rate limit holds for every call to it: it pauses the gate.
+            let (wait, pauses) = match &outcome {
                 // A 413 about quota is final; other 413s and every 429 are rate limits.
                 Ok(reply)
                     if reply.status == 429 || (reply.status == 413 && !is_quota(&reply.body)) =>
                 {
                     match retry_after(reply) {
-                        Some(wait) if wait <= self.retry.max_retry_after => Some(wait),
-                        Some(_) => None,
-                        None => Some(jittered(backoff)),
+                        Some(wait) if wait <= self.retry.max_retry_after => (Some(wait), true),
+                        Some(_) => (None, false),
+                        None => (Some(jittered(backoff)), true),
                     }
                 }
-                Ok(reply) if reply.status >= 500 && idempotent => Some(jittered(backoff)),
-                Err(_) if idempotent => Some(jittered(backoff)),
-                _ => None,
+                Ok(reply) if reply.status >= 500 && idempotent => (Some(jittered(backoff)), false),
+                Err(_) if idempotent => (Some(jittered(backoff)), false),
+                _ => (None, false),
             };
+            if let (Some(wait), true) = (wait, pauses) {
+                self.gate.pause(wait);
+            }
             // A retry that could not start before the bound ends is not waited for: the
             // error is this attempt's, not "time is up".
             let in_time = |wait: Duration| {
@@ -382,7 +398,10 @@ impl Http {
                         self.provider,
                         wait.as_millis()
                     );
-                    std::thread::sleep(wait);
+                    // A paused gate makes the next attempt wait its turn instead.
+                    if !pauses {
+                        std::thread::sleep(wait);
+                    }
                     backoff = (backoff * 2).min(self.retry.max_backoff);
                     attempt += 1;
                 }
@@ -403,17 +422,6 @@ impl Http {
             .timeout_global(Some(limit))
             .build();
         self.agent.run(request)
-    }
-
-    fn space_mutation(&self) {
-        let mut last = self.last_mutation.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(previous) = *last {
-            let since = previous.elapsed();
-            if since < self.rate {
-                std::thread::sleep(self.rate - since);
-            }
-        }
-        *last = Some(Instant::now());
     }
 
     fn send(
@@ -653,7 +661,7 @@ mod tests {
                 "p1",
                 &Timeouts::default(),
                 RetryPolicy::default(),
-                Duration::ZERO,
+                Gate::new(Duration::ZERO, None),
                 CallCounter::default(),
             );
             let reply = http.call(
@@ -685,7 +693,7 @@ mod tests {
             "p1",
             timeouts,
             retry,
-            Duration::ZERO,
+            Gate::new(Duration::ZERO, None),
             CallCounter::default(),
         );
         (silent, origin, http)
@@ -768,7 +776,7 @@ mod tests {
             "p1",
             &Timeouts::default(),
             retry,
-            Duration::ZERO,
+            Gate::new(Duration::ZERO, None),
             CallCounter::default(),
         );
         http.set_deadline(std::time::Instant::now() + Duration::from_secs(1));
@@ -787,6 +795,63 @@ mod tests {
             "the attempt's error: {error}"
         );
         assert_eq!(serving.join().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_429_pauses_every_caller_of_the_provider_not_just_its_own_call() {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", server.server_addr());
+        let started = std::time::Instant::now();
+        let serving = std::thread::spawn(move || {
+            // (method, when it arrived); bounded: three requests are expected.
+            let mut seen = Vec::new();
+            while let Ok(Some(request)) = server.recv_timeout(Duration::from_secs(5)) {
+                seen.push((request.method().to_string(), started.elapsed()));
+                let reply = if seen.len() == 1 {
+                    tiny_http::Response::from_string("slow down")
+                        .with_status_code(429)
+                        .with_header(tiny_http::Header::from_bytes("Retry-After", "1").unwrap())
+                } else {
+                    tiny_http::Response::from_string("{}").with_status_code(200)
+                };
+                request.respond(reply).unwrap();
+                if seen.len() == 3 {
+                    break;
+                }
+            }
+            seen
+        });
+        let http = Http::new(
+            "p1",
+            &Timeouts::default(),
+            RetryPolicy::default(),
+            Gate::new(Duration::ZERO, None),
+            CallCounter::default(),
+        );
+        let url = format!("{origin}/compute/servers");
+        std::thread::scope(|scope| {
+            let create = scope.spawn(|| {
+                http.call("POST", &url, "POST compute /servers", &[], Body::None)
+                    .map(|_| ())
+            });
+            // The second caller starts while the cloud's pause holds.
+            std::thread::sleep(Duration::from_millis(300));
+            let list = format!("{origin}/compute/servers/detail");
+            let listed = http.call("GET", &list, "GET compute /servers/detail", &[], Body::None);
+            assert!(listed.is_ok());
+            assert!(
+                create.join().unwrap().is_ok(),
+                "the create was retried after the pause"
+            );
+        });
+        let seen = serving.join().unwrap();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        for (method, at) in &seen[1..] {
+            assert!(
+                *at >= Duration::from_millis(950),
+                "{method} at {at:?}: {seen:?}"
+            );
+        }
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct Settings {
     pub timeouts: Timeouts,
     pub retry: RetryPolicy,
     pub rate: std::time::Duration,
+    /// Most mutating calls in flight at once (`max-concurrency`); none: no bound but the
+    /// executor's threads.
+    pub max_concurrency: Option<u32>,
     /// The most connecting, or one round's listing, may take.
     pub listing_timeout: std::time::Duration,
     /// Networks the configuration marks `public: true`: a server's address on one of them is
@@ -66,7 +69,10 @@ impl OpenStack {
             &settings.provider,
             &settings.timeouts,
             settings.retry.clone(),
-            settings.rate,
+            crate::cloud::gate::Gate::new(
+                settings.rate,
+                settings.max_concurrency.map(|n| n as usize),
+            ),
             counter,
         );
         // Connecting is the first round's listing: one slow Keystone must not hold up the rest.
