@@ -20,7 +20,7 @@ mod tests;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use rusqlite::Connection;
@@ -39,9 +39,14 @@ use crate::state::{pass, Db};
 const SSH_WORKERS: usize = 8;
 /// Threads per provider for its cloud steps when `max-concurrency` does not say fewer: at
 /// 0.5 s a create and `rate` 0.01 s, 50 creates are in flight at once, so 64 keep a slow
-/// Nova busy; each thread costs a stack and a database connection, and a round has at most
-/// `max-actions-per-pass` (100) steps per provider anyway.
+/// Nova busy; each thread costs a stack, a malloc arena and a database connection, and a
+/// round has at most `max-actions-per-pass` (100) steps per provider anyway.
 const CLOUD_THREADS: usize = 64;
+/// A provider starts with one thread and doubles them (up to its bound) whenever every one
+/// has been on its step this long: on a fast API one thread is fastest (parallel writers
+/// only queue for the database), on a slow one the calls overlap within a few ticks.
+const SLOW_STEP: Duration = Duration::from_millis(20);
+const GROW_TICK: Duration = Duration::from_millis(10);
 
 /// What the executor needs besides the plan.
 pub struct Runner<'a, C: Cloud> {
@@ -61,6 +66,50 @@ struct Worker<'r, C: Cloud> {
     conn: &'r Connection,
     now: i64,
     tally: Tally,
+}
+
+/// One provider's cloud steps of a round, and its threads' progress.
+struct ProviderWork<'a, C: Cloud> {
+    cloud: &'a C,
+    provider: &'a Provider,
+    max_threads: usize,
+    queue: Mutex<VecDeque<(&'a Action, &'a CloudStep)>>,
+    /// Per thread: since when it is on its current step (None: between steps).
+    busy: Mutex<Vec<Option<Instant>>>,
+}
+
+impl<C: Cloud> ProviderWork<'_, C> {
+    /// A new thread's number.
+    fn join(&self) -> usize {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        busy.push(None);
+        busy.len() - 1
+    }
+
+    fn mark(&self, me: usize, since: Option<Instant>) {
+        if let Some(slot) = self
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(me)
+        {
+            *slot = since;
+        }
+    }
+
+    /// How many threads to add now: as many again (up to the bound) when every thread has
+    /// been on its step for `SLOW_STEP`, else none.
+    fn more_threads(&self) -> usize {
+        let busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let slow = busy
+            .iter()
+            .all(|since| since.is_some_and(|at| at.elapsed() >= SLOW_STEP));
+        if slow {
+            busy.len().min(self.max_threads.saturating_sub(busy.len()))
+        } else {
+            0
+        }
+    }
 }
 
 /// A worker on one provider's cloud calls.
@@ -106,20 +155,24 @@ impl<C: Cloud> Runner<'_, C> {
             .filter_map(|(provider, steps)| {
                 let cloud = self.clouds.get(provider)?;
                 let settings = self.config.providers.get(provider)?;
-                let threads = settings
+                let max_threads = settings
                     .max_concurrency
                     .map_or(CLOUD_THREADS, |n| n as usize)
                     .clamp(1, CLOUD_THREADS)
                     .min(steps.len());
-                Some((cloud, settings, threads, Mutex::new(VecDeque::from(steps))))
+                Some(ProviderWork {
+                    cloud,
+                    provider: settings,
+                    max_threads,
+                    queue: Mutex::new(VecDeque::from(steps)),
+                    busy: Mutex::new(Vec::new()),
+                })
             })
             .collect();
         std::thread::scope(|scope| {
             let mut handles = Vec::new();
-            for (cloud, settings, threads, queue) in &cloud_work {
-                for _ in 0..*threads {
-                    handles.push(scope.spawn(|| self.cloud_worker(*cloud, settings, queue, now)));
-                }
+            for work in &cloud_work {
+                handles.push(scope.spawn(|| self.provider_threads(work, now)));
             }
             for _ in 0..ssh_threads {
                 handles.push(scope.spawn(|| self.ssh_worker(&ssh_work, now)));
@@ -134,17 +187,38 @@ impl<C: Cloud> Runner<'_, C> {
         tally
     }
 
-    /// One of a provider's threads: its cloud steps, taken in plan order (deletes first).
-    fn cloud_worker(
-        &self,
-        cloud: &C,
-        provider: &Provider,
-        queue: &Mutex<VecDeque<(&Action, &CloudStep)>>,
-        now: i64,
-    ) -> Tally {
+    /// A provider's threads: one, doubled while every one is held up by a slow call.
+    fn provider_threads(&self, work: &ProviderWork<'_, C>, now: i64) -> Tally {
+        let mut tally = Tally::default();
+        std::thread::scope(|scope| {
+            // A thread is counted before it starts, so the next look sees it.
+            let start = || {
+                let me = work.join();
+                scope.spawn(move || self.cloud_worker(work, me, now))
+            };
+            let mut handles = vec![start()];
+            while work.queue.lock().is_ok_and(|q| !q.is_empty()) {
+                std::thread::sleep(GROW_TICK);
+                for _ in 0..work.more_threads() {
+                    handles.push(start());
+                }
+            }
+            for handle in handles {
+                match handle.join() {
+                    Ok(done) => tally.add(done),
+                    Err(_) => tally.errors.push("a worker thread panicked".into()),
+                }
+            }
+        });
+        tally
+    }
+
+    /// One of a provider's threads (number `me`): its cloud steps, taken in plan order
+    /// (deletes first).
+    fn cloud_worker(&self, work: &ProviderWork<'_, C>, me: usize, now: i64) -> Tally {
         let db = match Db::connect(self.db_path) {
             Ok(db) => db,
-            Err(error) => return Tally::failed(format!("{}: {error:#}", provider.name)),
+            Err(error) => return Tally::failed(format!("{}: {error:#}", work.provider.name)),
         };
         let mut worker = CloudWorker {
             work: Worker {
@@ -153,15 +227,17 @@ impl<C: Cloud> Runner<'_, C> {
                 now,
                 tally: Tally::default(),
             },
-            cloud,
-            provider,
+            cloud: work.cloud,
+            provider: work.provider,
         };
-        while let Some((action, step)) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
+        while let Some((action, step)) = work.queue.lock().ok().and_then(|mut q| q.pop_front()) {
             if Instant::now() >= self.deadline || crate::interrupt::requested() {
                 worker.work.tally.deferred += 1;
                 continue;
             }
+            work.mark(me, Some(Instant::now()));
             let outcome = worker.cloud_step(action, step);
+            work.mark(me, None);
             worker.work.tally.outcome(action, outcome);
         }
         worker.work.tally
