@@ -836,6 +836,28 @@ fn latency_delays_each_answer() {
 }
 
 #[test]
+fn an_expired_token_is_refused_with_401() {
+    let sim = start(Knobs {
+        token_lifetime: Duration::from_millis(500),
+        ..Knobs::default()
+    });
+    let client = Client::logged_in(&sim);
+    assert_eq!(
+        client
+            .call("GET", "/compute/v2.1/flavors/detail", None)
+            .status,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        client
+            .call("GET", "/compute/v2.1/flavors/detail", None)
+            .status,
+        401
+    );
+}
+
+#[test]
 fn route_latency_delays_only_its_route() {
     let sim = start(Knobs {
         route_latency: [(

@@ -1,7 +1,7 @@
 //! Keystone: version discovery, v3 password tokens and v2.0 tokens, each with a service
 //! catalog whose endpoints point back at the simulator.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
@@ -20,7 +20,6 @@ pub(crate) const ROUTES: &[Route] = &[
 const DOMAIN_ID: &str = "default";
 const DOMAIN_NAME: &str = "Default";
 const REGION: &str = "RegionOne";
-const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 const UNAUTHORIZED: &str = "The request you have made requires authentication.";
 
 fn version(url: &str, id: &str, path: &str, status: &str) -> Value {
@@ -155,7 +154,8 @@ fn token_v3(core: &Core, req: &mut Req) -> Handled {
         }
         None => None,
     };
-    let token = core.state().new_token();
+    let lifetime = core.knobs().token_lifetime;
+    let token = core.state().new_token(lifetime);
     let now = SystemTime::now();
     let mut body = json!({
         "methods": ["password"],
@@ -167,7 +167,7 @@ fn token_v3(core: &Core, req: &mut Req) -> Handled {
         },
         "audit_ids": [stable_id("audit", &token)[..22]],
         "issued_at": humantime::format_rfc3339_micros(now).to_string(),
-        "expires_at": humantime::format_rfc3339_micros(now + TOKEN_LIFETIME).to_string(),
+        "expires_at": humantime::format_rfc3339_micros(now + lifetime).to_string(),
     });
     if let Some(project) = project {
         body["project"] = project;
@@ -202,7 +202,8 @@ fn token_v2(core: &Core, req: &mut Req) -> Handled {
     if !tenant_ok {
         return Err(req.fail(401, UNAUTHORIZED));
     }
-    let token = core.state().new_token();
+    let lifetime = core.knobs().token_lifetime;
+    let token = core.state().new_token(lifetime);
     let now = SystemTime::now();
     let tenant = json!({
         "id": stable_id("project", &knobs.project),
@@ -215,7 +216,7 @@ fn token_v2(core: &Core, req: &mut Req) -> Handled {
             "token": {
                 "id": token,
                 "issued_at": humantime::format_rfc3339_micros(now).to_string(),
-                "expires": humantime::format_rfc3339_seconds(now + TOKEN_LIFETIME).to_string(),
+                "expires": humantime::format_rfc3339_seconds(now + lifetime).to_string(),
                 "tenant": tenant,
                 "audit_ids": [stable_id("audit", &token)[..22]],
             },

@@ -70,6 +70,9 @@ pub struct Knobs {
     /// (`POST /compute/servers`): a Nova whose creates are slow while its listings are not.
     #[serde(with = "secs_map")]
     pub route_latency: BTreeMap<String, Duration>,
+    /// How long a token is valid (Keystone's default: an hour); an expired one gets 401.
+    #[serde(with = "secs")]
+    pub token_lifetime: Duration,
     /// A deleted server stays listed, in status DELETED, for this long.
     #[serde(with = "secs")]
     pub delete_delay: Duration,
@@ -103,6 +106,7 @@ impl Default for Knobs {
             instance_quota: None,
             latency: Duration::ZERO,
             route_latency: BTreeMap::new(),
+            token_lifetime: Duration::from_secs(3600),
             delete_delay: Duration::ZERO,
             delete_fails: false,
             seed: 1,
@@ -405,7 +409,10 @@ fn gate(core: &Core, knobs: &Knobs, service: Service, token: Option<&str>) -> Op
         return None;
     }
     let mut state = core.state();
-    if !token.is_some_and(|t| state.tokens.contains(t)) {
+    let valid = token
+        .and_then(|t| state.tokens.get(t))
+        .is_some_and(|expires| *expires > Instant::now());
+    if !valid {
         let message = "The request you have made requires authentication.";
         let keystone = format!("Keystone uri=\"{}/identity\"", core.url);
         let refusal = Service::Identity.error(401, message);

@@ -110,6 +110,7 @@ impl Args {
             instance_quota: self.instance_quota,
             latency: self.latency,
             route_latency: self.route_latency.into_iter().collect(),
+            token_lifetime: defaults.token_lifetime,
             delete_delay: self.delete_delay,
             delete_fails: self.delete_fails,
             seed: self.seed,

@@ -3,8 +3,8 @@
 //! delay has passed) are derived from instants stored at creation, so a knob changed later
 //! only affects what is created after it.
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::{Instant, SystemTime};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -168,7 +168,8 @@ pub(crate) struct FloatingIp {
 
 pub(crate) struct State {
     pub rng: fastrand::Rng,
-    pub tokens: HashSet<String>,
+    /// Issued tokens and when each expires.
+    pub tokens: HashMap<String, Instant>,
     pub servers: Vec<Server>,
     pub images: Vec<Image>,
     pub keypairs: Vec<Keypair>,
@@ -184,7 +185,7 @@ impl State {
     pub fn new(knobs: &Knobs) -> State {
         let mut state = State {
             rng: fastrand::Rng::with_seed(knobs.seed),
-            tokens: HashSet::new(),
+            tokens: HashMap::new(),
             servers: Vec::new(),
             images: Vec::new(),
             keypairs: Vec::new(),
@@ -232,10 +233,10 @@ impl State {
         )
     }
 
-    /// A random 32-hex-digit token, as Keystone's UUID tokens were.
-    pub fn new_token(&mut self) -> String {
+    /// A random 32-hex-digit token, as Keystone's UUID tokens were, valid for `lifetime`.
+    pub fn new_token(&mut self, lifetime: Duration) -> String {
         let token = format!("{:032x}", self.rng.u128(..));
-        self.tokens.insert(token.clone());
+        self.tokens.insert(token.clone(), Instant::now() + lifetime);
         token
     }
 
