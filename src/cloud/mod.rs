@@ -217,6 +217,7 @@ pub trait Cloud: Send + Sync {
 pub fn connect_all<'a>(
     providers: impl IntoIterator<Item = &'a crate::config::Provider>,
     counter: &openstack::http::CallCounter,
+    stored: &BTreeMap<crate::model::ProviderName, StoredSession>,
 ) -> Vec<(
     &'a crate::config::Provider,
     CloudResult<openstack::OpenStack>,
@@ -225,7 +226,13 @@ pub fn connect_all<'a>(
     let connected = crate::parallel::map(
         &providers,
         crate::parallel::PROVIDER_THREADS,
-        |provider| connect(provider, counter.clone()),
+        |provider| {
+            connect(
+                provider,
+                counter.clone(),
+                stored.get(&provider.name).cloned(),
+            )
+        },
         |provider| {
             Err(CloudError::new(
                 ErrorKind::Transport,
@@ -236,10 +243,16 @@ pub fn connect_all<'a>(
     providers.into_iter().zip(connected).collect()
 }
 
-/// Credentials from nodepool.yaml or clouds.yaml, then authenticate.
+/// A token an earlier run stored for a provider: the hash of the auth settings it was issued
+/// for (`Credentials::cache_key`), and the session.
+pub type StoredSession = (String, openstack::auth::Session);
+
+/// Credentials from nodepool.yaml or clouds.yaml, then authenticate (or use `stored`, when it
+/// was issued for these credentials and is good for a while yet).
 pub fn connect(
     provider: &crate::config::Provider,
     counter: openstack::http::CallCounter,
+    stored: Option<StoredSession>,
 ) -> CloudResult<openstack::OpenStack> {
     use crate::config::ProviderAuth;
     let mut credentials = match &provider.auth {
@@ -280,7 +293,11 @@ pub fn connect(
     if let Some(api_timeout) = provider.api_timeout {
         timeouts.call = api_timeout;
     }
+    let stored_session = stored
+        .filter(|(key, _)| *key == credentials.cache_key())
+        .map(|(_, session)| session);
     let settings = openstack::Settings {
+        stored_session,
         provider: provider.name.to_string(),
         credentials,
         service_type: provider.service_type.clone(),

@@ -57,7 +57,7 @@ fn delete_now(ctx: &Context, id: NodeId) -> Result<()> {
             node.provider
         )
     })?;
-    let cloud = crate::cloud::connect(provider, ctx.calls.clone())
+    let cloud = crate::cloud::connect(provider, ctx.calls.clone(), None)
         .with_context(|| format!("node {id}: connecting to {}", node.provider))?;
     let mut servers: Vec<String> = node.external_id.iter().cloned().collect();
     servers.extend(

@@ -16,11 +16,15 @@ mod status;
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, Format};
+use crate::cloud::openstack::auth::Session;
 use crate::cloud::openstack::http::CallCounter;
 use crate::cloud::openstack::OpenStack;
+use crate::cloud::StoredSession;
 use crate::config::{self, Config};
 use crate::exit::{NotImplemented, Unreachable};
+use crate::model::ProviderName;
 use crate::state::Db;
+use std::collections::BTreeMap;
 
 /// What every command that has a valid configuration gets.
 pub struct Context {
@@ -174,7 +178,10 @@ fn for_each_provider(
 ) -> Result<Unreachable> {
     let providers = reconcile::select_providers(ctx, only)?;
     let mut failed = Vec::new();
-    for (provider, cloud) in crate::cloud::connect_all(providers.iter().copied(), &ctx.calls) {
+    let stored = stored_sessions(ctx);
+    for (provider, cloud) in
+        crate::cloud::connect_all(providers.iter().copied(), &ctx.calls, &stored)
+    {
         let outcome = cloud.and_then(|cloud| work(&provider.name, &cloud));
         if let Err(error) = outcome {
             failed.push((provider.name.to_string(), error.to_string()));
@@ -197,4 +204,90 @@ impl std::fmt::Display for NoProvider {
         }
         Ok(())
     }
+}
+
+/// Keystone tokens stored by earlier runs, for the providers whose `token-cache` is on; none
+/// when there is no database yet (or it cannot be read: the run then logs in as before).
+pub(crate) fn stored_sessions(ctx: &Context) -> BTreeMap<ProviderName, StoredSession> {
+    let rows = Db::open_read_only(&ctx.config.database)
+        .and_then(|db| crate::state::tokens::all(db.conn()));
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(error) => {
+            log::debug!("no stored tokens: {error:#}");
+            return BTreeMap::new();
+        }
+    };
+    rows.into_iter()
+        .filter(|(provider, _, _)| {
+            ctx.config
+                .providers
+                .get(provider)
+                .is_some_and(|p| p.token_cache)
+        })
+        .filter_map(|(provider, auth_hash, stored)| {
+            let catalog = serde_json::from_str(&stored.catalog).ok()?;
+            let session = Session {
+                token: stored.token,
+                catalog,
+                expires_at: Some(stored.expires_at),
+            };
+            Some((provider, (auth_hash, session)))
+        })
+        .collect()
+}
+
+/// Store each connected provider's token for the next run, unless it is the one stored
+/// already; forget the tokens a cloud refused and those of providers with `token-cache`
+/// off. Tokens are only written to a database that nobody else can read.
+pub(crate) fn keep_sessions(
+    ctx: &Context,
+    db: &Db,
+    clouds: &BTreeMap<ProviderName, OpenStack>,
+    refused: impl Iterator<Item = ProviderName>,
+    stored: &BTreeMap<ProviderName, StoredSession>,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let conn = db.conn();
+    for provider in refused {
+        crate::state::tokens::forget(conn, &provider)?;
+    }
+    let mode = std::fs::metadata(db.path())?.permissions().mode() & 0o777;
+    let private = mode & 0o077 == 0;
+    for (name, cloud) in clouds {
+        let wanted = ctx
+            .config
+            .providers
+            .get(name)
+            .is_some_and(|p| p.token_cache);
+        let keep = cloud.session_to_keep().filter(|_| wanted && private);
+        let Some((session, expires_at)) = keep.and_then(|s| s.expires_at.map(|at| (s, at))) else {
+            crate::state::tokens::forget(conn, name)?;
+            continue;
+        };
+        if stored
+            .get(name)
+            .is_some_and(|(_, s)| s.token == session.token)
+        {
+            continue;
+        }
+        let token = crate::state::tokens::StoredToken {
+            catalog: serde_json::to_string(&session.catalog)?,
+            token: session.token,
+            expires_at,
+        };
+        crate::state::tokens::put(conn, name, &cloud.credentials_key(), &token)?;
+    }
+    if !private
+        && clouds
+            .keys()
+            .any(|p| ctx.config.providers.get(p).is_some_and(|p| p.token_cache))
+    {
+        log::warn!(
+            "{}: tokens are not kept between runs: the database is readable by others (mode \
+             {mode:o}); make it 0600, or set token-cache: false",
+            db.path().display()
+        );
+    }
+    Ok(())
 }

@@ -172,11 +172,28 @@ impl Summary {
     }
 }
 
-/// The providers of a run, connected once (one token each) and used by every round.
+/// The providers of a run, connected once (one token each, or a stored one) and used by
+/// every round.
 pub(super) struct Connected {
     pub clouds: BTreeMap<ProviderName, OpenStack>,
     /// The ones that could not be reached, kept so plans say why nothing happens there.
     pub unreachable: BTreeMap<ProviderName, crate::cloud::CloudError>,
+    /// The tokens earlier runs stored, as they were read.
+    pub stored: BTreeMap<ProviderName, crate::cloud::StoredSession>,
+}
+
+impl Connected {
+    /// Store the tokens worth keeping for the next run (see `super::keep_sessions`).
+    fn keep_sessions(&self, ctx: &Context, db: &Db) {
+        let refused = self
+            .unreachable
+            .iter()
+            .filter(|(_, e)| e.kind == crate::cloud::ErrorKind::AuthFailed)
+            .map(|(name, _)| name.clone());
+        if let Err(error) = super::keep_sessions(ctx, db, &self.clouds, refused, &self.stored) {
+            log::warn!("keeping the tokens for the next run: {error:#}");
+        }
+    }
 }
 
 /// Connect to the providers in parallel; an error when none can be reached.
@@ -184,8 +201,11 @@ pub(super) fn connect(ctx: &Context, providers: &[&Provider]) -> Result<Connecte
     let mut connected = Connected {
         clouds: BTreeMap::new(),
         unreachable: BTreeMap::new(),
+        stored: super::stored_sessions(ctx),
     };
-    for (provider, cloud) in crate::cloud::connect_all(providers.iter().copied(), &ctx.calls) {
+    let connecting =
+        crate::cloud::connect_all(providers.iter().copied(), &ctx.calls, &connected.stored);
+    for (provider, cloud) in connecting {
         match cloud {
             Ok(cloud) => {
                 connected.clouds.insert(provider.name.clone(), cloud);
@@ -238,6 +258,7 @@ pub(super) fn rounds(
     // From here SIGTERM/SIGINT stop the run cleanly; other commands keep the default action.
     interrupt::install();
     let db = ctx.open_db()?;
+    connected.keep_sessions(ctx, &db);
     // The lock is held: nothing else uses the scratch directory; a killed run's leftovers go.
     crate::state::reset_work_dir(db.path())?;
     let command = match mode {
@@ -316,6 +337,8 @@ pub(super) fn rounds(
         keypairs_deleted: None,
         floating_ips_deleted: None,
     };
+    // A token replaced during the run (the cloud refused the stored one) is kept too.
+    connected.keep_sessions(ctx, &db);
     let json = serde_json::to_string(&summary).unwrap_or_default();
     pass::finish_run(db.conn(), journal, &json, crate::clock::now())?;
     Ok(summary)

@@ -119,6 +119,9 @@ pub struct Provider {
     /// Most mutating calls in flight at once (`max-concurrency`, newer Nodepool's key); none:
     /// `rate` and the executor's threads per provider bound them.
     pub max_concurrency: Option<u32>,
+    /// Keep the Keystone token in the database between runs (`token-cache`, default true), so
+    /// a steady run needs no token call.
+    pub token_cache: bool,
     pub template_hostname: String,
     pub image_type: Option<String>,
     pub clean_floating_ips: bool,

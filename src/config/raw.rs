@@ -101,6 +101,8 @@ pub struct RawProvider {
     pub listing_timeout: Option<f64>,
     /// Newer Nodepool's: most mutating calls in flight at once on this provider.
     pub max_concurrency: Option<i64>,
+    /// Ours: keep the provider's Keystone token in the database between runs (default on).
+    pub token_cache: Option<Flag>,
     pub template_hostname: Option<Text>,
     pub image_type: Option<Text>,
     pub clean_floating_ips: Option<Flag>,

@@ -686,6 +686,7 @@ impl Checker<'_> {
             api_timeout,
             listing_timeout,
             max_concurrency,
+            token_cache: raw.token_cache.is_none_or(|f| f.0),
             template_hostname,
             image_type: text(&raw.image_type),
             clean_floating_ips: raw.clean_floating_ips.is_some_and(|f| f.0),

@@ -151,4 +151,23 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE node ADD COLUMN floating_ip_id TEXT;
     ALTER TABLE subnode ADD COLUMN floating_ip_id TEXT;
     "#,
+    // 5: Keystone tokens kept between runs, one per provider, under a hash of the auth
+    // settings they were issued for, with the catalog that came with them and their expiry.
+    // Cloud images and flavors, cached with the time they were listed.
+    r#"
+    CREATE TABLE token (
+        provider    TEXT PRIMARY KEY,
+        auth_hash   TEXT NOT NULL,
+        token       TEXT NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        catalog     TEXT NOT NULL
+    );
+    CREATE TABLE cloud_listing (
+        provider    TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        listed_at   INTEGER NOT NULL,
+        items       TEXT NOT NULL,
+        PRIMARY KEY (provider, kind)
+    );
+    "#,
 ];

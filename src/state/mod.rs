@@ -7,6 +7,7 @@ mod migrations;
 pub mod nodes;
 pub mod pass;
 pub mod subnodes;
+pub mod tokens;
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

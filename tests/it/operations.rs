@@ -836,7 +836,8 @@ fn a_provider_slower_than_its_listing_timeout_is_unreachable_for_the_round_not_a
     let text = std::fs::read_to_string(&pool.config).unwrap();
     let with_slow = format!(
         "\nproviders:\n  - name: slow\n    auth-url: {}\n    username: demo\n    password: \
-         secret\n    project-id: demo\n    max-servers: 1\n    listing-timeout: 1\n",
+         secret\n    project-id: demo\n    max-servers: 1\n    listing-timeout: 1\n    \
+         token-cache: false\n",
         slow.auth_url_v3()
     );
     std::fs::write(&pool.config, text.replacen("\nproviders:\n", &with_slow, 1)).unwrap();
@@ -862,7 +863,8 @@ fn a_provider_slower_than_its_listing_timeout_is_unreachable_for_the_round_not_a
     // Waiting for the slow listing would take 30 s in the first round alone.
     assert!(took < Duration::from_secs(20), "the run took {took:?}");
 
-    // A Keystone that hangs is bounded the same way when connecting.
+    // A Keystone that hangs is bounded the same way when connecting (no token is stored for
+    // this provider, so every run asks for one).
     slow.set_knobs(|k| {
         k.route_latency = [(
             "POST /identity/v3/auth/tokens".into(),
@@ -880,6 +882,67 @@ fn a_provider_slower_than_its_listing_timeout_is_unreachable_for_the_round_not_a
         "{error}"
     );
     assert!(took < Duration::from_secs(20), "the run took {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keystone tokens kept between runs.
+// ---------------------------------------------------------------------------------------------
+
+const TOKENS: &str = "POST /identity/v3/auth/tokens";
+
+#[test]
+fn a_stored_token_saves_the_token_call_and_one_the_cloud_refuses_is_replaced_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let pool = Pool::start(small(1));
+    let tokens = || pool.sim.calls().route(TOKENS);
+    let stored = || pool.scalar("SELECT COUNT(*) FROM token");
+    pool.reconcile(10, &[]);
+    assert_eq!((tokens(), stored()), (1, 1));
+    let mode = fs::metadata(pool.database()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the database holding the token is private");
+
+    // A steady run: the stored token, no token call.
+    pool.reconcile(10, &[]);
+    assert_eq!(tokens(), 1);
+
+    // The cloud refuses it (expired, revoked): one new token, the call repeated, kept.
+    pool.sim.revoke_tokens();
+    pool.reconcile(10, &[]);
+    assert_eq!(tokens(), 2);
+    pool.reconcile(10, &[]);
+    assert_eq!(tokens(), 2, "the new token is the stored one now");
+
+    // Refused, and the password changed: one try, not a loop; the token is forgotten.
+    pool.sim.revoke_tokens();
+    pool.sim.set_knobs(|k| k.password = "changed".into());
+    let out = pool.run(&["reconcile", "--duration", "5"]);
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("authentication refused"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tokens(), 3, "a wrong password is not retried");
+    assert_eq!(stored(), 0, "a refused token is not kept");
+}
+
+#[test]
+fn token_cache_false_stores_no_token() {
+    let pool = Pool::start(small(1));
+    let text = fs::read_to_string(&pool.config).unwrap();
+    fs::write(
+        &pool.config,
+        text.replacen(
+            "    max-servers:",
+            "    token-cache: false\n    max-servers:",
+            1,
+        ),
+    )
+    .unwrap();
+    pool.reconcile(10, &[]);
+    pool.reconcile(10, &[]);
+    assert_eq!(pool.sim.calls().route(TOKENS), 2, "a token per run");
+    assert_eq!(pool.scalar("SELECT COUNT(*) FROM token"), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

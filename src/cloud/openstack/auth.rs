@@ -2,6 +2,7 @@
 //! for an `auth-url` without a version, and the service catalog. One token per provider per
 //! run.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::http::{Body, Http};
@@ -23,21 +24,21 @@ pub struct Credentials {
     pub interface: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Endpoint {
     interface: String,
     region: Option<String>,
     url: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Service {
     kind: String,
     name: String,
     endpoints: Vec<Endpoint>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog(Vec<Service>);
 
 /// A token and the catalog that came with it.
@@ -45,6 +46,41 @@ pub struct Catalog(Vec<Service>);
 pub struct Session {
     pub token: Secret,
     pub catalog: Catalog,
+    /// When Keystone says the token expires (Unix seconds), if it said.
+    pub expires_at: Option<i64>,
+}
+
+impl Credentials {
+    /// A hash of everything that decides which token Keystone issues (the password included),
+    /// so a token is only reused for the settings it was issued for.
+    pub fn cache_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let fields = [
+            self.auth_url.as_str(),
+            self.username.as_str(),
+            self.password.expose(),
+            self.project_name.as_deref().unwrap_or(""),
+            self.project_id.as_deref().unwrap_or(""),
+            self.user_domain_name.as_deref().unwrap_or(""),
+            self.project_domain_name.as_deref().unwrap_or(""),
+            self.region_name.as_deref().unwrap_or(""),
+            self.interface.as_str(),
+        ];
+        let mut hash = Sha256::new();
+        for field in fields {
+            hash.update(field.as_bytes());
+            hash.update([0]);
+        }
+        format!("{:x}", hash.finalize())
+    }
+}
+
+/// Keystone's `expires_at` (v3) or `expires` (v2.0), as Unix seconds.
+fn expiry(document: &Value, pointer: &str) -> Option<i64> {
+    let text = document.pointer(pointer)?.as_str()?;
+    let at = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok()?;
+    let seconds = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(seconds).ok()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +237,7 @@ fn authenticate_v3(http: &Http, base: &str, c: &Credentials) -> CloudResult<Sess
     Ok(Session {
         token: Secret(token),
         catalog,
+        expires_at: expiry(&document, "/token/expires_at"),
     })
 }
 
@@ -254,6 +291,7 @@ fn authenticate_v2(http: &Http, base: &str, c: &Credentials) -> CloudResult<Sess
     Ok(Session {
         token: Secret(token.to_string()),
         catalog,
+        expires_at: expiry(&document, "/access/token/expires"),
     })
 }
 

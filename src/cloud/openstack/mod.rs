@@ -42,6 +42,9 @@ pub struct Settings {
     /// Most mutating calls in flight at once (`max-concurrency`); none: no bound but the
     /// executor's threads.
     pub max_concurrency: Option<u32>,
+    /// A token stored by an earlier run for these credentials: used, without a token call,
+    /// while it is good for more than `TOKEN_MARGIN_S`.
+    pub stored_session: Option<Session>,
     /// The most connecting, or one round's listing, may take.
     pub listing_timeout: std::time::Duration,
     /// Networks the configuration marks `public: true`: a server's address on one of them is
@@ -53,17 +56,24 @@ pub struct OpenStack {
     http: Http,
     /// The token, replaced when the cloud stops accepting it (401) during the run.
     session: std::sync::RwLock<Session>,
+    /// The cloud refused the token and no new one could be had: it is not worth keeping.
+    refused: std::sync::atomic::AtomicBool,
     credentials: Credentials,
     endpoints: Endpoints,
     public_networks: Vec<String>,
     listing_timeout: std::time::Duration,
 }
 
+/// A stored token is used until this long before Keystone says it expires: longer than a run,
+/// so one never expires in the middle of a run that started with it.
+const TOKEN_MARGIN_S: i64 = 300;
+
 /// Max pages followed in one list (a bound, not a limit anyone should reach).
 const MAX_PAGES: usize = 10_000;
 
 impl OpenStack {
-    /// Authenticate and find the endpoints: one token call per provider per run.
+    /// Authenticate and find the endpoints: one token call per provider per run, or none when
+    /// `settings` carry a stored token that is good for a while yet.
     pub fn connect(settings: &Settings, counter: CallCounter) -> CloudResult<OpenStack> {
         let http = Http::new(
             &settings.provider,
@@ -75,11 +85,26 @@ impl OpenStack {
             ),
             counter,
         );
-        // Connecting is the first round's listing: one slow Keystone must not hold up the rest.
-        http.set_listing_bound(Some(std::time::Instant::now() + settings.listing_timeout));
-        let session = auth::authenticate(&http, &settings.credentials);
-        http.set_listing_bound(None);
-        let session = session?;
+        let stored = settings.stored_session.clone().filter(|s| {
+            s.expires_at
+                .is_some_and(|at| at - TOKEN_MARGIN_S > crate::clock::now())
+        });
+        let session = match stored {
+            Some(session) => {
+                http.add_secret(session.token.expose());
+                http.add_secret(settings.credentials.password.expose());
+                log::debug!("{}: using the stored token", settings.provider);
+                session
+            }
+            None => {
+                // Connecting is the first round's listing: one slow Keystone must not hold up
+                // the rest.
+                http.set_listing_bound(Some(std::time::Instant::now() + settings.listing_timeout));
+                let session = auth::authenticate(&http, &settings.credentials);
+                http.set_listing_bound(None);
+                session?
+            }
+        };
         let region = settings.credentials.region_name.as_deref();
         let interface = settings.credentials.interface.as_str();
         let lookup = |kind: &str, name: Option<&str>| {
@@ -104,6 +129,7 @@ impl OpenStack {
         Ok(OpenStack {
             http,
             session: std::sync::RwLock::new(session),
+            refused: std::sync::atomic::AtomicBool::new(false),
             credentials: settings.credentials.clone(),
             endpoints,
             public_networks: settings.public_networks.clone(),
@@ -166,12 +192,34 @@ impl OpenStack {
 
     /// A new token, unless another thread got one since `refused` was read.
     fn reauthenticate(&self, refused: &crate::model::Secret) -> CloudResult<crate::model::Secret> {
+        use std::sync::atomic::Ordering;
         let mut session = self.session.write().unwrap_or_else(|e| e.into_inner());
         if session.token != *refused {
             return Ok(session.token.clone());
         }
+        self.refused.store(true, Ordering::SeqCst);
         *session = auth::authenticate(&self.http, &self.credentials)?;
+        self.refused.store(false, Ordering::SeqCst);
         Ok(session.token.clone())
+    }
+
+    /// The session worth keeping for the next run: the current one, unless the cloud refused
+    /// it and no new one could be had.
+    pub fn session_to_keep(&self) -> Option<Session> {
+        if self.refused.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        Some(
+            self.session
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+
+    /// The hash of this cloud's auth settings, the key its token is stored under.
+    pub fn credentials_key(&self) -> String {
+        self.credentials.cache_key()
     }
 
     fn get_json(&self, url: &str, route: &str) -> CloudResult<Value> {

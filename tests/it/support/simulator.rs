@@ -40,6 +40,7 @@ pub fn client_settings(sim: &Simulator, provider: &str) -> Settings {
         rate: Duration::ZERO,
         listing_timeout: Duration::from_secs(30),
         max_concurrency: None,
+        stored_session: None,
         public_networks: Vec::new(),
     }
 }
