@@ -15,7 +15,7 @@ use serde::Serialize;
 
 pub use crate::model::cloud::{meta, Image, Metadata, Server, ServerStatus};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Flavor {
     pub id: String,
     pub name: String,

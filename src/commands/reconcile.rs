@@ -230,10 +230,20 @@ pub(super) fn connect(ctx: &Context, providers: &[&Provider]) -> Result<Connecte
     Ok(connected)
 }
 
-/// Observe the database and the clouds for one round.
-fn observe_round(db: &Db, connected: &Connected) -> Result<observe::Observed> {
+/// Observe the database and the clouds for one round; keep the image listings it made
+/// (unless `dry_run`: then nothing is written).
+fn observe_round(
+    ctx: &Context,
+    db: &Db,
+    connected: &Connected,
+    dry_run: bool,
+) -> Result<observe::Observed> {
     let mut observed = observe::database(db.conn(), crate::clock::now())?;
-    observed.clouds = observe::clouds(&connected.clouds);
+    let kept = observe::kept_images(db.conn(), &ctx.config, observed.now)?;
+    observed.clouds = observe::clouds(&connected.clouds, &kept);
+    if !dry_run {
+        observe::keep_images(db.conn(), &observed.clouds, &kept)?;
+    }
     for (name, error) in &connected.unreachable {
         observed
             .clouds
@@ -287,7 +297,7 @@ pub(super) fn rounds(
     let mut unreachable: Vec<UnreachableProvider>;
     loop {
         rounds += 1;
-        let observed = observe_round(&db, connected)?;
+        let observed = observe_round(ctx, &db, connected, false)?;
         unreachable = observed
             .clouds
             .iter()
@@ -389,7 +399,7 @@ const DRY_RUN_HEADERS: [&str; 5] = ["Provider", "Label", "Node", "Action", "Reas
 /// Observe and plan one round; print the plan; write nothing anywhere.
 fn dry_run(ctx: &Context, providers: &[&Provider]) -> Result<()> {
     let db = Db::open_read_only(&ctx.config.database)?;
-    let observed = observe_round(&db, &connect(ctx, providers)?)?;
+    let observed = observe_round(ctx, &db, &connect(ctx, providers)?, true)?;
     let plan = plan::plan(&ctx.config, &observed, Mode::Reconcile);
     match ctx.format {
         Format::Json => output::json(&DryRun {

@@ -122,6 +122,9 @@ pub struct Provider {
     /// Keep the Keystone token in the database between runs (`token-cache`, default true), so
     /// a steady run needs no token call.
     pub token_cache: bool,
+    /// How long a listing of the cloud's images or flavors is reused (`cache-ttl`, default
+    /// 10 minutes; zero lists them every round).
+    pub cache_ttl: Duration,
     pub template_hostname: String,
     pub image_type: Option<String>,
     pub clean_floating_ips: bool,

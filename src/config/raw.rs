@@ -103,6 +103,8 @@ pub struct RawProvider {
     pub max_concurrency: Option<i64>,
     /// Ours: keep the provider's Keystone token in the database between runs (default on).
     pub token_cache: Option<Flag>,
+    /// Ours: seconds a listing of the cloud's images or flavors is reused (0: never).
+    pub cache_ttl: Option<f64>,
     pub template_hostname: Option<Text>,
     pub image_type: Option<Text>,
     pub clean_floating_ips: Option<Flag>,

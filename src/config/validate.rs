@@ -25,6 +25,9 @@ const DEFAULT_MAX_ACTIONS_PER_PASS: i64 = 100;
 /// A healthy Nova lists ten thousand servers in ten pages well within this; a provider
 /// that takes longer is reported unreachable for the round rather than holding up the rest.
 const DEFAULT_LISTING_TIMEOUT_S: f64 = 30.0;
+/// Cloud images and flavors change seldom, and a create that names a gone one says so (and
+/// makes the next round list again): ten minutes of reuse costs a new image that long at most.
+const DEFAULT_CACHE_TTL_S: f64 = 600.0;
 pub const DEFAULT_TEMPLATE_HOSTNAME: &str = "{image.name}-{timestamp}.template.openstack.org";
 pub const DEFAULT_TARGET_HOSTNAME: &str = "{label.name}-{provider.name}-{node_id}";
 pub const DEFAULT_SUBNODE_HOSTNAME: &str = "{label.name}-{provider.name}-{node_id}-{subnode_id}";
@@ -656,6 +659,12 @@ impl Checker<'_> {
                 |n| n >= 1,
             )
         });
+        let cache_ttl = self.seconds(
+            raw.cache_ttl,
+            &key(path, "cache-ttl"),
+            DEFAULT_CACHE_TTL_S,
+            false,
+        );
         let listing_timeout = self.seconds(
             raw.listing_timeout,
             &key(path, "listing-timeout"),
@@ -687,6 +696,7 @@ impl Checker<'_> {
             listing_timeout,
             max_concurrency,
             token_cache: raw.token_cache.is_none_or(|f| f.0),
+            cache_ttl,
             template_hostname,
             image_type: text(&raw.image_type),
             clean_floating_ips: raw.clean_floating_ips.is_some_and(|f| f.0),

@@ -16,6 +16,7 @@ use crate::failpoint;
 use crate::model::{ImageName, LabelName, LaunchPhase, Member, NodeId, NodeState, TargetName};
 use crate::node::ssh;
 use crate::plan::Action;
+use crate::state::listings::{self, Kind};
 use crate::state::nodes::{self, FloatingIpIntent, NewNode, Progress};
 use crate::state::{pass, subnodes};
 
@@ -29,6 +30,15 @@ pub struct LaunchCache {
 
 /// One entry of the cache, filled by the first thread that needs it.
 type PreparedSlot = Arc<Mutex<Option<Prepared>>>;
+
+impl LaunchCache {
+    /// Find what the provider's creates need again (its flavor was refused).
+    fn forget_provider(&self, provider: &crate::model::ProviderName) {
+        if let Ok(mut prepared) = self.prepared.lock() {
+            prepared.retain(|(name, _), _| name != provider);
+        }
+    }
+}
 
 #[derive(Clone)]
 struct Prepared {
@@ -250,6 +260,7 @@ impl<C: Cloud> CloudWorker<'_, C> {
             }
             Err(error) => {
                 nodes::forget(conn, member)?;
+                self.forget_gone_listing(&error)?;
                 let provider = &self.provider.name;
                 match error.kind {
                     ErrorKind::QuotaExceeded => {
@@ -264,6 +275,28 @@ impl<C: Cloud> CloudWorker<'_, C> {
                 Err(anyhow!("create refused: {error}"))
             }
         }
+    }
+
+    /// A create refused because its image or flavor is gone (Nova: "Image … could not be
+    /// found.", "… is not active.", "Flavor … could not be found."): the kept listing of
+    /// them is stale, so the next round (or launch) lists them again.
+    fn forget_gone_listing(&self, error: &CloudError) -> Result<()> {
+        if !matches!(
+            error.kind,
+            ErrorKind::Api { status: 400 } | ErrorKind::NotFound
+        ) {
+            return Ok(());
+        }
+        let message = error.message.to_ascii_lowercase();
+        let provider = &self.provider.name;
+        if message.contains("image") {
+            listings::forget(self.work.conn, provider, Kind::Images)?;
+        }
+        if message.contains("flavor") {
+            listings::forget(self.work.conn, provider, Kind::Flavors)?;
+            self.work.runner.cache.forget_provider(provider);
+        }
+        Ok(())
     }
 
     /// Give a server without a public address a floating IP, and record the address: the
@@ -373,7 +406,7 @@ impl<C: Cloud> CloudWorker<'_, C> {
             .images
             .get(image)
             .with_context(|| format!("image {image} is not configured on {}", provider.name))?;
-        let flavors = self.cloud.list_flavors()?;
+        let flavors = self.flavors()?;
         let flavor = cloud::choose_flavor(&flavors, wanted.min_ram, wanted.name_filter.as_deref())
             .with_context(|| {
                 format!(
@@ -399,6 +432,24 @@ impl<C: Cloud> CloudWorker<'_, C> {
         };
         *slot = Some(prepared.clone());
         Ok(prepared)
+    }
+
+    /// The cloud's flavors: the kept listing while `cache-ttl` says it is good, else listed
+    /// (and kept).
+    fn flavors(&self) -> Result<Vec<cloud::Flavor>> {
+        let (conn, now) = (self.work.conn, self.work.now);
+        let provider = &self.provider.name;
+        let ttl = self.provider.cache_ttl.as_secs() as i64;
+        if ttl > 0 {
+            if let Some((_, flavors)) = listings::get(conn, provider, Kind::Flavors, now - ttl)? {
+                return Ok(flavors);
+            }
+        }
+        let flavors = self.cloud.list_flavors()?;
+        if ttl > 0 {
+            listings::put(conn, provider, Kind::Flavors, now, &flavors)?;
+        }
+        Ok(flavors)
     }
 
     /// Without a configured `keypair`, nodepool keeps one per image, holding the public half

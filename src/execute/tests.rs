@@ -138,7 +138,7 @@ impl Harness {
     fn round(&self) -> (Plan, Tally) {
         let now = crate::clock::now();
         let mut observed = crate::observe::database(self.db.conn(), now).expect("observe");
-        observed.clouds = crate::observe::clouds(&self.clouds);
+        observed.clouds = crate::observe::clouds(&self.clouds, &BTreeMap::new());
         let plan = plan::plan(&self.config, &observed, Mode::Reconcile);
         let tally = self
             .runner(Instant::now() + Duration::from_secs(60))
@@ -866,4 +866,51 @@ fn a_floating_ip_allocated_by_a_run_that_died_before_recording_it_is_adopted_not
         h.nodes()[0].floating_ip_id.as_deref(),
         Some(orphan.id.as_str())
     );
+}
+
+#[test]
+fn flavors_are_listed_once_and_kept_for_later_runs() {
+    let h = Harness::new();
+    h.launched("small");
+    assert_eq!(h.cloud().calls(Op::ListFlavors), 1);
+    // A later run (its own launch cache) reuses the kept listing.
+    let later = Harness {
+        cache: LaunchCache::default(),
+        ..h
+    };
+    later.launched("small");
+    assert_eq!(later.cloud().calls(Op::ListFlavors), 1);
+}
+
+#[test]
+fn a_create_refused_for_a_gone_image_or_flavor_forgets_the_kept_listing() {
+    use crate::state::listings::{self, Kind};
+    let h = Harness::new();
+    let p1 = ProviderName::from("p1");
+    let now = crate::clock::now();
+    let images = crate::cloud::Cloud::list_images(h.cloud()).unwrap();
+    listings::put(h.db.conn(), &p1, Kind::Images, now, &images).unwrap();
+    let gone = |what: &str| CloudError::new(ErrorKind::Api { status: 400 }, what);
+    h.cloud().script(
+        Op::CreateServer,
+        Fault::Error(gone("Image image-1 could not be found.")),
+    );
+    let tally = h.execute(vec![h.launch("small")]);
+    assert_eq!(tally.failed, 1, "{tally:?}");
+    let kept = |kind| {
+        listings::get::<serde_json::Value>(h.db.conn(), &p1, kind, 0)
+            .unwrap()
+            .is_some()
+    };
+    assert!(!kept(Kind::Images), "the image listing is stale");
+    assert!(kept(Kind::Flavors), "the flavors are not");
+    h.cloud().script(
+        Op::CreateServer,
+        Fault::Error(gone("Flavor flavor-1 could not be found.")),
+    );
+    h.execute(vec![h.launch("small")]);
+    assert!(!kept(Kind::Flavors));
+    // The next launch finds a flavor again.
+    h.launched("small");
+    assert_eq!(h.cloud().calls(Op::ListFlavors), 2);
 }

@@ -29,14 +29,17 @@ pub(super) fn ready_image(
             .iter()
             .find(|i| i.status == "active" && (&i.id == base_image || &i.name == base_image))
             .map(|i| i.id.clone()),
-        // Images nodepool made: the newest ready row the cloud still has.
+        // Images nodepool made: the newest ready row the cloud still has, by the listing; one
+        // that became ready after the listing was made (kept from an earlier round) is taken
+        // on the row's word (nodepool saw it active).
         ImageSource::Snapshot { .. } | ImageSource::DiskImage { .. } => observed
             .images
             .iter()
             .filter(|row| {
                 &row.provider == provider && &row.image == image && row.state == ImageState::Ready
             })
-            .filter_map(|row| row.external_id.clone())
-            .rfind(|id| active(id)),
+            .filter_map(|row| Some((row.external_id.as_deref()?, row.state_time)))
+            .rfind(|&(id, ready_at)| active(id) || ready_at > servers.images_listed_at)
+            .map(|(id, _)| id.to_string()),
     }
 }

@@ -31,7 +31,10 @@ pub struct Observed {
 pub enum CloudView {
     Seen {
         servers: Vec<Server>,
+        /// The cloud's images, as listed at `images_listed_at` (Unix seconds): this round,
+        /// or kept from an earlier one (`cache-ttl`).
         images: Vec<Image>,
+        images_listed_at: i64,
     },
     /// The provider could not be listed; nothing is decided about it this round.
     Unreachable {

@@ -62,12 +62,19 @@ struct Servers<'a> {
     by_node: HashMap<NodeId, Vec<&'a Server>>,
     by_subnode: HashMap<SubnodeId, &'a Server>,
     images: &'a [Image],
+    /// When `images` was listed (it may be an earlier round's listing).
+    images_listed_at: i64,
 }
 
 impl<'a> Servers<'a> {
-    fn index(servers: &'a [Server], images: &'a [Image], installation: &str) -> Servers<'a> {
+    fn index(
+        servers: &'a [Server],
+        (images, images_listed_at): (&'a [Image], i64),
+        installation: &str,
+    ) -> Servers<'a> {
         let mut index = Servers {
             images,
+            images_listed_at,
             ..Servers::default()
         };
         for server in servers {
@@ -97,9 +104,13 @@ pub fn plan(config: &Config, observed: &Observed, mode: Mode) -> Plan {
         .clouds
         .iter()
         .filter_map(|(name, view)| match view {
-            CloudView::Seen { servers, images } => Some((
+            CloudView::Seen {
+                servers,
+                images,
+                images_listed_at,
+            } => Some((
                 name,
-                Servers::index(servers, images, &observed.installation),
+                Servers::index(servers, (images, *images_listed_at), &observed.installation),
             )),
             CloudView::Unreachable { .. } => None,
         })

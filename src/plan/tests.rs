@@ -99,6 +99,7 @@ impl World {
         let seen = CloudView::Seen {
             servers: Vec::new(),
             images: vec![cloud_image(IMAGE_ID, BASE_IMAGE)],
+            images_listed_at: NOW,
         };
         World {
             config: load_config(CONFIG),
@@ -163,6 +164,17 @@ impl World {
     fn images_on(&mut self, provider: &str, listed: Vec<Image>) -> &mut Self {
         match self.observed.clouds.get_mut(provider) {
             Some(CloudView::Seen { images, .. }) => *images = listed,
+            _ => panic!("{provider} is not listed"),
+        }
+        self
+    }
+
+    /// The provider's image listing was made at `at` (kept from an earlier round).
+    fn images_listed_on(&mut self, provider: &str, at: i64) -> &mut Self {
+        match self.observed.clouds.get_mut(provider) {
+            Some(CloudView::Seen {
+                images_listed_at, ..
+            }) => *images_listed_at = at,
             _ => panic!("{provider} is not listed"),
         }
         self
@@ -712,6 +724,14 @@ fn snapshot_images_boot_from_the_newest_ready_one_the_cloud_still_has() {
     let plan = world.plan();
     assert!(launches(&plan).is_empty());
     assert_eq!(blocker(&plan, "precise", "p1"), "no ready image `trusty`");
+
+    // A listing kept from before snap-4 became ready does not know it: the row is trusted.
+    world.images_on("p1", listed(&["snap-1", "snap-2"]));
+    world.images_listed_on("p1", NOW - 3600 + 3);
+    assert_eq!(booted_from(&world), ["snap-4"]);
+    // One made after it does, and it is not there: gone.
+    world.images_listed_on("p1", NOW - 3600 + 4);
+    assert_eq!(booted_from(&world), ["snap-2"]);
 }
 
 #[test]
@@ -1807,7 +1827,10 @@ fn the_order_of_a_cloud_listing_does_not_change_the_plan() {
     let world = busy_world();
     let mut reversed = busy_world();
     for view in reversed.observed.clouds.values_mut() {
-        if let CloudView::Seen { servers, images } = view {
+        if let CloudView::Seen {
+            servers, images, ..
+        } = view
+        {
             servers.reverse();
             images.reverse();
         }

@@ -330,7 +330,7 @@ fn round_over_10k_nodes() {
             (ProviderName::from(name), cloud)
         })
         .collect();
-    observed.clouds = nodepool::observe::clouds(&clouds);
+    observed.clouds = nodepool::observe::clouds(&clouds, &BTreeMap::new());
     let mut times = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
