@@ -182,7 +182,9 @@ fn steady_state_calls() {
         .collect();
     println!(
         "steady state (pool full, 3 providers): API calls per provider {per_provider:?} \
-         (target 1: list servers; token and images kept); {}",
+         (target 1: list servers; token and images kept); CPU {:.3} s, peak RSS {:.1} MiB; {}",
+        steady.cpu,
+        steady.rss_mib,
         steady.stdout.trim()
     );
 }
