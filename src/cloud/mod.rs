@@ -119,6 +119,9 @@ pub enum ErrorKind {
     },
     /// No answer: connection refused, timeout, broken body.
     Transport,
+    /// The call was never sent: the run's (or the round's listing) time was up first, or its
+    /// turn at the provider's gate would have come after that.
+    NotSent,
     /// A success answer nodepool could not read (not JSON, or without what it must hold,
     /// such as a create's server id): the request may well have taken effect.
     Malformed,
@@ -145,6 +148,7 @@ impl CloudError {
             ErrorKind::NotFound
             | ErrorKind::QuotaExceeded
             | ErrorKind::RateLimited
+            | ErrorKind::NotSent
             | ErrorKind::AuthFailed => true,
             ErrorKind::Api { status } => (400..500).contains(&status),
             ErrorKind::Transport | ErrorKind::Malformed => false,

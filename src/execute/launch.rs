@@ -266,7 +266,8 @@ impl<C: Cloud> CloudWorker<'_, C> {
                     ErrorKind::QuotaExceeded => {
                         pass::record_quota(conn, provider, &error.message, now)?
                     }
-                    ErrorKind::RateLimited => {}
+                    // Never sent, or the cloud asked to wait: nothing failed.
+                    ErrorKind::RateLimited | ErrorKind::NotSent => {}
                     _ => {
                         self.work.tally.failed += 1;
                         pass::record_failure(conn, provider, label, &error.message, now)?;

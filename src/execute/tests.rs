@@ -914,3 +914,17 @@ fn a_create_refused_for_a_gone_image_or_flavor_forgets_the_kept_listing() {
     h.launched("small");
     assert_eq!(h.cloud().calls(Op::ListFlavors), 2);
 }
+
+#[test]
+fn a_create_that_was_never_sent_forgets_its_row_and_is_no_failure() {
+    let h = Harness::new();
+    let late = CloudError::new(
+        ErrorKind::NotSent,
+        "memory: POST compute /servers: not started: the run's time is up",
+    );
+    h.cloud().script(Op::CreateServer, Fault::Error(late));
+    let tally = h.execute(vec![h.launch("small")]);
+    assert_eq!((tally.failed, tally.errors.len()), (0, 1), "{tally:?}");
+    assert!(h.nodes().is_empty(), "no server can exist for it");
+    assert!(pass::cooldowns(h.db.conn()).unwrap().is_empty());
+}

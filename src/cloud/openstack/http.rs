@@ -266,7 +266,7 @@ impl Http {
         let left = at.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(CloudError::new(
-                ErrorKind::Transport,
+                ErrorKind::NotSent,
                 format!(
                     "{}: {route}: not started: {} is up",
                     self.provider,
@@ -349,7 +349,7 @@ impl Http {
                     .bound()
                     .map_or("the call's time", |(_, bound)| bound.time());
                 return Err(CloudError::new(
-                    ErrorKind::RateLimited,
+                    ErrorKind::NotSent,
                     format!(
                         "{}: {route}: not started: its turn at the provider (rate, \
                          max-concurrency, or the cloud's Retry-After) comes after {time} is up",
@@ -746,7 +746,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         let late = list_servers(&http, &origin);
         assert!(
-            late.message.contains("not started: the run's time is up"),
+            late.message.contains("not started: the run's time is up")
+                && late.kind == ErrorKind::NotSent,
             "{late}"
         );
     }
