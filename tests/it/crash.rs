@@ -393,6 +393,8 @@ struct Fixture {
     shape: Shape,
     /// The label's min-ready.
     min_ready: usize,
+    /// Creates go out in parallel (the burst flow); otherwise one call at a time.
+    parallel: bool,
     /// Members reach their nodes through floating IPs.
     floating: bool,
     sim: Simulator,
@@ -470,7 +472,7 @@ providers:
     project-id: demo
     max-servers: 10
     rate: 0
-{pool}    images:
+{concurrency}{pool}    images:
       - name: jammy
         base-image: 'Ubuntu 22.04'
         min-ram: 512
@@ -484,6 +486,13 @@ targets:
             subnodes = shape.subnodes(),
             auth = sim.auth_url_v3(),
             pool = if floating { "    pool: public\n" } else { "" },
+            // One call at a time, so each point's hits come in the order the scenario
+            // counts; the burst flow has its creates in flight together.
+            concurrency = if flow == Flow::Burst {
+                ""
+            } else {
+                "    max-concurrency: 1\n"
+            },
             user = sshd.user,
             key = sshd.private_key.display(),
             port = sshd.port,
@@ -492,6 +501,7 @@ targets:
         Fixture {
             shape,
             min_ready,
+            parallel: flow == Flow::Burst,
             floating,
             sim,
             sshd,
@@ -552,6 +562,9 @@ targets:
     /// runs; returns how many it took. No run may count a failed launch.
     fn converge(&self, when: &str) -> usize {
         let mut history = String::new();
+        // Creates whose answer the kill lost and that made no server, given up (and counted)
+        // once their grace is over: the next run may count that many failures.
+        let mut given_up = 0;
         for n in 1..=CONVERGE_RUNS {
             let out = self.run(
                 &[
@@ -572,14 +585,14 @@ targets:
             );
             let summary: serde_json::Value = serde_json::from_str(&out.stdout)
                 .unwrap_or_else(|e| panic!("{when}: summary {e}: {}", out.stdout));
-            assert_eq!(
-                summary["failed"],
-                0,
+            assert!(
+                summary["failed"].as_u64() <= Some(given_up),
                 "{when}: run {n} counted failures: {summary}\n{}\n{}",
                 out.stderr,
                 self.describe()
             );
             history.push_str(&format!("run {n}: {summary}\n"));
+            given_up = self.pass_the_create_grace();
             match self.converged() {
                 Ok(()) => return n,
                 Err(why) if n == CONVERGE_RUNS => panic!(
@@ -591,6 +604,32 @@ targets:
             }
         }
         unreachable!()
+    }
+
+    /// Parallel creates (the burst flow): a create the kill caught between its intent's
+    /// "creating" and the request reaching the cloud made nothing, and its row waits out the
+    /// grace for an answer (two minutes, longer than these runs). Let that time pass, as the
+    /// next timer run would see it; returns how many rows it aged.
+    fn pass_the_create_grace(&self) -> u64 {
+        if !self.parallel {
+            return 0;
+        }
+        let age = nodepool::plan::policy::CREATE_ANSWER_GRACE_S + 1;
+        let db = self.install.db();
+        let mut aged = 0;
+        for table in ["node", "subnode"] {
+            aged += db
+                .conn()
+                .execute(
+                    &format!(
+                        "UPDATE {table} SET phase_time = phase_time - ?1 \
+                         WHERE launch_phase = 'creating' AND external_id IS NULL"
+                    ),
+                    [age],
+                )
+                .expect("age the unanswered creates");
+        }
+        aged as u64
     }
 
     /// Rows, leak sightings and the cloud's servers (this installation's), now.
