@@ -12,6 +12,7 @@ pub mod config;
 pub mod execute;
 pub mod exit;
 pub mod failpoint;
+pub mod image;
 pub mod interrupt;
 pub mod lock;
 pub mod logging;

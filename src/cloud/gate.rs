@@ -27,6 +27,14 @@ struct State {
 pub struct Permit<'a> {
     gate: &'a Gate,
     mutating: bool,
+    /// When the turn was given: starts of mutating calls are `rate` apart by this clock.
+    at: Instant,
+}
+
+impl Permit<'_> {
+    pub fn at(&self) -> Instant {
+        self.at
+    }
 }
 
 impl Drop for Permit<'_> {
@@ -74,6 +82,7 @@ impl Gate {
                 return Some(Permit {
                     gate: self,
                     mutating,
+                    at: now,
                 });
             }
             if until.is_some_and(|end| turn.unwrap_or(now) >= end) {
@@ -117,8 +126,8 @@ mod tests {
         std::thread::scope(|scope| {
             for _ in 0..callers {
                 scope.spawn(|| {
-                    let _permit = gate.enter(true, None).expect("no end given");
-                    starts.lock().unwrap().push(Instant::now());
+                    let permit = gate.enter(true, None).expect("no end given");
+                    starts.lock().unwrap().push(permit.at());
                     let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                     peak.fetch_max(now, Ordering::SeqCst);
                     std::thread::sleep(hold);

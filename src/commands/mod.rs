@@ -8,6 +8,7 @@ mod config_validate;
 mod delete;
 mod dib_image_list;
 mod hold;
+mod image_build;
 mod image_list;
 mod list;
 mod reconcile;
@@ -85,7 +86,7 @@ fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::Delete(args) => delete::run(ctx, args),
         Command::Status => status::run(ctx),
         // Capabilities of later releases: refuse honestly, change nothing.
-        Command::ImageBuild(_) => Err(NotImplemented("image-build").into()),
+        Command::ImageBuild(args) => image_build::run(ctx, args),
         Command::ImageUpload(_) => Err(NotImplemented("image-upload").into()),
         Command::ImageUpdate(_) => Err(NotImplemented("image-update").into()),
         Command::ImageDelete(_) => Err(NotImplemented("image-delete").into()),

@@ -27,6 +27,10 @@ pub struct Config {
     pub script_dir: Option<PathBuf>,
     pub elements_dir: Option<PathBuf>,
     pub images_dir: Option<PathBuf>,
+    /// Each build's log (`<image>-<version>.log`); by default `build-logs` beside the database.
+    pub build_log_dir: PathBuf,
+    /// Logs kept per diskimage (`build-log-retention`, default 7, as the newer Nodepool).
+    pub build_log_retention: u32,
     /// The SQLite database file.
     pub database: PathBuf,
     /// Schedules of 2015's internal cron; timers run the work now, these only seed them.
@@ -87,6 +91,12 @@ pub struct DiskImage {
     pub env_vars: BTreeMap<String, String>,
     pub pause: bool,
     pub rebuild_age: Duration,
+    /// The builder program and its own leading arguments (`dib-cmd`, split at white space;
+    /// default `disk-image-create`); nodepool appends the 2015 arguments.
+    pub dib_cmd: Vec<String>,
+    /// A build running longer is killed, its whole process group (`build-timeout`, default
+    /// 8 hours).
+    pub build_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -14,6 +14,9 @@ pub struct RawConfig {
     pub script_dir: Option<Text>,
     pub elements_dir: Option<Text>,
     pub images_dir: Option<Text>,
+    /// Newer Nodepool's: where each build's log goes, and how many per image are kept.
+    pub build_log_dir: Option<Text>,
+    pub build_log_retention: Option<i64>,
     pub dburi: Option<Text>,
     pub cron: Option<RawCron>,
     pub zmq_publishers: Option<Vec<Text>>,
@@ -66,6 +69,10 @@ pub struct RawDiskImage {
     pub env_vars: Option<BTreeMap<String, Text>>,
     pub pause: Option<Flag>,
     pub rebuild_age: Option<i64>,
+    /// Newer Nodepool's: the builder command instead of `disk-image-create`.
+    pub dib_cmd: Option<Text>,
+    /// Newer Nodepool's: seconds a build may take before it is killed.
+    pub build_timeout: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

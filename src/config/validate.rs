@@ -487,6 +487,19 @@ impl Checker<'_> {
             script_dir: self.path(&raw.script_dir),
             elements_dir: self.path(&raw.elements_dir),
             images_dir: self.path(&raw.images_dir),
+            build_log_dir: self.path(&raw.build_log_dir).unwrap_or_else(|| {
+                database
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("build-logs")
+            }),
+            build_log_retention: self.integer(
+                raw.build_log_retention,
+                "build-log-retention",
+                7u32,
+                "1 or more",
+                |n| n >= 1,
+            ),
             database,
             cron,
             gearman_servers,
@@ -554,6 +567,16 @@ impl Checker<'_> {
                 "0 or more seconds",
                 |n| n >= 0,
             );
+            let build_timeout = self.seconds(
+                image.build_timeout,
+                &key(&path, "build-timeout"),
+                8.0 * 3600.0,
+                true,
+            );
+            let dib_cmd: Vec<String> = text(&image.dib_cmd)
+                .map(|cmd| cmd.split_whitespace().map(str::to_string).collect())
+                .filter(|words: &Vec<String>| !words.is_empty())
+                .unwrap_or_else(|| vec!["disk-image-create".to_string()]);
             let name = DiskImageName::from(name);
             out.insert(
                 name.clone(),
@@ -575,6 +598,8 @@ impl Checker<'_> {
                         .collect(),
                     pause: image.pause.is_some_and(|f| f.0),
                     rebuild_age: Duration::from_secs(rebuild_age),
+                    dib_cmd,
+                    build_timeout,
                 },
             );
         }

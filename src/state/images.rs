@@ -105,6 +105,30 @@ pub fn transition_provider_image(
     Ok(changed == 1)
 }
 
+/// Compare-and-set for local builds, as `nodes::transition`.
+pub fn transition_dib_image(
+    conn: &Connection,
+    id: i64,
+    from: ImageState,
+    to: ImageState,
+    now: i64,
+) -> Result<bool> {
+    let changed = conn
+        .execute(
+            "UPDATE dib_image SET state = ?1, state_time = ?2 WHERE id = ?3 AND state = ?4",
+            params![to, now, id, from],
+        )
+        .with_context(|| format!("moving disk image {id} to {to}"))?;
+    Ok(changed == 1)
+}
+
+/// Remove a local build's row (its files are the caller's).
+pub fn remove_dib_image(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute("DELETE FROM dib_image WHERE id = ?1", [id])
+        .with_context(|| format!("removing disk image {id}"))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

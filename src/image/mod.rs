@@ -1,0 +1,3 @@
+//! Images nodepool makes: diskimage-builder builds (`build`).
+
+pub mod build;

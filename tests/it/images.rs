@@ -1,0 +1,266 @@
+//! Images nodepool builds: `image-build` with a builder stand-in (`dib-cmd`) that makes a real
+//! qcow2 with `qemu-img`, fails, or hangs with a child of its own.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{status, stderr, stdout, Install};
+
+/// The builder stand-in: records its arguments and environment, then does what
+/// `FAKE_DIB_MODE` (a diskimage env-var) says: `ok` writes `<base>.qcow2` with qemu-img,
+/// `fail` leaves a partial file and exits 3, `hang` starts a child and both sleep.
+const FAKE_DIB: &str = r#"#!/bin/sh
+set -eu
+out=""
+prev=""
+for arg in "$@"; do
+    if [ "$prev" = "-o" ]; then out="$arg"; fi
+    prev="$arg"
+done
+here=$(dirname "$0")
+printf '%s\n' "$@" > "$here/args"
+env | grep -E '^(DIB_|ELEMENTS_PATH|NODEPOOL_SCRIPTDIR|FAKE_DIB)' | sort > "$here/env"
+echo "fake-dib: building $DIB_IMAGE_NAME into $out"
+case "$FAKE_DIB_MODE" in
+    ok)
+        qemu-img create -q -f qcow2 "$out.qcow2" 16M
+        echo "fake-dib: done"
+        ;;
+    fail)
+        echo partial > "$out.qcow2"
+        echo "fake-dib: element vm failed" >&2
+        exit 3
+        ;;
+    hang)
+        sleep 600 &
+        echo $! > "$here/child"
+        sleep 600
+        ;;
+esac
+"#;
+
+struct Builds {
+    install: Install,
+    /// Where the stand-in writes what it was given.
+    bin: PathBuf,
+}
+
+impl Builds {
+    fn new(mode: &str, extra: &str) -> Builds {
+        let install = Install::with_config("");
+        let root = install.dir.path();
+        let bin = root.join("bin");
+        for dir in ["bin", "elements", "scripts", "images"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let dib = bin.join("fake-dib");
+        fs::write(&dib, FAKE_DIB).unwrap();
+        fs::set_permissions(&dib, fs::Permissions::from_mode(0o755)).unwrap();
+        let config = format!(
+            "dburi: state/nodepool.db
+images-dir: {root}/images
+elements-dir: {root}/elements
+script-dir: {root}/scripts
+build-log-dir: {root}/logs
+{extra}labels:
+  - name: small
+    image: ubuntu
+    min-ready: 0
+    providers:
+      - name: p1
+diskimages:
+  - name: ubuntu-dib
+    elements: [ubuntu, vm]
+    release: trusty
+    dib-cmd: {dib}
+    build-timeout: 2
+    env-vars:
+      FAKE_DIB_MODE: {mode}
+providers:
+  - name: p1
+    cloud: nowhere
+    max-servers: 1
+    images:
+      - name: ubuntu
+        diskimage: ubuntu-dib
+        min-ram: 1024
+targets:
+  - name: jenkins
+",
+            root = root.display(),
+            dib = dib.display(),
+        );
+        fs::write(&install.config, config).unwrap();
+        Builds { install, bin }
+    }
+
+    fn root(&self) -> &Path {
+        self.install.dir.path()
+    }
+
+    fn builds(&self) -> Vec<Value> {
+        let out = self.install.run(&["--format", "json", "dib-image-list"]);
+        assert_eq!(status(&out), 0, "{}", stderr(&out));
+        serde_json::from_str::<Value>(&stdout(&out))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn files(&self, dir: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.root().join(dir))
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+#[test]
+fn a_build_runs_the_2015_command_and_leaves_a_ready_row_with_a_real_qcow2() {
+    let b = Builds::new("ok", "");
+    let out = b.install.run(&["image-build", "ubuntu-dib"]);
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    let builds = b.builds();
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    assert_eq!(builds[0]["state"], "ready");
+    let version = builds[0]["version"].as_i64().unwrap();
+    let base = b.root().join(format!("images/ubuntu-dib-{version}"));
+    assert!(
+        stdout(&out).contains(&format!("{}.qcow2", base.display())),
+        "{}",
+        stdout(&out)
+    );
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(format!("{}.qcow2", base.display()))
+        .output()
+        .expect("qemu-img");
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["format"], "qcow2");
+
+    let args = fs::read_to_string(b.bin.join("args")).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    let base = base.display().to_string();
+    assert_eq!(
+        args,
+        ["-x", "--no-tmpfs", "-o", base.as_str(), "ubuntu", "vm"]
+    );
+    let env = fs::read_to_string(b.bin.join("env")).unwrap();
+    let root = b.root().display();
+    for line in [
+        "DIB_IMAGE_NAME=ubuntu-dib".to_string(),
+        format!("DIB_IMAGE_FILENAME={base}"),
+        "DIB_RELEASE=trusty".to_string(),
+        format!("ELEMENTS_PATH={root}/elements"),
+        format!("NODEPOOL_SCRIPTDIR={root}/scripts"),
+        "FAKE_DIB_MODE=ok".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} not in:\n{env}");
+    }
+    let log = fs::read_to_string(b.root().join(format!("logs/ubuntu-dib-{version}.log"))).unwrap();
+    assert!(log.contains("fake-dib: building ubuntu-dib"), "{log}");
+    assert!(log.contains("fake-dib: done"), "{log}");
+}
+
+#[test]
+fn a_failed_build_leaves_no_row_and_no_file_and_names_its_log() {
+    let b = Builds::new("fail", "");
+    let out = b.install.run(&["image-build", "ubuntu-dib"]);
+    assert_eq!(status(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("the builder exited with status 3"), "{err}");
+    let log = b.files("logs").pop().expect("a log");
+    assert!(err.contains(&log), "{err}");
+    let text = fs::read_to_string(b.root().join("logs").join(&log)).unwrap();
+    assert!(
+        text.contains("element vm failed"),
+        "stderr goes to the log too: {text}"
+    );
+    assert!(b.builds().is_empty());
+    assert!(b.files("images").is_empty(), "{:?}", b.files("images"));
+}
+
+#[test]
+fn a_build_past_its_timeout_is_killed_with_its_children() {
+    let b = Builds::new("hang", "");
+    let started = Instant::now();
+    let out = b.install.run(&["image-build", "ubuntu-dib"]);
+    assert_eq!(status(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ran past build-timeout (2 s)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let child = fs::read_to_string(b.bin.join("child")).unwrap();
+    let child = child.trim();
+    // The group was killed: the builder's own child is gone too (bounded wait for the reaper).
+    let gone = (0..50).any(|_| {
+        let alive = Path::new(&format!("/proc/{child}")).exists()
+            && !fs::read_to_string(format!("/proc/{child}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ");
+        if alive {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        !alive
+    });
+    assert!(gone, "the builder's child {child} survived");
+    assert!(b.builds().is_empty());
+    assert!(b.files("images").is_empty());
+}
+
+#[test]
+fn a_ready_build_whose_file_vanished_is_removed_and_built_again_and_old_logs_go() {
+    let b = Builds::new("ok", "build-log-retention: 2\n");
+    let build = || {
+        let out = b.install.run(&["image-build", "ubuntu-dib"]);
+        assert_eq!(status(&out), 0, "{}", stderr(&out));
+        out
+    };
+    build();
+    let first = b.builds()[0]["version"].as_i64().unwrap();
+    for file in b.files("images") {
+        fs::remove_file(b.root().join("images").join(file)).unwrap();
+    }
+    let out = build();
+    assert!(
+        stderr(&out).contains("removing a ready build whose file is gone"),
+        "{}",
+        stderr(&out)
+    );
+    let builds = b.builds();
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    assert!(builds[0]["version"].as_i64().unwrap() > first);
+    build();
+    assert_eq!(b.builds().len(), 2);
+    assert_eq!(b.files("logs").len(), 2, "{:?}", b.files("logs"));
+}
+
+#[test]
+fn building_an_unknown_diskimage_names_the_known_ones() {
+    let b = Builds::new("ok", "");
+    let out = b.install.run(&["image-build", "ubuntu-dbi"]);
+    assert_eq!(status(&out), 1);
+    assert!(
+        stderr(&out).contains("no diskimage named `ubuntu-dbi`")
+            && stderr(&out).contains("diskimages: ubuntu-dib"),
+        "{}",
+        stderr(&out)
+    );
+}
