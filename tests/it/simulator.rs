@@ -614,6 +614,16 @@ fn upload_is_streamed_and_sets_size() {
     let image = client.get(&format!("/image/v2/images/{id}")).body;
     assert_eq!(image["status"], "active");
     assert_eq!(image["size"], SIZE);
+    // Glance's checksums of what it stored: MD5, and SHA-512 as os_hash_value.
+    let sevens = vec![7u8; SIZE as usize];
+    assert_eq!(image["checksum"], format!("{:x}", md5::compute(&sevens)));
+    assert_eq!(image["os_hash_algo"], "sha512");
+    let sha512 = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha512::digest(&sevens))
+    };
+    assert_eq!(image["os_hash_value"], sha512);
+    drop(sevens);
     if let (Some(before), Some(after)) = (before, after) {
         let grown = after.saturating_sub(before);
         eprintln!(

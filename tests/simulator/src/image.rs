@@ -50,9 +50,9 @@ fn image_json(image: &Image, owner: &str) -> Value {
         "visibility": image.visibility,
         "protected": image.protected,
         "os_hidden": false,
-        "checksum": null,
-        "os_hash_algo": null,
-        "os_hash_value": null,
+        "checksum": image.hashes.as_ref().map(|h| h.0.clone()),
+        "os_hash_algo": image.hashes.as_ref().map(|_| "sha512"),
+        "os_hash_value": image.hashes.as_ref().map(|h| h.1.clone()),
         "owner": owner,
         "size": image.size,
         "virtual_size": null,
@@ -201,6 +201,7 @@ fn create_image(core: &Core, req: &mut Req) -> Handled {
         min_disk,
         min_ram,
         size: None,
+        hashes: None,
         tags,
         properties: body,
         created: now,
@@ -242,15 +243,22 @@ fn upload(core: &Core, req: &mut Req) -> Handled {
         }
         image.status = ImageStatus::Saving;
     }
-    let counted = count_bytes(&mut req.body);
+    let counted = hash_bytes(&mut req.body);
+    let corrupt = core.knobs().corrupt_checksums;
     let mut state = core.state();
     // The image may have been deleted while the data streamed in.
     let image = state.image_mut(&id).ok_or_else(|| not_found(req))?;
     image.updated = SystemTime::now();
     match counted {
-        Ok(size) => {
+        Ok((size, md5, sha512)) => {
             image.status = ImageStatus::Active;
             image.size = Some(size);
+            // A store that wrote something else than it was sent.
+            image.hashes = Some(if corrupt {
+                ("0".repeat(32), "0".repeat(128))
+            } else {
+                (md5, sha512)
+            });
             Ok(Reply::empty(204))
         }
         Err(e) => {
@@ -260,13 +268,26 @@ fn upload(core: &Core, req: &mut Req) -> Handled {
     }
 }
 
-fn count_bytes(body: &mut dyn Read) -> std::io::Result<u64> {
+/// Read the body without keeping it: its size, MD5 and SHA-512 (hex), as Glance stores them.
+fn hash_bytes(body: &mut dyn Read) -> std::io::Result<(u64, String, String)> {
+    use md5::Digest;
     let mut buffer = vec![0u8; UPLOAD_CHUNK];
     let mut total = 0u64;
+    let (mut md5, mut sha512) = (md5::Md5::new(), sha2::Sha512::new());
     loop {
         match body.read(&mut buffer) {
-            Ok(0) => return Ok(total),
-            Ok(n) => total += n as u64,
+            Ok(0) => {
+                return Ok((
+                    total,
+                    format!("{:x}", md5.finalize()),
+                    format!("{:x}", sha512.finalize()),
+                ))
+            }
+            Ok(n) => {
+                total += n as u64;
+                md5.update(&buffer[..n]);
+                sha512.update(&buffer[..n]);
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

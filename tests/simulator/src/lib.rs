@@ -76,6 +76,9 @@ pub struct Knobs {
     /// A deleted server stays listed, in status DELETED, for this long.
     #[serde(with = "secs")]
     pub delete_delay: Duration,
+    /// Uploads are stored with a wrong `checksum` and `os_hash_value`: a store that corrupted
+    /// the data.
+    pub corrupt_checksums: bool,
     /// A deleted server goes to ERROR and stays.
     pub delete_fails: bool,
     /// Seed of the randomness (ids, tokens, fates, injected errors); read at start only.
@@ -109,6 +112,7 @@ impl Default for Knobs {
             token_lifetime: Duration::from_secs(3600),
             delete_delay: Duration::ZERO,
             delete_fails: false,
+            corrupt_checksums: false,
             seed: 1,
             server_ip: "127.0.0.1".into(),
             page_size: 1000,

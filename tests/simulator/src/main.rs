@@ -113,6 +113,7 @@ impl Args {
             token_lifetime: defaults.token_lifetime,
             delete_delay: self.delete_delay,
             delete_fails: self.delete_fails,
+            corrupt_checksums: false,
             seed: self.seed,
             server_ip: self.server_ip,
             page_size: self.page_size,

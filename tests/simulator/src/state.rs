@@ -144,6 +144,8 @@ pub(crate) struct Image {
     pub min_disk: u64,
     pub min_ram: u64,
     pub size: Option<u64>,
+    /// Glance's `checksum` (MD5) and `os_hash_value` (SHA-512) of the uploaded data, hex.
+    pub hashes: Option<(String, String)>,
     pub tags: Vec<String>,
     pub properties: Map<String, Value>,
     pub created: SystemTime,
@@ -209,6 +211,7 @@ impl State {
                 min_disk: 0,
                 min_ram: 0,
                 size: Some(IMAGE_SIZE),
+                hashes: None,
                 tags: Vec::new(),
                 properties: Map::new(),
                 created: now,

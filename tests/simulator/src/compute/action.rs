@@ -72,6 +72,7 @@ fn create_image(core: &Core, req: &Req, server_id: &str, args: Map<String, Value
         min_disk: 0,
         min_ram: 0,
         size: None,
+        hashes: None,
         tags: Vec::new(),
         properties,
         created,
