@@ -11,7 +11,6 @@
 //! loopback ones, as the simulator's, so a test that connects to one stays on this machine.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -347,6 +346,8 @@ impl State {
             status: status.into(),
             properties: props.clone(),
             size: None,
+            md5: None,
+            sha512: None,
         });
         id
     }
@@ -523,7 +524,7 @@ impl Cloud for MemoryCloud {
         Ok(state.new_image(name, "queued", properties))
     }
 
-    fn upload_image(&self, id: &str, file: &Path) -> CloudResult<()> {
+    fn upload_image(&self, id: &str, data: &mut dyn std::io::Read) -> CloudResult<()> {
         let route = "PUT image /v2/images/{id}/file";
         let (mut state, _) = self.enter(Op::UploadImage)?;
         let Some(image) = state.images.iter_mut().find(|i| i.id == id) else {
@@ -534,17 +535,22 @@ impl Cloud for MemoryCloud {
             let message = format!("Image status transition from {from} to saving is not allowed");
             return Err(answer(409, route, &message));
         }
-        // Streamed, as the HTTP client sends it, through Glance's checksum (MD5).
-        let mut digest = md5::Context::new();
-        let size = std::fs::File::open(file)
-            .and_then(|mut f| std::io::copy(&mut f, &mut digest))
-            .map_err(|e| {
-                let message = format!("reading {}: {e}", file.display());
-                CloudError::new(ErrorKind::Transport, message)
-            })?;
-        image.size = Some(size);
+        // Streamed, as the HTTP client sends it, through Glance's checksums.
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).map_err(|e| {
+            CloudError::new(ErrorKind::Transport, format!("reading the upload: {e}"))
+        })?;
+        let checksum = {
+            use md5::Digest;
+            format!("{:x}", md5::Md5::digest(&bytes))
+        };
+        image.size = Some(bytes.len() as u64);
         image.status = "active".into();
-        let checksum = format!("{:x}", digest.finalize());
+        image.md5 = Some(checksum.clone());
+        image.sha512 = Some({
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha512::digest(&bytes))
+        });
         state.checksums.insert(id.into(), checksum);
         Ok(())
     }
@@ -838,21 +844,19 @@ mod tests {
 
     #[test]
     fn an_upload_records_the_size_and_glances_md5_checksum() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("ubuntu.qcow2");
-        std::fs::write(&file, b"hello").unwrap();
         let cloud = MemoryCloud::new();
         let properties = [("nodepool_build_id".into(), "3".into())].into();
         let id = cloud.create_image("ubuntu", "qcow2", &properties).unwrap();
-        cloud.upload_image(&id, &file).unwrap();
+        cloud.upload_image(&id, &mut &b"hello"[..]).unwrap();
         let image = cloud.get_image(&id).unwrap().unwrap();
         assert_eq!((image.status.as_str(), image.size), ("active", Some(5)));
         assert_eq!(image.properties, properties);
         let md5_of_hello = "5d41402abc4b2a76b9719d911017c592";
         assert_eq!(cloud.checksum(&id).as_deref(), Some(md5_of_hello));
-        let again = cloud.upload_image(&id, &file).unwrap_err();
+        assert_eq!(image.md5.as_deref(), Some(md5_of_hello));
+        let again = cloud.upload_image(&id, &mut &b"hello"[..]).unwrap_err();
         assert_eq!(again.kind, ErrorKind::Api { status: 409 });
-        let missing = cloud.upload_image("image-9", &file);
+        let missing = cloud.upload_image("image-9", &mut &b"hello"[..]);
         assert!(missing.unwrap_err().is_not_found());
     }
 

@@ -9,7 +9,6 @@ pub mod openstack;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -202,8 +201,8 @@ pub trait Cloud: Send + Sync {
         disk_format: &str,
         properties: &BTreeMap<String, String>,
     ) -> CloudResult<String>;
-    /// Stream `file` into the image; the file is never read into memory whole.
-    fn upload_image(&self, id: &str, file: &Path) -> CloudResult<()>;
+    /// Stream `data` into the image; it is never held in memory whole.
+    fn upload_image(&self, id: &str, data: &mut dyn std::io::Read) -> CloudResult<()>;
     fn delete_image(&self, id: &str) -> CloudResult<()>;
     fn list_networks(&self) -> CloudResult<Vec<Network>>;
     fn list_floating_ips(&self) -> CloudResult<Vec<FloatingIp>>;

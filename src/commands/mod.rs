@@ -10,6 +10,7 @@ mod dib_image_list;
 mod hold;
 mod image_build;
 mod image_list;
+mod image_upload;
 mod list;
 mod reconcile;
 mod status;
@@ -87,7 +88,7 @@ fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::Status => status::run(ctx),
         // Capabilities of later releases: refuse honestly, change nothing.
         Command::ImageBuild(args) => image_build::run(ctx, args),
-        Command::ImageUpload(_) => Err(NotImplemented("image-upload").into()),
+        Command::ImageUpload(args) => image_upload::run(ctx, args),
         Command::ImageUpdate(_) => Err(NotImplemented("image-update").into()),
         Command::ImageDelete(_) => Err(NotImplemented("image-delete").into()),
         Command::DibImageDelete(_) => Err(NotImplemented("dib-image-delete").into()),

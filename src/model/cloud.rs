@@ -130,4 +130,10 @@ pub struct Image {
     pub status: String,
     pub properties: BTreeMap<String, String>,
     pub size: Option<u64>,
+    /// What Glance computed of the data it stored: `checksum` (MD5) and `os_hash_value`
+    /// (SHA-512, when `os_hash_algo` says so), hex; None before an upload.
+    #[serde(default)]
+    pub md5: Option<String>,
+    #[serde(default)]
+    pub sha512: Option<String>,
 }

@@ -347,6 +347,8 @@ fn cloud_image(id: &str, name: &str) -> Image {
         status: "active".into(),
         properties: BTreeMap::new(),
         size: None,
+        md5: None,
+        sha512: None,
     }
 }
 

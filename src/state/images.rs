@@ -105,6 +105,33 @@ pub fn transition_provider_image(
     Ok(changed == 1)
 }
 
+/// An upload's intent, before its image is created: the build it is of.
+pub fn record_upload_build(conn: &Connection, id: i64, dib_image_id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE snapshot_image SET dib_image_id = ?1 WHERE id = ?2",
+        params![dib_image_id, id],
+    )
+    .with_context(|| format!("recording the build of provider image {id}"))?;
+    Ok(())
+}
+
+/// The cloud's image id of a provider image, recorded as soon as the create answers.
+pub fn record_external_id(conn: &Connection, id: i64, external_id: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE snapshot_image SET external_id = ?1 WHERE id = ?2",
+        params![external_id, id],
+    )
+    .with_context(|| format!("recording the image id of provider image {id}"))?;
+    Ok(())
+}
+
+/// Remove a provider image's row (its cloud image is the caller's).
+pub fn remove_provider_image(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute("DELETE FROM snapshot_image WHERE id = ?1", [id])
+        .with_context(|| format!("removing provider image {id}"))?;
+    Ok(())
+}
+
 /// Compare-and-set for local builds, as `nodes::transition`.
 pub fn transition_dib_image(
     conn: &Connection,

@@ -50,7 +50,8 @@ fn upload_rss() {
         .expect("create image");
     let before = peak_rss_kib();
     let started = Instant::now();
-    cloud.upload_image(&id, file.path()).expect("upload");
+    let mut data = std::fs::File::open(file.path()).expect("open");
+    cloud.upload_image(&id, &mut data).expect("upload");
     let elapsed = started.elapsed();
     let after = peak_rss_kib();
     let size = cloud.get_image(&id).expect("get").and_then(|i| i.size);

@@ -112,7 +112,6 @@ fn usage_errors_exit_2() {
 fn commands_of_later_releases_say_so_and_change_nothing() {
     let install = Install::new();
     let cases: &[&[&str]] = &[
-        &["image-upload", "trusty"],
         &["image-update", "all", "trusty"],
         &["image-update", "--missing"],
         &["image-delete", "1"],

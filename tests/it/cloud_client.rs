@@ -294,7 +294,9 @@ fn images_are_created_uploaded_as_a_stream_and_deleted() {
     let id = cloud
         .create_image("devstack-1", "qcow2", &properties)
         .unwrap();
-    cloud.upload_image(&id, file.path()).unwrap();
+    cloud
+        .upload_image(&id, &mut std::fs::File::open(file.path()).unwrap())
+        .unwrap();
     let image = cloud.get_image(&id).unwrap().expect("image");
     assert_eq!(
         (image.status.as_str(), image.size),

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use nodepool_simulator::{Knobs, Simulator};
+
 use crate::support::{status, stderr, stdout, Install};
 
 /// The builder stand-in: records its arguments and environment, then does what
@@ -52,6 +54,11 @@ struct Builds {
 
 impl Builds {
     fn new(mode: &str, extra: &str) -> Builds {
+        Builds::on("    cloud: nowhere\n", mode, extra)
+    }
+
+    /// With `credentials` (indented provider keys) for provider p1.
+    fn on(credentials: &str, mode: &str, extra: &str) -> Builds {
         let install = Install::with_config("");
         let root = install.dir.path();
         let bin = root.join("bin");
@@ -83,8 +90,7 @@ diskimages:
       FAKE_DIB_MODE: {mode}
 providers:
   - name: p1
-    cloud: nowhere
-    max-servers: 1
+{credentials}    max-servers: 1
     images:
       - name: ubuntu
         diskimage: ubuntu-dib
@@ -263,4 +269,109 @@ fn building_an_unknown_diskimage_names_the_known_ones() {
         "{}",
         stderr(&out)
     );
+}
+
+fn simulated(sim: &Simulator) -> String {
+    format!(
+        "    auth-url: {}\n    username: demo\n    password: secret\n    project-id: demo\n",
+        sim.auth_url_v3()
+    )
+}
+
+#[test]
+fn an_upload_streams_the_build_to_glance_and_checks_its_checksums() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let b = Builds::on(&simulated(&sim), "ok", "");
+    let ok = |args: &[&str]| {
+        let out = b.install.run(args);
+        assert_eq!(status(&out), 0, "{args:?}: {}", stderr(&out));
+        out
+    };
+    ok(&["image-build", "ubuntu-dib"]);
+    let out = ok(&["image-upload", "ubuntu"]);
+    assert!(
+        stdout(&out).contains("image-upload: p1: ubuntu-"),
+        "{}",
+        stdout(&out)
+    );
+    let rows = b.install.run(&["--format", "json", "image-list"]);
+    let rows: Value = serde_json::from_str(&stdout(&rows)).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows:#}");
+    assert_eq!(rows[0]["state"], "ready", "{rows:#}");
+    let glance_id = rows[0]["image_id"]
+        .as_str()
+        .expect("the image id")
+        .to_string();
+    let dump = sim.dump();
+    let uploaded = dump
+        .images
+        .iter()
+        .find(|i| i.id == glance_id)
+        .expect("in Glance");
+    assert_eq!(uploaded.status, "active");
+    let installation = nodepool::state::pass::installation(b.install.db().conn()).unwrap();
+    for (key, value) in [
+        ("nodepool_installation", installation.as_str()),
+        ("nodepool_provider_name", "p1"),
+        ("nodepool_image_name", "ubuntu"),
+        ("nodepool_upload_id", &rows[0]["id"].to_string()),
+    ] {
+        assert_eq!(
+            uploaded.properties[key], value,
+            "{key}: {:?}",
+            uploaded.properties
+        );
+    }
+    assert!(uploaded.properties.contains_key("nodepool_build_id"));
+
+    // The store damages the next upload: it is deleted and fails, the first one stays.
+    sim.set_knobs(|k| k.corrupt_checksums = true);
+    let out = b.install.run(&["image-upload", "p1", "ubuntu"]);
+    assert_eq!(status(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("damaged on the way"),
+        "{}",
+        stderr(&out)
+    );
+    let images: Vec<String> = sim.dump().images.into_iter().map(|i| i.id).collect();
+    assert!(images.contains(&glance_id));
+    assert_eq!(
+        images.len(),
+        dump.images.len(),
+        "the damaged upload was deleted: {images:?}"
+    );
+    sim.set_knobs(|k| k.corrupt_checksums = false);
+
+    // What a killed upload leaves: its row, and a queued image carrying its upload id.
+    let db = b.install.db();
+    let row = nodepool::state::images::insert_provider_image(
+        db.conn(),
+        &"p1".into(),
+        &"ubuntu".into(),
+        1,
+        nodepool::model::ImageState::Building,
+        nodepool::clock::now(),
+    )
+    .unwrap();
+    let client = nodepool::cloud::openstack::OpenStack::connect(
+        &crate::support::simulator::client_settings(&sim, "p1"),
+        Default::default(),
+    )
+    .unwrap();
+    let properties = [
+        ("nodepool_installation".to_string(), installation.clone()),
+        ("nodepool_upload_id".to_string(), row.to_string()),
+    ]
+    .into();
+    let orphan =
+        nodepool::cloud::Cloud::create_image(&client, "ubuntu-1", "qcow2", &properties).unwrap();
+    ok(&["image-upload", "ubuntu"]);
+    let after: Vec<String> = sim.dump().images.into_iter().map(|i| i.id).collect();
+    assert!(
+        !after.contains(&orphan),
+        "the interrupted upload's image is gone"
+    );
+    let rows = nodepool::state::images::list_provider_images(db.conn()).unwrap();
+    assert!(rows.iter().all(|r| r.id != row), "its row too");
+    assert_eq!(rows.len(), 2, "two ready uploads: {rows:?}");
 }

@@ -42,6 +42,9 @@ pub struct Timeouts {
     pub connect: Duration,
     /// Whole call without a body upload (an answer must start and finish within it).
     pub call: Duration,
+    /// Whole call that streams a body (an image upload): an hour, for gigabytes on a slow
+    /// link.
+    pub upload: Duration,
 }
 
 impl Default for Timeouts {
@@ -49,6 +52,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(10),
             call: Duration::from_secs(60),
+            upload: Duration::from_secs(3600),
         }
     }
 }
@@ -259,9 +263,14 @@ impl Http {
     /// How long the next attempt may take: the call's own limit, or the time left before the
     /// run's deadline (or the round's listing bound) if that is shorter, and which of them
     /// it is; an error when that time is up.
-    fn attempt_limit(&self, route: &str) -> CloudResult<(Duration, Bound)> {
+    fn attempt_limit(&self, route: &str, streamed: bool) -> CloudResult<(Duration, Bound)> {
+        let own = if streamed {
+            self.timeouts.upload
+        } else {
+            self.timeouts.call
+        };
         let Some((at, bound)) = self.bound() else {
-            return Ok((self.timeouts.call, Bound::Call));
+            return Ok((own, Bound::Call));
         };
         let left = at.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -274,10 +283,10 @@ impl Http {
                 ),
             ));
         }
-        if left < self.timeouts.call {
+        if left < own {
             Ok((left, bound))
         } else {
-            Ok((self.timeouts.call, Bound::Call))
+            Ok((own, Bound::Call))
         }
     }
 
@@ -357,7 +366,7 @@ impl Http {
                     ),
                 ));
             };
-            let (limit, bound) = self.attempt_limit(route)?;
+            let (limit, bound) = self.attempt_limit(route, !repeatable)?;
             self.counter.count(&self.provider, route);
             log::debug!("{}: {route} (attempt {attempt})", self.provider);
             let outcome = match self.send(method, url, headers, &mut body, limit) {
@@ -719,6 +728,7 @@ mod tests {
         let timeouts = Timeouts {
             connect: Duration::from_secs(1),
             call: Duration::from_secs(1),
+            ..Timeouts::default()
         };
         let (_silent, origin, http) = silent_server(&timeouts);
         let error = list_servers(&http, &origin);

@@ -1,14 +1,13 @@
 //! Glance v2: images listed page by page, created, uploaded as a stream from disk, deleted.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::Path;
+use std::io::Read;
 
 use serde_json::{json, Value};
 
 use super::http::Body;
 use super::{absolute, OpenStack, MAX_PAGES};
-use crate::cloud::{CloudError, CloudResult, ErrorKind, Image};
+use crate::cloud::{CloudResult, Image};
 
 /// Glance's own image fields; everything else is a property.
 const STANDARD_FIELDS: &[&str] = &[
@@ -92,19 +91,13 @@ pub(super) fn create_image(
         .ok_or_else(|| os.malformed(route, "no image id"))
 }
 
-pub(super) fn upload_image(os: &OpenStack, id: &str, path: &Path) -> CloudResult<()> {
+pub(super) fn upload_image(os: &OpenStack, id: &str, data: &mut dyn Read) -> CloudResult<()> {
     let route = "PUT image /v2/images/{id}/file";
-    let mut file = File::open(path).map_err(|e| {
-        CloudError::new(
-            ErrorKind::Transport,
-            format!("reading {}: {e}", path.display()),
-        )
-    })?;
     os.call(
         "PUT",
         &format!("{}/images/{id}/file", os.endpoints.image),
         route,
-        Body::Stream(&mut file),
+        Body::Stream(data),
     )?;
     Ok(())
 }
@@ -131,6 +124,15 @@ fn parse_image(value: &Value) -> Option<Image> {
             .unwrap_or_default()
             .to_string(),
         size: object.get("size").and_then(Value::as_u64),
+        md5: object
+            .get("checksum")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        sha512: object
+            .get("os_hash_value")
+            .and_then(Value::as_str)
+            .filter(|_| object.get("os_hash_algo").and_then(Value::as_str) == Some("sha512"))
+            .map(str::to_string),
         properties: object
             .iter()
             .filter(|(k, _)| !STANDARD_FIELDS.contains(&k.as_str()))

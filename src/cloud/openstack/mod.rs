@@ -9,7 +9,6 @@ mod network;
 mod resolver;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::Value;
 
@@ -341,8 +340,8 @@ impl crate::cloud::Cloud for OpenStack {
     ) -> CloudResult<String> {
         image::create_image(self, name, disk_format, properties)
     }
-    fn upload_image(&self, id: &str, file: &Path) -> CloudResult<()> {
-        image::upload_image(self, id, file)
+    fn upload_image(&self, id: &str, data: &mut dyn std::io::Read) -> CloudResult<()> {
+        image::upload_image(self, id, data)
     }
     fn delete_image(&self, id: &str) -> CloudResult<()> {
         image::delete_image(self, id)

@@ -30,6 +30,7 @@ pub fn client_settings(sim: &Simulator, provider: &str) -> Settings {
         timeouts: Timeouts {
             connect: Duration::from_secs(2),
             call: Duration::from_secs(5),
+            upload: Duration::from_secs(60),
         },
         retry: RetryPolicy {
             attempts: 3,

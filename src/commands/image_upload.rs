@@ -1,0 +1,270 @@
+//! `nodepool image-upload [PROVIDER|all] IMAGE`: upload the newest ready build of the
+//! diskimage that provider image `IMAGE` names, to each provider that has it (or the one
+//! named), providers in parallel, under the build lock.
+//!
+//! For each provider: what an earlier, killed upload left (a `building` row, its queued
+//! Glance image) is deleted first; then the row (the intent) is written, the Glance image
+//! created with nodepool's properties and its id recorded, the file streamed once and hashed
+//! on the way, and the row turns `ready` once Glance says the image is active with the same
+//! MD5 and SHA-512. A failed upload deletes its image and its row.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+
+use super::Context;
+use crate::cli::ImageUploadArgs;
+use crate::cloud::openstack::OpenStack;
+use crate::cloud::{meta, Cloud};
+use crate::config::{ImageSource, Provider, ProviderImage};
+use crate::image::{build, upload};
+use crate::lock::{Lock, LockKind};
+use crate::model::image::DibImage;
+use crate::model::{ImageState, ProviderName};
+use crate::output;
+use crate::state::{images, Db};
+
+/// The property naming an upload's row, so a later run tells its uploads from a stranger's.
+const UPLOAD_ID: &str = "nodepool_upload_id";
+const BUILD_ID: &str = "nodepool_build_id";
+/// How long Glance may take to turn an uploaded image active.
+const ACTIVE_WAIT: Duration = Duration::from_secs(3600);
+
+/// One provider's upload: where, what, from which build.
+struct Job<'a> {
+    provider: &'a Provider,
+    image: &'a ProviderImage,
+    build: DibImage,
+    file: PathBuf,
+}
+
+pub fn run(ctx: &Context, args: &ImageUploadArgs) -> Result<()> {
+    let (only, name) = args.provider_and_image();
+    let config = &ctx.config;
+    let _lock = Lock::acquire(
+        &config.database,
+        LockKind::Build,
+        "image-upload",
+        args.lock.wait_lock.map(Duration::from_secs),
+    )?;
+    let db = ctx.open_db()?;
+    let jobs = jobs(ctx, &db, only, name)?;
+    let providers: Vec<&Provider> = jobs.iter().map(|j| j.provider).collect();
+    let stored = super::stored_sessions(ctx);
+    let clouds: BTreeMap<ProviderName, Result<OpenStack>> =
+        crate::cloud::connect_all(providers.iter().copied(), &ctx.calls, &stored)
+            .into_iter()
+            .map(|(p, cloud)| (p.name.clone(), cloud.map_err(|e| anyhow!(e.to_string()))))
+            .collect();
+    let installation = crate::state::pass::installation(db.conn())?;
+    let path = db.path().to_path_buf();
+    let outcomes = crate::parallel::map(
+        &jobs,
+        crate::parallel::PROVIDER_THREADS,
+        |job| match clouds.get(&job.provider.name) {
+            Some(Ok(cloud)) => upload_one(&path, cloud, job, &installation),
+            Some(Err(error)) => Err(anyhow!("{error}")),
+            None => Err(anyhow!("not connected")),
+        },
+        |_| Err(anyhow!("the upload panicked")),
+    );
+    let connected: BTreeMap<ProviderName, OpenStack> = clouds
+        .into_iter()
+        .filter_map(|(name, cloud)| Some((name, cloud.ok()?)))
+        .collect();
+    super::keep_sessions(ctx, &db, &connected, std::iter::empty(), &stored)?;
+    let mut failed = Vec::new();
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        match outcome {
+            Ok(line) => output::line(&line)?,
+            Err(error) => failed.push(format!("{}: {error:#}", job.provider.name)),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("image-upload of {name} failed on {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+/// The uploads asked for: each provider (all, or `only`) whose image `name` is a diskimage,
+/// with the newest ready build of it.
+fn jobs<'a>(ctx: &'a Context, db: &Db, only: &str, name: &str) -> Result<Vec<Job<'a>>> {
+    let config = &ctx.config;
+    let builds = images::list_dib_images(db.conn())?;
+    let mut jobs = Vec::new();
+    for provider in config.providers.values() {
+        if only != "all" && provider.name.as_str() != only {
+            continue;
+        }
+        let Some(image) = provider.images.get(name) else {
+            continue;
+        };
+        let ImageSource::DiskImage { diskimage } = &image.source else {
+            bail!(
+                "image {name} of provider {} is not a diskimage-builder image; only those are \
+                 uploaded",
+                provider.name
+            );
+        };
+        let Some(build) = builds
+            .iter()
+            .filter(|b| &b.image == diskimage && b.state == ImageState::Ready)
+            .max_by_key(|b| b.version)
+        else {
+            bail!("no ready build of diskimage {diskimage}: run `nodepool image-build {diskimage}` first");
+        };
+        let base = PathBuf::from(build.filename.clone().unwrap_or_default());
+        let image_type = provider.image_type.as_deref().unwrap_or("qcow2");
+        let file = build::output_file(&base, image_type);
+        if !file.is_file() {
+            bail!(
+                "build {} of {diskimage} has no {}: it is rebuilt by the next `image-build`",
+                build.version,
+                file.display()
+            );
+        }
+        jobs.push(Job {
+            provider,
+            image,
+            build: build.clone(),
+            file,
+        });
+    }
+    if jobs.is_empty() {
+        let which = if only == "all" {
+            "any provider".to_string()
+        } else {
+            format!("provider {only}")
+        };
+        bail!(
+            "no image named `{name}` on {which} in {}",
+            config.path.display()
+        );
+    }
+    Ok(jobs)
+}
+
+/// One provider's upload, on its own database connection; the line to print.
+fn upload_one(
+    database: &std::path::Path,
+    cloud: &OpenStack,
+    job: &Job<'_>,
+    installation: &str,
+) -> Result<String> {
+    let db = Db::connect(database)?;
+    let conn = db.conn();
+    let provider = &job.provider.name;
+    tidy(conn, cloud, job, installation)?;
+    let now = crate::clock::now();
+    let id = images::insert_provider_image(
+        conn,
+        provider,
+        &job.image.name,
+        job.build.version,
+        ImageState::Building,
+        now,
+    )?;
+    images::record_upload_build(conn, id, job.build.id)?;
+    let mut properties = job.image.meta.clone();
+    for (key, value) in [
+        (meta::INSTALLATION, installation.to_string()),
+        (meta::PROVIDER, provider.to_string()),
+        (meta::IMAGE, job.image.name.to_string()),
+        (BUILD_ID, job.build.id.to_string()),
+        (UPLOAD_ID, id.to_string()),
+    ] {
+        properties.insert(key.to_string(), value);
+    }
+    let image_name = format!("{}-{}", job.image.name, job.build.version);
+    let disk_format = job.provider.image_type.as_deref().unwrap_or("qcow2");
+    let created = cloud.create_image(&image_name, disk_format, &properties);
+    let image_id = match created {
+        Ok(image_id) => image_id,
+        Err(error) => {
+            images::remove_provider_image(conn, id)?;
+            return Err(error).context("creating the Glance image");
+        }
+    };
+    images::record_external_id(conn, id, &image_id)?;
+    let started = Instant::now();
+    let progress = |read: u64, total: u64| {
+        let rate = read as f64 / started.elapsed().as_secs_f64().max(0.001) / f64::from(1 << 20);
+        log::info!(
+            "{provider}: uploading {image_name}: {}% ({} of {} MiB, {rate:.0} MiB/s)",
+            read * 100 / total.max(1),
+            read >> 20,
+            total >> 20
+        );
+    };
+    let until = Instant::now() + ACTIVE_WAIT;
+    match upload::upload_and_verify(cloud, &image_id, &job.file, until, progress) {
+        Ok(sent) => {
+            images::transition_provider_image(
+                conn,
+                id,
+                ImageState::Building,
+                ImageState::Ready,
+                crate::clock::now(),
+            )?;
+            Ok(format!(
+                "image-upload: {provider}: {image_name} ready as image {image_id} ({} MiB in \
+                 {:.1} s, MD5 {})",
+                sent.bytes >> 20,
+                started.elapsed().as_secs_f64(),
+                sent.md5
+            ))
+        }
+        Err(error) => {
+            if let Err(delete) = cloud.delete_image(&image_id) {
+                log::warn!("{provider}: deleting the failed upload {image_id}: {delete}");
+            } else {
+                images::remove_provider_image(conn, id)?;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Put right what a killed upload of this provider image left: its `building` rows go, with
+/// the Glance images they recorded or that carry their upload id (a create whose answer was
+/// lost).
+fn tidy(
+    conn: &rusqlite::Connection,
+    cloud: &OpenStack,
+    job: &Job<'_>,
+    installation: &str,
+) -> Result<()> {
+    let stale: Vec<_> = images::list_provider_images(conn)?
+        .into_iter()
+        .filter(|row| {
+            row.provider == job.provider.name
+                && row.image == job.image.name
+                && row.state == ImageState::Building
+        })
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let listed = cloud.list_images()?;
+    for row in stale {
+        let ours = |image: &crate::cloud::Image| {
+            Some(&image.id) == row.external_id.as_ref()
+                || (image.properties.get(meta::INSTALLATION).map(String::as_str)
+                    == Some(installation)
+                    && image.properties.get(UPLOAD_ID) == Some(&row.id.to_string()))
+        };
+        for image in listed.iter().filter(|i| ours(i)) {
+            log::warn!(
+                "{}: deleting image {} of an interrupted upload ({})",
+                job.provider.name,
+                image.id,
+                image.status
+            );
+            cloud.delete_image(&image.id)?;
+        }
+        images::remove_provider_image(conn, row.id)?;
+    }
+    Ok(())
+}
