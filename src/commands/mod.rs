@@ -6,9 +6,11 @@ mod check;
 mod cleanup;
 mod config_validate;
 mod delete;
+mod dib_image_delete;
 mod dib_image_list;
 mod hold;
 mod image_build;
+mod image_delete;
 mod image_list;
 mod image_upload;
 mod list;
@@ -90,8 +92,8 @@ fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::ImageBuild(args) => image_build::run(ctx, args),
         Command::ImageUpload(args) => image_upload::run(ctx, args),
         Command::ImageUpdate(_) => Err(NotImplemented("image-update").into()),
-        Command::ImageDelete(_) => Err(NotImplemented("image-delete").into()),
-        Command::DibImageDelete(_) => Err(NotImplemented("dib-image-delete").into()),
+        Command::ImageDelete(args) => image_delete::run(ctx, args),
+        Command::DibImageDelete(args) => dib_image_delete::run(ctx, args),
         Command::AlienList(args) => alien_list::run(ctx, args.provider.as_deref()),
         Command::AlienImageList(args) => alien_image_list::run(ctx, args.provider.as_deref()),
         Command::Reconcile(args) => reconcile::run(ctx, args),

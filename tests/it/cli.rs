@@ -114,8 +114,6 @@ fn commands_of_later_releases_say_so_and_change_nothing() {
     let cases: &[&[&str]] = &[
         &["image-update", "all", "trusty"],
         &["image-update", "--missing"],
-        &["image-delete", "1"],
-        &["dib-image-delete", "1"],
         &["acquire", "small"],
         &["release", "1"],
     ];

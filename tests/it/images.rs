@@ -375,3 +375,66 @@ fn an_upload_streams_the_build_to_glance_and_checks_its_checksums() {
     assert!(rows.iter().all(|r| r.id != row), "its row too");
     assert_eq!(rows.len(), 2, "two ready uploads: {rows:?}");
 }
+
+#[test]
+fn launches_use_the_newest_upload_and_fall_back_when_it_is_deleted() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let b = Builds::on(&simulated(&sim), "ok", "");
+    let ok = |args: &[&str]| {
+        let out = b.install.run(args);
+        assert_eq!(status(&out), 0, "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let text = fs::read_to_string(&b.install.config).unwrap();
+    fs::write(
+        &b.install.config,
+        text.replace("min-ready: 0", "min-ready: 1"),
+    )
+    .unwrap();
+    let uploads = || -> Vec<(i64, String)> {
+        let rows: Value = serde_json::from_str(&ok(&["--format", "json", "image-list"])).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_i64().unwrap(),
+                    r["image_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let booted_from = || {
+        let plan: Value =
+            serde_json::from_str(&ok(&["--format", "json", "reconcile", "--dry-run"])).unwrap();
+        plan["actions"][0]["image_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for _ in 0..2 {
+        ok(&["image-build", "ubuntu-dib"]);
+        ok(&["image-upload", "ubuntu"]);
+    }
+    let made = uploads();
+    assert_eq!(made.len(), 2, "{made:?}");
+    assert_eq!(booted_from(), made[1].1, "the newest");
+    let out = ok(&["image-delete", &made[1].0.to_string()]);
+    assert!(out.contains("deleted, with its cloud image"), "{out}");
+    assert!(
+        sim.dump().images.iter().all(|i| i.id != made[1].1),
+        "gone from Glance"
+    );
+    assert_eq!(booted_from(), made[0].1, "back to the previous one");
+
+    // A local build goes with its files; unknown ids are named.
+    let builds: Value = serde_json::from_str(&ok(&["--format", "json", "dib-image-list"])).unwrap();
+    let first = builds[0]["id"].to_string();
+    ok(&["dib-image-delete", &first]);
+    assert_eq!(b.files("images").len(), 1, "{:?}", b.files("images"));
+    for (command, id) in [("image-delete", "999"), ("dib-image-delete", "999")] {
+        let out = b.install.run(&[command, id]);
+        assert_eq!(status(&out), 1);
+        assert!(stderr(&out).contains("with id 999"), "{}", stderr(&out));
+    }
+}

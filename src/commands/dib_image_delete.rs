@@ -1,0 +1,41 @@
+//! `nodepool dib-image-delete ID`: delete a local build, its files and its row, under the
+//! build lock. Its uploads stay (they are provider images: `image-delete`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use super::Context;
+use crate::cli::IdArg;
+use crate::image::build;
+use crate::lock::{Lock, LockKind};
+use crate::output;
+use crate::state::images;
+
+pub fn run(ctx: &Context, args: &IdArg) -> Result<()> {
+    let _lock = Lock::acquire(
+        &ctx.config.database,
+        LockKind::Build,
+        "dib-image-delete",
+        None,
+    )?;
+    let db = ctx.open_db()?;
+    let conn = db.conn();
+    let Some(found) = images::list_dib_images(conn)?
+        .into_iter()
+        .find(|b| b.id == args.id)
+    else {
+        bail!(
+            "no disk image with id {} (see `nodepool dib-image-list`)",
+            args.id
+        );
+    };
+    if let Some(base) = &found.filename {
+        build::remove_outputs(&PathBuf::from(base))?;
+    }
+    images::remove_dib_image(conn, found.id)?;
+    output::line(&format!(
+        "dib-image-delete: disk image {} ({} version {}) deleted with its files",
+        found.id, found.image, found.version
+    ))
+}
