@@ -19,12 +19,26 @@ use crate::output;
 use crate::state::{images, Db};
 
 pub fn run(ctx: &Context, args: &ImageBuildArgs) -> Result<()> {
+    let _lock = Lock::acquire(
+        &ctx.config.database,
+        LockKind::Build,
+        "image-build",
+        args.lock.wait_lock.map(Duration::from_secs),
+    )?;
+    crate::interrupt::install();
+    let db = ctx.open_db()?;
+    let built = build(ctx, &db, &args.image)?;
+    output::line(&built)
+}
+
+/// Build diskimage `name` (the build lock is the caller's); the line to print.
+pub(super) fn build(ctx: &Context, db: &Db, name: &str) -> Result<String> {
     let config = &ctx.config;
-    let Some(image) = config.diskimages.get(args.image.as_str()) else {
+    let Some(image) = config.diskimages.get(name) else {
         let known: Vec<&str> = config.diskimages.keys().map(|d| d.as_str()).collect();
         bail!(
             "no diskimage named `{}` in {}; diskimages: {}",
-            args.image,
+            name,
             config.path.display(),
             if known.is_empty() {
                 "none".to_string()
@@ -39,14 +53,6 @@ pub fn run(ctx: &Context, args: &ImageBuildArgs) -> Result<()> {
             config.path.display()
         );
     };
-    let _lock = Lock::acquire(
-        &config.database,
-        LockKind::Build,
-        "image-build",
-        args.lock.wait_lock.map(Duration::from_secs),
-    )?;
-    crate::interrupt::install();
-    let db = ctx.open_db()?;
     // Versions only grow, even past builds `tidy` removes (their logs keep the version).
     let newest = images::list_dib_images(db.conn())?
         .iter()
@@ -54,12 +60,11 @@ pub fn run(ctx: &Context, args: &ImageBuildArgs) -> Result<()> {
         .map(|b| b.version)
         .max()
         .unwrap_or(0);
-    tidy(ctx, &db)?;
+    tidy(ctx, db)?;
     for dir in [images_dir, &config.build_log_dir] {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let built = build_one(ctx, &db, image, images_dir, newest)?;
-    output::line(&built)
+    build_one(ctx, db, image, images_dir, newest)
 }
 
 /// Build `image` into `images_dir`; the line to print, or the error naming the log.

@@ -42,15 +42,23 @@ struct Job<'a> {
 
 pub fn run(ctx: &Context, args: &ImageUploadArgs) -> Result<()> {
     let (only, name) = args.provider_and_image();
-    let config = &ctx.config;
     let _lock = Lock::acquire(
-        &config.database,
+        &ctx.config.database,
         LockKind::Build,
         "image-upload",
         args.lock.wait_lock.map(Duration::from_secs),
     )?;
     let db = ctx.open_db()?;
-    let jobs = jobs(ctx, &db, only, name)?;
+    for line in upload(ctx, &db, only, name)? {
+        output::line(&line)?;
+    }
+    Ok(())
+}
+
+/// Upload provider image `name` to `only` (or `all`): the build lock is the caller's; the
+/// lines to print, or the error naming the providers where it failed.
+pub(super) fn upload(ctx: &Context, db: &Db, only: &str, name: &str) -> Result<Vec<String>> {
+    let jobs = jobs(ctx, db, only, name)?;
     let providers: Vec<&Provider> = jobs.iter().map(|j| j.provider).collect();
     let stored = super::stored_sessions(ctx);
     let clouds: BTreeMap<ProviderName, Result<OpenStack>> =
@@ -74,18 +82,22 @@ pub fn run(ctx: &Context, args: &ImageUploadArgs) -> Result<()> {
         .into_iter()
         .filter_map(|(name, cloud)| Some((name, cloud.ok()?)))
         .collect();
-    super::keep_sessions(ctx, &db, &connected, std::iter::empty(), &stored)?;
+    super::keep_sessions(ctx, db, &connected, std::iter::empty(), &stored)?;
     let mut failed = Vec::new();
+    let mut lines = Vec::new();
     for (job, outcome) in jobs.iter().zip(outcomes) {
         match outcome {
-            Ok(line) => output::line(&line)?,
+            Ok(line) => lines.push(line),
             Err(error) => failed.push(format!("{}: {error:#}", job.provider.name)),
         }
     }
     if !failed.is_empty() {
+        for line in &lines {
+            output::line(line)?;
+        }
         bail!("image-upload of {name} failed on {}", failed.join("; "));
     }
-    Ok(())
+    Ok(lines)
 }
 
 /// The uploads asked for: each provider (all, or `only`) whose image `name` is a diskimage,

@@ -12,6 +12,7 @@ mod hold;
 mod image_build;
 mod image_delete;
 mod image_list;
+mod image_update;
 mod image_upload;
 mod list;
 mod reconcile;
@@ -91,7 +92,7 @@ fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
         // Capabilities of later releases: refuse honestly, change nothing.
         Command::ImageBuild(args) => image_build::run(ctx, args),
         Command::ImageUpload(args) => image_upload::run(ctx, args),
-        Command::ImageUpdate(_) => Err(NotImplemented("image-update").into()),
+        Command::ImageUpdate(args) => image_update::run(ctx, args),
         Command::ImageDelete(args) => image_delete::run(ctx, args),
         Command::DibImageDelete(args) => dib_image_delete::run(ctx, args),
         Command::AlienList(args) => alien_list::run(ctx, args.provider.as_deref()),

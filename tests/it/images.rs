@@ -438,3 +438,50 @@ fn launches_use_the_newest_upload_and_fall_back_when_it_is_deleted() {
         assert!(stderr(&out).contains("with id 999"), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn image_update_missing_builds_and_uploads_only_what_a_label_lacks() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let b = Builds::on(&simulated(&sim), "ok", "");
+    let ok = |args: &[&str]| {
+        let out = b.install.run(args);
+        assert_eq!(status(&out), 0, "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    // The label is disabled (min-ready 0 counts as in use; -1 does not).
+    let text = fs::read_to_string(&b.install.config).unwrap();
+    fs::write(
+        &b.install.config,
+        text.replace("min-ready: 0", "min-ready: -1"),
+    )
+    .unwrap();
+    let out = ok(&["image-update", "--missing"]);
+    assert!(out.contains("nothing is missing"), "{out}");
+    assert!(
+        b.files("images").is_empty(),
+        "an image no label uses is not built"
+    );
+
+    fs::write(&b.install.config, text).unwrap();
+    let out = ok(&["image-update", "--missing"]);
+    assert!(out.contains("image-build: ubuntu-dib version"), "{out}");
+    assert!(out.contains("image-upload: p1: ubuntu-"), "{out}");
+    let out = ok(&["image-update", "--missing"]);
+    assert!(out.contains("nothing is missing"), "{out}");
+
+    // A forced update builds and uploads again; a cloud image has nothing to update.
+    let out = ok(&["image-update", "all", "ubuntu"]);
+    assert!(
+        out.contains("image-build") && out.contains("image-upload"),
+        "{out}"
+    );
+    let rows: Value = serde_json::from_str(&ok(&["--format", "json", "image-list"])).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows:#}");
+    let out = b.install.run(&["image-update", "all", "nosuch"]);
+    assert_eq!(status(&out), 1);
+    assert!(
+        stderr(&out).contains("no image named `nosuch`"),
+        "{}",
+        stderr(&out)
+    );
+}
