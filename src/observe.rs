@@ -22,6 +22,8 @@ pub fn database(conn: &Connection, now: i64) -> Result<Observed> {
         nodes: nodes::list(conn)?,
         subnodes: subnodes::list(conn)?,
         images: images::list_provider_images(conn)?,
+        builds: images::list_dib_images(conn)?,
+        build_failures: images::build_failures(conn)?,
         cooldowns: pass::cooldowns(conn)?,
         allocations: pass::allocations(conn)?,
         leaks: pass::leaks(conn)?,

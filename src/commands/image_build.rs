@@ -137,6 +137,7 @@ fn build_one(
                 ImageState::Ready,
                 crate::clock::now(),
             )?;
+            images::clear_build_failure(conn, &image.name)?;
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             Ok(format!(
                 "image-build: {} version {version} ready in {:.0} s: {}",
@@ -148,6 +149,8 @@ fn build_one(
         Err(why) => {
             build::remove_outputs(&base)?;
             images::remove_dib_image(conn, id)?;
+            let log_path = log.display().to_string();
+            images::record_build_failure(conn, &image.name, &log_path, crate::clock::now())?;
             bail!(
                 "building {} version {version} failed: {why}; its files and row were removed; \
                  the build's log: {}",

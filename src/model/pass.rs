@@ -41,6 +41,44 @@ pub struct Sighting {
     pub last_seen: i64,
 }
 
+/// Why a provider image has no ready image to boot from, as far as nodepool can tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum ImageMissing {
+    /// Stored by an older release, which did not say.
+    #[default]
+    Unknown,
+    /// A cloud image (`base-image`) that Glance does not list as active.
+    CloudImageNotFound { base_image: String },
+    /// Nodepool makes it, and has never made one.
+    NeverBuilt,
+    /// A build, upload or snapshot of it is under way.
+    Building { since: i64 },
+    /// Its diskimage is built (this version) and not uploaded here yet.
+    NotUploaded { version: i64 },
+    /// Its diskimage's last build failed; the build's log.
+    LastBuildFailed { log: String },
+}
+
+impl fmt::Display for ImageMissing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageMissing::Unknown => Ok(()),
+            ImageMissing::CloudImageNotFound { base_image } => {
+                write!(f, ": cloud image `{base_image}` not found in Glance")
+            }
+            ImageMissing::NeverBuilt => write!(f, ": never built"),
+            ImageMissing::Building { since } => {
+                write!(f, ": building since {}", crate::clock::rfc3339(*since))
+            }
+            ImageMissing::NotUploaded { version } => {
+                write!(f, ": built (version {version}), not uploaded here yet")
+            }
+            ImageMissing::LastBuildFailed { log } => write!(f, ": last build failed: {log}"),
+        }
+    }
+}
+
 /// Why a label short of min-ready got no (or not all) launches on a provider. `code` is
 /// stable for scripts (`status --format json`); the text is for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,8 +88,12 @@ pub enum Blocker {
     Unreachable { error: String },
     /// Keystone refused the provider's credentials.
     AuthRefused { error: String },
-    /// No image to boot the label's image from.
-    NoReadyImage { image: ImageName },
+    /// No image to boot the label's image from, and why.
+    NoReadyImage {
+        image: ImageName,
+        #[serde(default)]
+        why: ImageMissing,
+    },
     /// The provider refused a launch for quota a short while ago.
     Quota { seconds_left: i64, error: String },
     /// Launches of the label failed repeatedly here.
@@ -88,7 +130,7 @@ impl fmt::Display for Blocker {
         match self {
             Blocker::Unreachable { error } => write!(f, "unreachable: {error}"),
             Blocker::AuthRefused { error } => write!(f, "authentication refused: {error}"),
-            Blocker::NoReadyImage { image } => write!(f, "no ready image `{image}`"),
+            Blocker::NoReadyImage { image, why } => write!(f, "no ready image `{image}`{why}"),
             Blocker::Quota {
                 seconds_left,
                 error,

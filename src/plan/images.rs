@@ -2,6 +2,7 @@
 
 use super::Servers;
 use crate::config::{Config, ImageSource};
+use crate::model::pass::ImageMissing;
 use crate::model::{ImageName, ImageState, ProviderName};
 
 use super::Observed;
@@ -41,5 +42,56 @@ pub(super) fn ready_image(
             .filter_map(|row| Some((row.external_id.as_deref()?, row.state_time)))
             .rfind(|&(id, ready_at)| active(id) || ready_at > servers.images_listed_at)
             .map(|(id, _)| id.to_string()),
+    }
+}
+
+/// Why `image` has no ready image on a provider (`ready_image` found none): what `status`
+/// tells the operator.
+pub(super) fn why_missing(
+    config: &Config,
+    observed: &Observed,
+    provider: &ProviderName,
+    image: &ImageName,
+) -> ImageMissing {
+    let Some(wanted) = config
+        .providers
+        .get(provider)
+        .and_then(|p| p.images.get(image))
+    else {
+        return ImageMissing::Unknown;
+    };
+    let building_here = observed
+        .images
+        .iter()
+        .filter(|row| &row.provider == provider && &row.image == image)
+        .filter(|row| row.state == ImageState::Building)
+        .map(|row| row.state_time)
+        .min();
+    match &wanted.source {
+        ImageSource::Cloud { base_image } => ImageMissing::CloudImageNotFound {
+            base_image: base_image.clone(),
+        },
+        ImageSource::Snapshot { .. } => match building_here {
+            Some(since) => ImageMissing::Building { since },
+            None => ImageMissing::NeverBuilt,
+        },
+        ImageSource::DiskImage { diskimage } => {
+            let builds = || observed.builds.iter().filter(|b| &b.image == diskimage);
+            let building = builds()
+                .filter(|b| b.state == ImageState::Building)
+                .map(|b| b.state_time)
+                .chain(building_here)
+                .min();
+            let ready = builds()
+                .filter(|b| b.state == ImageState::Ready)
+                .map(|b| b.version)
+                .max();
+            match (building, ready, observed.build_failures.get(diskimage)) {
+                (Some(since), _, _) => ImageMissing::Building { since },
+                (None, Some(version), _) => ImageMissing::NotUploaded { version },
+                (None, None, Some(log)) => ImageMissing::LastBuildFailed { log: log.clone() },
+                (None, None, None) => ImageMissing::NeverBuilt,
+            }
+        }
     }
 }

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use crate::model::cloud::{Image, Server};
-use crate::model::image::ProviderImage;
+use crate::model::image::{DibImage, ProviderImage};
 use crate::model::node::{Node, Subnode};
 use crate::model::pass::{Allocation, Cooldown, Sighting};
-use crate::model::ProviderName;
+use crate::model::{DiskImageName, ProviderName};
 
 /// Everything one round knows.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +19,9 @@ pub struct Observed {
     pub nodes: Vec<Node>,
     pub subnodes: Vec<Subnode>,
     pub images: Vec<ProviderImage>,
+    /// Local builds (diskimage-builder), and the diskimages whose last build failed (log).
+    pub builds: Vec<DibImage>,
+    pub build_failures: BTreeMap<DiskImageName, String>,
     pub cooldowns: Vec<Cooldown>,
     pub allocations: Vec<Allocation>,
     pub leaks: BTreeMap<(ProviderName, String), Sighting>,

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::images::ready_image;
+use super::images::{ready_image, why_missing};
 use super::nodes::Walked;
 use super::{allocate, policy, Action, CloudStep, LocalStep, Observed, Plan, Servers, Step};
 use crate::config::Config;
@@ -79,6 +79,7 @@ fn demand(
                 Some(index) => match ready_image(config, observed, provider, &label.image, index) {
                     None => Blocker::NoReadyImage {
                         image: label.image.clone(),
+                        why: why_missing(config, observed, provider, &label.image),
                     },
                     Some(image_id) => {
                         demand.images.insert(key.clone(), image_id);

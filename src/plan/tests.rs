@@ -645,12 +645,57 @@ fn a_provider_without_the_image_gets_no_launch() {
     );
     let plan = world.plan();
     assert_eq!(launches_per_provider(&plan), [("p1".to_string(), 3)]);
-    assert_eq!(blocker(&plan, "trusty", "p2"), "no ready image `trusty`");
+    let missing = "no ready image `trusty`: cloud image `Ubuntu Trusty` not found in Glance";
+    assert_eq!(blocker(&plan, "trusty", "p2"), missing);
 
     world.images_on("p2", Vec::new());
+    assert_eq!(blocker(&world.plan(), "trusty", "p2"), missing);
+}
+
+#[test]
+fn status_tells_why_a_diskimage_has_no_ready_image() {
+    use crate::model::image::DibImage;
+    let mut world = World::new();
+    world.min_ready("precise", 1);
+    world
+        .provider("p1")
+        .images
+        .get_mut("trusty")
+        .unwrap()
+        .source = ImageSource::DiskImage {
+        diskimage: "ubuntu-dib".into(),
+    };
+    let why = |world: &World| blocker(&world.plan(), "precise", "p1");
+    assert_eq!(why(&world), "no ready image `trusty`: never built");
+    world.observed.build_failures.insert(
+        "ubuntu-dib".into(),
+        "/var/log/nodepool/builds/ubuntu-dib-7.log".into(),
+    );
     assert_eq!(
-        blocker(&world.plan(), "trusty", "p2"),
-        "no ready image `trusty`"
+        why(&world),
+        "no ready image `trusty`: last build failed: /var/log/nodepool/builds/ubuntu-dib-7.log"
+    );
+    let build = |state| DibImage {
+        id: 1,
+        image: "ubuntu-dib".into(),
+        filename: Some("/opt/images/ubuntu-dib-8".into()),
+        version: 8,
+        state,
+        state_time: NOW - 60,
+        last_error: None,
+    };
+    world.observed.builds = vec![build(ImageState::Ready)];
+    assert_eq!(
+        why(&world),
+        "no ready image `trusty`: built (version 8), not uploaded here yet"
+    );
+    world.observed.builds = vec![build(ImageState::Building)];
+    assert_eq!(
+        why(&world),
+        format!(
+            "no ready image `trusty`: building since {}",
+            crate::clock::rfc3339(NOW - 60)
+        )
     );
 }
 
@@ -725,7 +770,13 @@ fn snapshot_images_boot_from_the_newest_ready_one_the_cloud_still_has() {
     world.images_on("p1", vec![cloud_image(IMAGE_ID, BASE_IMAGE)]);
     let plan = world.plan();
     assert!(launches(&plan).is_empty());
-    assert_eq!(blocker(&plan, "precise", "p1"), "no ready image `trusty`");
+    assert_eq!(
+        blocker(&plan, "precise", "p1"),
+        format!(
+            "no ready image `trusty`: building since {}",
+            crate::clock::rfc3339(NOW - 3600 + 3)
+        )
+    );
 
     // A listing kept from before snap-4 became ready does not know it: the row is trusted.
     world.images_on("p1", listed(&["snap-1", "snap-2"]));

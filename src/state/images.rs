@@ -132,6 +132,44 @@ pub fn remove_provider_image(conn: &Connection, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// A diskimage's build failed; `log` is the build's log.
+pub fn record_build_failure(
+    conn: &Connection,
+    image: &DiskImageName,
+    log: &str,
+    now: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO build_failure (image_name, time, log) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (image_name) DO UPDATE SET time = ?2, log = ?3",
+        params![image.as_str(), now, log],
+    )
+    .with_context(|| format!("recording the failed build of {image}"))?;
+    Ok(())
+}
+
+/// A build of the diskimage succeeded: its last failure is history.
+pub fn clear_build_failure(conn: &Connection, image: &DiskImageName) -> Result<()> {
+    conn.execute(
+        "DELETE FROM build_failure WHERE image_name = ?1",
+        [image.as_str()],
+    )
+    .with_context(|| format!("clearing the failed build of {image}"))?;
+    Ok(())
+}
+
+/// Each diskimage whose last build failed, with that build's log.
+pub fn build_failures(
+    conn: &Connection,
+) -> Result<std::collections::BTreeMap<DiskImageName, String>> {
+    let mut stmt = conn.prepare_cached("SELECT image_name, log FROM build_failure")?;
+    let rows = stmt.query_map([], |row| {
+        Ok((DiskImageName::from(row.get::<_, String>(0)?), row.get(1)?))
+    })?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context("reading failed builds")
+}
+
 /// Compare-and-set for local builds, as `nodes::transition`.
 pub fn transition_dib_image(
     conn: &Connection,

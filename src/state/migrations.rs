@@ -170,4 +170,13 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (provider, kind)
     );
     "#,
+    // 6: a diskimage's last failed build (its row and files are removed; this says why
+    // there is no image, for `status`), cleared by a build that succeeds.
+    r#"
+    CREATE TABLE build_failure (
+        image_name  TEXT PRIMARY KEY,
+        time        INTEGER NOT NULL,
+        log         TEXT NOT NULL
+    );
+    "#,
 ];

@@ -485,3 +485,33 @@ fn image_update_missing_builds_and_uploads_only_what_a_label_lacks() {
         stderr(&out)
     );
 }
+
+#[test]
+fn status_says_a_label_waits_on_a_failed_build_and_names_its_log() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let b = Builds::on(&simulated(&sim), "fail", "");
+    let text = fs::read_to_string(&b.install.config).unwrap();
+    fs::write(
+        &b.install.config,
+        text.replace("min-ready: 0", "min-ready: 1"),
+    )
+    .unwrap();
+    let status_line = || {
+        let out = b.install.run(&["reconcile"]);
+        assert_eq!(status(&out), 0, "{}", stderr(&out));
+        stdout(&b.install.run(&["status"]))
+    };
+    assert!(
+        status_line().contains("no ready image `ubuntu`: never built"),
+        "{}",
+        status_line()
+    );
+    let out = b.install.run(&["image-build", "ubuntu-dib"]);
+    assert_eq!(status(&out), 1);
+    let log = b.root().join("logs").join(b.files("logs").pop().unwrap());
+    let shown = status_line();
+    assert!(
+        shown.contains(&format!("last build failed: {}", log.display())),
+        "{shown}"
+    );
+}
