@@ -182,9 +182,12 @@ fn tidy(ctx: &Context, db: &Db) -> Result<()> {
                     .get(&stale.image)
                     .map(|image| build::image_types(&ctx.config, image))
                     .unwrap_or_else(|| vec!["qcow2".to_string()]);
-                build::check_outputs(&base, &types)
-                    .is_err()
-                    .then_some("a ready build whose file is gone")
+                let gone = build::check_outputs(&base, &types).is_err();
+                if gone {
+                    // What is left of it (another image type's file) goes with the row.
+                    build::remove_outputs(&base)?;
+                }
+                gone.then_some("a ready build whose file is gone")
             }
             ImageState::Delete => None,
         };

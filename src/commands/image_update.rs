@@ -88,7 +88,8 @@ fn missing(ctx: &Context, db: &Db) -> Result<Vec<String>> {
         uploads.iter().any(|u| {
             &u.provider == provider
                 && &u.image == image
-                && matches!(u.state, ImageState::Ready | ImageState::Building)
+                // A `building` row under the build lock is a killed upload's: not an upload.
+                && u.state == ImageState::Ready
         })
     };
     // Diskimage -> provider image name -> providers lacking an upload.
@@ -120,6 +121,8 @@ fn missing(ctx: &Context, db: &Db) -> Result<Vec<String>> {
         lines.push("image-update --missing: nothing is missing".to_string());
     }
     let builds = images::list_dib_images(db.conn())?;
+    // One diskimage failing does not keep the others from being made.
+    let mut failed = Vec::new();
     for (diskimage, uploads) in wanted {
         let built = builds.iter().any(|b| {
             b.image == diskimage
@@ -130,18 +133,28 @@ fn missing(ctx: &Context, db: &Db) -> Result<Vec<String>> {
                 })
         });
         if !built {
-            lines.push(super::image_build::build(ctx, db, diskimage.as_str())?);
+            match super::image_build::build(ctx, db, diskimage.as_str()) {
+                Ok(line) => lines.push(line),
+                Err(error) => {
+                    failed.push(format!("{error:#}"));
+                    continue;
+                }
+            }
         }
         for (image, providers) in uploads {
             for provider in providers {
-                lines.extend(super::image_upload::upload(
-                    ctx,
-                    db,
-                    provider.as_str(),
-                    image.as_str(),
-                )?);
+                match super::image_upload::upload(ctx, db, provider.as_str(), image.as_str()) {
+                    Ok(done) => lines.extend(done),
+                    Err(error) => failed.push(format!("{error:#}")),
+                }
             }
         }
+    }
+    if !failed.is_empty() {
+        for line in &lines {
+            output::line(line)?;
+        }
+        bail!("image-update --missing: {}", failed.join("; "));
     }
     Ok(lines)
 }

@@ -195,7 +195,11 @@ fn upload_one(
     let image_id = match created {
         Ok(image_id) => image_id,
         Err(error) => {
-            images::remove_provider_image(conn, id)?;
+            // A create that may have happened keeps its row: the next upload's `tidy` finds
+            // the image by its upload id and deletes it.
+            if error.is_refusal() {
+                images::remove_provider_image(conn, id)?;
+            }
             return Err(error).context("creating the Glance image");
         }
     };

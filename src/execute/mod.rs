@@ -197,7 +197,11 @@ impl<C: Cloud> Runner<'_, C> {
                 scope.spawn(move || self.cloud_worker(work, me, now))
             };
             let mut handles = vec![start()];
-            while work.queue.lock().is_ok_and(|q| !q.is_empty()) {
+            // Until the queue is empty, or every thread has ended (one that could not open
+            // the database takes no steps; what is left waits for the next round).
+            while work.queue.lock().is_ok_and(|q| !q.is_empty())
+                && handles.iter().any(|h| !h.is_finished())
+            {
                 std::thread::sleep(GROW_TICK);
                 for _ in 0..work.more_threads() {
                     handles.push(start());

@@ -309,6 +309,9 @@ pub fn ready_script_step(ready: &str, hostname: &str, env: &[(String, String)]) 
          fi\n\
          if [ -e \"$d/started\" ]; then\n    \
              pid=$(cat \"$d/pid\" 2>/dev/null || true)\n    \
+             if [ -z \"$pid\" ] && [ -n \"$(find \"$d/started\" -mmin +1 2>/dev/null)\" ]; then\n        \
+                 pid=gone\n    \
+             fi\n    \
              if [ -z \"$pid\" ] || kill -0 \"$pid\" 2>/dev/null; then\n        \
                  echo running\n    \
              else\n        \

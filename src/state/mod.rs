@@ -33,7 +33,19 @@ static COMMITS: (Mutex<u64>, Condvar) = (Mutex::new(0), Condvar::new());
 /// or 2 ms (a writer in another process), and gives up after about `BUSY_TIMEOUT`.
 fn wait_for_writer(attempt: i32) -> bool {
     const WAIT: Duration = Duration::from_millis(2);
-    if u128::from(attempt.max(0).unsigned_abs()) * WAIT.as_micros() > BUSY_TIMEOUT.as_micros() {
+    thread_local! {
+        /// When this thread's current wait began (a commit may wake it early, so the
+        /// attempts are no clock).
+        static SINCE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+    }
+    let now = std::time::Instant::now();
+    let since = SINCE.with(|since| {
+        if attempt == 0 || since.get().is_none() {
+            since.set(Some(now));
+        }
+        since.get().unwrap_or(now)
+    });
+    if now.duration_since(since) > BUSY_TIMEOUT {
         return false;
     }
     let commits = COMMITS.0.lock().unwrap_or_else(|e| e.into_inner());

@@ -350,10 +350,16 @@ impl Http {
         let repeatable = !matches!(body, Body::Stream(_));
         let mut backoff = self.retry.backoff;
         let mut attempt = 1;
+        // The last attempt's error, while a retry is pending: if the retry cannot be sent,
+        // that is the answer (the call may have taken effect), not "not sent".
+        let mut previous: Option<CloudError> = None;
         loop {
             // The provider's turn first (held while the call is in flight), then the limit
             // of what time is left after waiting for it.
             let Some(permit) = self.gate.enter(mutating, self.bound().map(|(at, _)| at)) else {
+                if let Some(error) = previous {
+                    return Err(error);
+                }
                 let time = self
                     .bound()
                     .map_or("the call's time", |(_, bound)| bound.time());
@@ -366,7 +372,10 @@ impl Http {
                     ),
                 ));
             };
-            let (limit, bound) = self.attempt_limit(route, !repeatable)?;
+            let (limit, bound) = match self.attempt_limit(route, !repeatable) {
+                Ok(limit) => limit,
+                Err(not_sent) => return Err(previous.unwrap_or(not_sent)),
+            };
             self.counter.count(&self.provider, route);
             log::debug!("{}: {route} (attempt {attempt})", self.provider);
             let outcome = match self.send(method, url, headers, &mut body, limit) {
@@ -412,6 +421,7 @@ impl Http {
                         std::thread::sleep(wait);
                     }
                     backoff = (backoff * 2).min(self.retry.max_backoff);
+                    previous = Some(self.classify(route, url, outcome, attempt, (limit, bound)));
                     attempt += 1;
                 }
                 _ => return Err(self.classify(route, url, outcome, attempt, (limit, bound))),
@@ -575,8 +585,7 @@ fn retry_after(reply: &Reply) -> Option<Duration> {
         .trim()
         .parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 fn is_quota(body: &[u8]) -> bool {
@@ -879,6 +888,19 @@ mod tests {
         let err = reply(b"<html>").json().err().unwrap().to_string();
         assert!(err.contains("not JSON"), "{err}");
         assert_eq!(reply(b"").json().unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn a_retry_after_too_large_or_odd_is_no_wait_and_no_panic() {
+        let reply = |value: &str| Reply {
+            status: 429,
+            headers: [("retry-after".to_string(), value.to_string())].into(),
+            body: Vec::new(),
+        };
+        assert_eq!(retry_after(&reply("2")), Some(Duration::from_secs(2)));
+        for odd in ["1e20", "-1", "NaN", "inf", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(retry_after(&reply(odd)), None, "{odd}");
+        }
     }
 
     #[test]
