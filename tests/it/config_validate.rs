@@ -418,6 +418,33 @@ fn a_max_concurrency_of_zero_is_refused() {
 }
 
 #[test]
+fn a_build_timeout_of_zero_is_refused() {
+    assert_one_problem(
+        r#"
+        diskimages:
+          - name: ubuntu-dib
+            elements: [ubuntu]
+            build-timeout: 0           # line 4
+        "#,
+        4,
+        "diskimages[0].build-timeout",
+        &["must be a number of seconds, more than 0", "found 0"],
+    );
+}
+
+#[test]
+fn a_build_log_retention_of_zero_is_refused() {
+    assert_one_problem(
+        r#"
+        build-log-retention: 0         # line 1
+        "#,
+        1,
+        "build-log-retention",
+        &["must be 1 or more", "found 0"],
+    );
+}
+
+#[test]
 fn a_provider_without_max_servers_is_refused() {
     assert_one_problem(
         r#"
