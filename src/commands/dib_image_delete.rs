@@ -8,17 +8,11 @@ use anyhow::{bail, Result};
 use super::Context;
 use crate::cli::IdArg;
 use crate::image::build;
-use crate::lock::{Lock, LockKind};
 use crate::output;
 use crate::state::images;
 
 pub fn run(ctx: &Context, args: &IdArg) -> Result<()> {
-    let _lock = Lock::acquire(
-        &ctx.config.database,
-        LockKind::Build,
-        "dib-image-delete",
-        None,
-    )?;
+    let _lock = super::take_build_lock(ctx, "dib-image-delete", None)?;
     let db = ctx.open_db()?;
     let conn = db.conn();
     let Some(found) = images::list_dib_images(conn)?

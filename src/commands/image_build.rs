@@ -5,7 +5,7 @@
 //! its error names the log.
 
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 
@@ -13,18 +13,12 @@ use super::Context;
 use crate::cli::ImageBuildArgs;
 use crate::config::DiskImage;
 use crate::image::build::{self, Stopped};
-use crate::lock::{Lock, LockKind};
 use crate::model::ImageState;
 use crate::output;
 use crate::state::{images, Db};
 
 pub fn run(ctx: &Context, args: &ImageBuildArgs) -> Result<()> {
-    let _lock = Lock::acquire(
-        &ctx.config.database,
-        LockKind::Build,
-        "image-build",
-        args.lock.wait_lock.map(Duration::from_secs),
-    )?;
+    let _lock = super::take_build_lock(ctx, "image-build", args.lock.wait_lock)?;
     crate::interrupt::install();
     let db = ctx.open_db()?;
     let built = build(ctx, &db, &args.image)?;

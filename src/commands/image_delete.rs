@@ -8,14 +8,13 @@ use anyhow::{bail, Context as _, Result};
 use super::Context;
 use crate::cli::IdArg;
 use crate::cloud::Cloud;
-use crate::lock::{Lock, LockKind};
 use crate::model::ImageState;
 use crate::output;
 use crate::state::images;
 
 pub fn run(ctx: &Context, args: &IdArg) -> Result<()> {
     let config = &ctx.config;
-    let _lock = Lock::acquire(&config.database, LockKind::Build, "image-delete", None)?;
+    let _lock = super::take_build_lock(ctx, "image-delete", None)?;
     let db = ctx.open_db()?;
     let conn = db.conn();
     let Some(image) = images::list_provider_images(conn)?

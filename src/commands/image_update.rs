@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 
@@ -13,18 +12,12 @@ use super::Context;
 use crate::cli::ImageUpdateArgs;
 use crate::config::ImageSource;
 use crate::image::build;
-use crate::lock::{Lock, LockKind};
 use crate::model::{DiskImageName, ImageName, ImageState, ProviderName};
 use crate::output;
 use crate::state::{images, Db};
 
 pub fn run(ctx: &Context, args: &ImageUpdateArgs) -> Result<()> {
-    let _lock = Lock::acquire(
-        &ctx.config.database,
-        LockKind::Build,
-        "image-update",
-        args.lock.wait_lock.map(Duration::from_secs),
-    )?;
+    let _lock = super::take_build_lock(ctx, "image-update", args.lock.wait_lock)?;
     crate::interrupt::install();
     let db = ctx.open_db()?;
     let lines = if args.missing {

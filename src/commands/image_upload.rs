@@ -20,7 +20,6 @@ use crate::cloud::openstack::OpenStack;
 use crate::cloud::{meta, Cloud};
 use crate::config::{ImageSource, Provider, ProviderImage};
 use crate::image::{build, upload};
-use crate::lock::{Lock, LockKind};
 use crate::model::image::DibImage;
 use crate::model::{ImageState, ProviderName};
 use crate::output;
@@ -42,12 +41,7 @@ struct Job<'a> {
 
 pub fn run(ctx: &Context, args: &ImageUploadArgs) -> Result<()> {
     let (only, name) = args.provider_and_image();
-    let _lock = Lock::acquire(
-        &ctx.config.database,
-        LockKind::Build,
-        "image-upload",
-        args.lock.wait_lock.map(Duration::from_secs),
-    )?;
+    let _lock = super::take_build_lock(ctx, "image-upload", args.lock.wait_lock)?;
     let db = ctx.open_db()?;
     for line in upload(ctx, &db, only, name)? {
         output::line(&line)?;

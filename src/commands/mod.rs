@@ -296,3 +296,18 @@ pub(crate) fn keep_sessions(
     }
     Ok(())
 }
+
+/// The build lock (image work: builds, uploads, deletes; one at a time per host, never the
+/// reconcile lock), waiting up to `wait_lock` seconds if given.
+pub(crate) fn take_build_lock(
+    ctx: &Context,
+    command: &str,
+    wait_lock: Option<u64>,
+) -> Result<crate::lock::Lock> {
+    crate::lock::Lock::acquire(
+        &ctx.config.database,
+        crate::lock::LockKind::Build,
+        command,
+        wait_lock.map(std::time::Duration::from_secs),
+    )
+}

@@ -98,8 +98,20 @@ pub fn transition_provider_image(
     to: ImageState,
     now: i64,
 ) -> Result<bool> {
+    transition(conn, "snapshot_image", id, (from, to), now)
+        .with_context(|| format!("moving provider image {id} to {to}"))
+}
+
+/// The compare-and-set of both image tables: `id` moves `from` → `to` if still `from`.
+fn transition(
+    conn: &Connection,
+    table: &str,
+    id: i64,
+    (from, to): (ImageState, ImageState),
+    now: i64,
+) -> rusqlite::Result<bool> {
     let changed = conn.execute(
-        "UPDATE snapshot_image SET state = ?1, state_time = ?2 WHERE id = ?3 AND state = ?4",
+        &format!("UPDATE {table} SET state = ?1, state_time = ?2 WHERE id = ?3 AND state = ?4"),
         params![to, now, id, from],
     )?;
     Ok(changed == 1)
@@ -178,13 +190,8 @@ pub fn transition_dib_image(
     to: ImageState,
     now: i64,
 ) -> Result<bool> {
-    let changed = conn
-        .execute(
-            "UPDATE dib_image SET state = ?1, state_time = ?2 WHERE id = ?3 AND state = ?4",
-            params![to, now, id, from],
-        )
-        .with_context(|| format!("moving disk image {id} to {to}"))?;
-    Ok(changed == 1)
+    transition(conn, "dib_image", id, (from, to), now)
+        .with_context(|| format!("moving disk image {id} to {to}"))
 }
 
 /// Remove a local build's row (its files are the caller's).

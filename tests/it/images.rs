@@ -105,13 +105,19 @@ targets:
         Builds { install, bin }
     }
 
+    /// Run, insisting on exit status 0.
+    fn ok(&self, args: &[&str]) -> std::process::Output {
+        let out = self.install.run(args);
+        assert_eq!(status(&out), 0, "{args:?}: {}", stderr(&out));
+        out
+    }
+
     fn root(&self) -> &Path {
         self.install.dir.path()
     }
 
     fn builds(&self) -> Vec<Value> {
-        let out = self.install.run(&["--format", "json", "dib-image-list"]);
-        assert_eq!(status(&out), 0, "{}", stderr(&out));
+        let out = self.ok(&["--format", "json", "dib-image-list"]);
         serde_json::from_str::<Value>(&stdout(&out))
             .unwrap()
             .as_array()
@@ -135,8 +141,7 @@ targets:
 #[test]
 fn a_build_runs_the_2015_command_and_leaves_a_ready_row_with_a_real_qcow2() {
     let b = Builds::new("ok", "");
-    let out = b.install.run(&["image-build", "ubuntu-dib"]);
-    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    let out = b.ok(&["image-build", "ubuntu-dib"]);
     let builds = b.builds();
     assert_eq!(builds.len(), 1, "{builds:?}");
     assert_eq!(builds[0]["state"], "ready");
@@ -234,11 +239,7 @@ fn a_build_past_its_timeout_is_killed_with_its_children() {
 #[test]
 fn a_ready_build_whose_file_vanished_is_removed_and_built_again_and_old_logs_go() {
     let b = Builds::new("ok", "build-log-retention: 2\n");
-    let build = || {
-        let out = b.install.run(&["image-build", "ubuntu-dib"]);
-        assert_eq!(status(&out), 0, "{}", stderr(&out));
-        out
-    };
+    let build = || b.ok(&["image-build", "ubuntu-dib"]);
     build();
     let first = b.builds()[0]["version"].as_i64().unwrap();
     for file in b.files("images") {
@@ -282,11 +283,7 @@ fn simulated(sim: &Simulator) -> String {
 fn an_upload_streams_the_build_to_glance_and_checks_its_checksums() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let b = Builds::on(&simulated(&sim), "ok", "");
-    let ok = |args: &[&str]| {
-        let out = b.install.run(args);
-        assert_eq!(status(&out), 0, "{args:?}: {}", stderr(&out));
-        out
-    };
+    let ok = |args: &[&str]| b.ok(args);
     ok(&["image-build", "ubuntu-dib"]);
     let out = ok(&["image-upload", "ubuntu"]);
     assert!(
@@ -380,11 +377,7 @@ fn an_upload_streams_the_build_to_glance_and_checks_its_checksums() {
 fn launches_use_the_newest_upload_and_fall_back_when_it_is_deleted() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let b = Builds::on(&simulated(&sim), "ok", "");
-    let ok = |args: &[&str]| {
-        let out = b.install.run(args);
-        assert_eq!(status(&out), 0, "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let ok = |args: &[&str]| stdout(&b.ok(args));
     let text = fs::read_to_string(&b.install.config).unwrap();
     fs::write(
         &b.install.config,
@@ -443,11 +436,7 @@ fn launches_use_the_newest_upload_and_fall_back_when_it_is_deleted() {
 fn image_update_missing_builds_and_uploads_only_what_a_label_lacks() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let b = Builds::on(&simulated(&sim), "ok", "");
-    let ok = |args: &[&str]| {
-        let out = b.install.run(args);
-        assert_eq!(status(&out), 0, "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let ok = |args: &[&str]| stdout(&b.ok(args));
     // The label is disabled (min-ready 0 counts as in use; -1 does not).
     let text = fs::read_to_string(&b.install.config).unwrap();
     fs::write(

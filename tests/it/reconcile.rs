@@ -689,18 +689,22 @@ fn a_run_empties_the_private_work_directory_a_killed_run_left_behind() {
     assert!(work.starts_with(pool.database().parent().unwrap()));
 }
 
-#[test]
-fn a_ready_script_longer_than_the_run_finishes_in_a_later_run_and_runs_once() {
+/// A pool of one node bootstrapped over SSH whose ready script is `script`.
+fn one_node_with_ready_script(script: &str) -> Pool {
     let pool = Pool::start(Options {
         sshd: true,
         labels: vec![Label::new("small", 1)],
         ..Options::default()
     });
-    fs::write(
-        pool.dir.path().join("scripts/ready.sh"),
+    fs::write(pool.dir.path().join("scripts/ready.sh"), script).unwrap();
+    pool
+}
+
+#[test]
+fn a_ready_script_longer_than_the_run_finishes_in_a_later_run_and_runs_once() {
+    let pool = one_node_with_ready_script(
         "#!/bin/sh\nset -eu\nsleep 4\necho \"$1\" >> \"$NODEPOOL_NODE_ROOT/ready-ran\"\n",
-    )
-    .unwrap();
+    );
     let started = Instant::now();
     let first = pool.reconcile(2, &[]);
     assert!(
@@ -729,16 +733,7 @@ fn a_ready_script_longer_than_the_run_finishes_in_a_later_run_and_runs_once() {
 
 #[test]
 fn a_failing_ready_script_fails_its_node_with_the_scripts_status_and_output() {
-    let pool = Pool::start(Options {
-        sshd: true,
-        labels: vec![Label::new("small", 1)],
-        ..Options::default()
-    });
-    fs::write(
-        pool.dir.path().join("scripts/ready.sh"),
-        "#!/bin/sh\necho 'no disk space' >&2\nexit 3\n",
-    )
-    .unwrap();
+    let pool = one_node_with_ready_script("#!/bin/sh\necho 'no disk space' >&2\nexit 3\n");
     let out = pool.run(&["reconcile", "--duration", "5"]);
     let (summary, log) = (stdout(&out), stderr(&out));
     assert!(tally(&summary, "failed") >= 1, "{summary}\n{log}");

@@ -675,13 +675,7 @@ mod tests {
                 request.respond(reply).unwrap();
                 sent
             });
-            let http = Http::new(
-                "p1",
-                &Timeouts::default(),
-                RetryPolicy::default(),
-                Gate::new(Duration::ZERO, None),
-                CallCounter::default(),
-            );
+            let http = client(&Timeouts::default(), RetryPolicy::default());
             let reply = http.call(
                 "GET",
                 &url,
@@ -698,6 +692,17 @@ mod tests {
         assert_eq!(reply.body.len(), body.len());
     }
 
+    /// A client of provider `p1` with an open gate.
+    fn client(timeouts: &Timeouts, retry: RetryPolicy) -> Http {
+        Http::new(
+            "p1",
+            timeouts,
+            retry,
+            Gate::new(Duration::ZERO, None),
+            CallCounter::default(),
+        )
+    }
+
     /// A listener that accepts (the kernel does) and never reads or answers, and a client
     /// with `timeouts` that tries once.
     fn silent_server(timeouts: &Timeouts) -> (std::net::TcpListener, String, Http) {
@@ -707,14 +712,7 @@ mod tests {
             attempts: 1,
             ..RetryPolicy::default()
         };
-        let http = Http::new(
-            "p1",
-            timeouts,
-            retry,
-            Gate::new(Duration::ZERO, None),
-            CallCounter::default(),
-        );
-        (silent, origin, http)
+        (silent, origin, client(timeouts, retry))
     }
 
     fn list_servers(http: &Http, origin: &str) -> CloudError {
@@ -792,13 +790,7 @@ mod tests {
             max_backoff: Duration::from_secs(3),
             ..RetryPolicy::default()
         };
-        let http = Http::new(
-            "p1",
-            &Timeouts::default(),
-            retry,
-            Gate::new(Duration::ZERO, None),
-            CallCounter::default(),
-        );
+        let http = client(&Timeouts::default(), retry);
         http.set_deadline(std::time::Instant::now() + Duration::from_secs(1));
         let started = std::time::Instant::now();
         let Err(error) = http.call("GET", &url, "GET compute /servers/detail", &[], Body::None)
@@ -841,13 +833,7 @@ mod tests {
             }
             seen
         });
-        let http = Http::new(
-            "p1",
-            &Timeouts::default(),
-            RetryPolicy::default(),
-            Gate::new(Duration::ZERO, None),
-            CallCounter::default(),
-        );
+        let http = client(&Timeouts::default(), RetryPolicy::default());
         let url = format!("{origin}/compute/servers");
         std::thread::scope(|scope| {
             let create = scope.spawn(|| {
