@@ -24,6 +24,7 @@ pub fn database(conn: &Connection, now: i64) -> Result<Observed> {
         images: images::list_provider_images(conn)?,
         builds: images::list_dib_images(conn)?,
         build_failures: images::build_failures(conn)?,
+        image_failures: images::image_failures(conn)?,
         cooldowns: pass::cooldowns(conn)?,
         allocations: pass::allocations(conn)?,
         leaks: pass::leaks(conn)?,

@@ -1,7 +1,8 @@
 //! `nodepool cleanup`: one round that only removes things — nodes stuck building or used
 //! for over 8 hours, servers of nodes marked for deletion, rows whose servers are gone,
 //! leaked servers (seen twice, past the grace period, confirmed by a GET) — and the
-//! keypairs nodepool made for images that are no longer configured, and the unattached
+//! keypairs nodepool made for images that are no longer configured or for snapshot templates
+//! no row records any more, and the unattached
 //! floating IPs nodepool allocated that no row records (a run killed between allocating and
 //! recording one leaves one); on providers with `clean-floating-ips: true` (as in 2015), every
 //! unattached floating IP.
@@ -28,6 +29,12 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
     let installation = pass::installation(db.conn())?;
     let recorded = crate::state::nodes::all_floating_ip_ids(db.conn())?;
     let prefix = crate::cloud::managed_keypair_name(&installation, &"".into());
+    // A snapshot in flight keeps the keypair generated for its template server.
+    let templates: std::collections::BTreeSet<String> =
+        crate::state::images::list_provider_images(db.conn())?
+            .into_iter()
+            .filter_map(|row| row.keypair_name)
+            .collect();
     let mut deleted = 0;
     let mut floating_ips = 0;
     // The run's connections again: no second token per provider.
@@ -39,7 +46,9 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
             let Some(image) = keypair.name.strip_prefix(&prefix) else {
                 continue; // not one of ours
             };
-            if provider.images.keys().any(|i| i.as_str() == image) {
+            if provider.images.keys().any(|i| i.as_str() == image)
+                || templates.contains(&keypair.name)
+            {
                 continue;
             }
             cloud.delete_keypair(&keypair.name)?;

@@ -1,17 +1,22 @@
-//! `nodepool image-update PROVIDER|all IMAGE`: build the diskimage that provider image IMAGE
-//! names, then upload it, now. `image-update --missing` (the builder timer's command): every
-//! provider image a label uses that has no ready or building upload on its provider gets one,
-//! built first when there is no ready build with its file; images no label uses are left.
+//! `nodepool image-update PROVIDER|all IMAGE`: a new image now: the diskimage that provider
+//! image IMAGE names is built and uploaded, or (a `setup` image) a snapshot is made on each
+//! provider. `image-update --missing` (the builder timer's command): every provider image a
+//! label uses that has no ready image on its provider gets one — an upload, built first when
+//! there is no ready build with its file, or a snapshot — and snapshots in flight (an earlier
+//! run's) are carried on; images no label uses are left.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
 use std::path::PathBuf;
+use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
 use super::Context;
 use crate::cli::ImageUpdateArgs;
-use crate::config::ImageSource;
+use crate::config::{ImageSource, Provider, ProviderImage};
 use crate::image::build;
+use crate::image::snapshot::{self, Outcome, Snapshotter};
 use crate::model::{DiskImageName, ImageName, ImageState, ProviderName};
 use crate::output;
 use crate::state::{images, Db};
@@ -25,10 +30,19 @@ pub fn run(ctx: &Context, args: &ImageUpdateArgs) -> Result<()> {
     } else {
         let provider = args.provider.as_deref().unwrap_or("all");
         let image = args.image.as_deref().unwrap_or_default();
-        let diskimage = diskimage_of(ctx, provider, image)?;
-        let mut lines = vec![super::image_build::build(ctx, &db, diskimage.as_str())?];
-        lines.extend(super::image_upload::upload(ctx, &db, provider, image)?);
-        lines
+        match source_of(ctx, provider, image)? {
+            Made::Built(diskimage) => {
+                let mut lines = vec![super::image_build::build(ctx, &db, diskimage.as_str())?];
+                lines.extend(super::image_upload::upload(ctx, &db, provider, image)?);
+                lines
+            }
+            Made::Snapshot => {
+                let jobs = snapshot_jobs(ctx, |p, i| {
+                    (provider == "all" || p.name.as_str() == provider) && i.name.as_str() == image
+                });
+                snapshots(ctx, &db, &jobs, Start::Always)?
+            }
+        }
     };
     for line in lines {
         output::line(&line)?;
@@ -36,10 +50,18 @@ pub fn run(ctx: &Context, args: &ImageUpdateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The diskimage provider image `image` names on `provider` (or every provider that has it);
-/// images nodepool does not build are refused with what they are.
-fn diskimage_of(ctx: &Context, provider: &str, image: &str) -> Result<DiskImageName> {
-    let mut found = BTreeSet::new();
+/// How nodepool makes an image.
+enum Made {
+    /// Built from this diskimage and uploaded.
+    Built(DiskImageName),
+    Snapshot,
+}
+
+/// How provider image `image` on `provider` (or every provider that has it) is made; cloud
+/// images, and one name made in different ways, are refused with what they are.
+fn source_of(ctx: &Context, provider: &str, image: &str) -> Result<Made> {
+    let mut diskimages = BTreeSet::new();
+    let mut snapshots = 0;
     for p in ctx.config.providers.values() {
         if provider != "all" && p.name.as_str() != provider {
             continue;
@@ -47,29 +69,161 @@ fn diskimage_of(ctx: &Context, provider: &str, image: &str) -> Result<DiskImageN
         match p.images.get(image).map(|i| &i.source) {
             None => {}
             Some(ImageSource::DiskImage { diskimage }) => {
-                found.insert(diskimage.clone());
+                diskimages.insert(diskimage.clone());
             }
             Some(ImageSource::Cloud { base_image }) => bail!(
                 "image {image} of provider {} is the cloud's own image `{base_image}`: there is \
                  nothing to update",
                 p.name
             ),
-            Some(ImageSource::Snapshot { .. }) => bail!(
-                "image {image} of provider {} is a snapshot image (setup script): this release \
-                 does not make snapshot images yet",
-                p.name
-            ),
+            Some(ImageSource::Snapshot { .. }) => snapshots += 1,
         }
     }
-    let mut found = found.into_iter();
-    match (found.next(), found.next()) {
-        (None, _) => bail!(
+    let mut found = diskimages.into_iter();
+    match (found.next(), found.next(), snapshots) {
+        (None, _, 0) => bail!(
             "no image named `{image}` on {} in {}",
             if provider == "all" { "any provider".to_string() } else { format!("provider {provider}") },
             ctx.config.path.display()
         ),
-        (Some(diskimage), None) => Ok(diskimage),
-        (Some(_), Some(_)) => bail!("image {image} names several diskimages on different providers: update one provider at a time"),
+        (None, _, _) => Ok(Made::Snapshot),
+        (Some(diskimage), None, 0) => Ok(Made::Built(diskimage)),
+        _ => bail!("image {image} is made in different ways on different providers: update one provider at a time"),
+    }
+}
+
+/// One provider image to snapshot.
+struct SnapshotJob<'a> {
+    provider: &'a Provider,
+    image: &'a ProviderImage,
+    base_image: &'a str,
+    setup: &'a str,
+}
+
+/// The snapshot images of the configuration that `wanted` picks.
+fn snapshot_jobs<'a>(
+    ctx: &'a Context,
+    wanted: impl Fn(&Provider, &ProviderImage) -> bool,
+) -> Vec<SnapshotJob<'a>> {
+    let mut jobs = Vec::new();
+    for provider in ctx.config.providers.values() {
+        for image in provider.images.values() {
+            if let ImageSource::Snapshot { base_image, setup } = &image.source {
+                if wanted(provider, image) {
+                    jobs.push(SnapshotJob {
+                        provider,
+                        image,
+                        base_image,
+                        setup,
+                    });
+                }
+            }
+        }
+    }
+    jobs
+}
+
+/// Whether a snapshot job starts a new snapshot when none is in flight.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Always,
+    /// Only where the provider has no ready image of it.
+    IfMissing,
+}
+
+/// Make (or carry on) the snapshots of `jobs`, providers in parallel; the lines to print.
+fn snapshots(
+    ctx: &Context,
+    db: &Db,
+    jobs: &[SnapshotJob<'_>],
+    start: Start,
+) -> Result<Vec<String>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let installation = crate::state::pass::installation(db.conn())?;
+    let work_dir = crate::state::reset_builder_work_dir(db.path())?;
+    fs::create_dir_all(&ctx.config.build_log_dir)
+        .with_context(|| format!("creating {}", ctx.config.build_log_dir.display()))?;
+    let outcomes = super::on_providers(
+        ctx,
+        db,
+        jobs,
+        |job| job.provider,
+        |db, cloud, job| {
+            let snapshotter = Snapshotter {
+                conn: db.conn(),
+                cloud,
+                provider: job.provider,
+                image: job.image,
+                base_image: job.base_image,
+                setup: job.setup,
+                script_dir: ctx.config.script_dir.as_deref(),
+                installation: &installation,
+                work_dir: &work_dir,
+                log_dir: &ctx.config.build_log_dir,
+            };
+            snapshot_one(&snapshotter, start)
+        },
+    )?;
+    super::report_jobs("image-update", outcomes)
+}
+
+/// One provider image's snapshot: what earlier runs left is finished first (templates of
+/// ready images deleted, removals retried), then the snapshot in flight is carried on or a
+/// new one started, and driven until ready, failed or interrupted.
+fn snapshot_one(snapshotter: &Snapshotter<'_>, start: Start) -> Result<String> {
+    let conn = snapshotter.conn;
+    let (provider, image) = (&snapshotter.provider.name, &snapshotter.image.name);
+    let rows: Vec<_> = images::list_provider_images(conn)?
+        .into_iter()
+        .filter(|r| &r.provider == provider && &r.image == image)
+        .collect();
+    for row in &rows {
+        match (row.state, row.phase.as_deref()) {
+            (ImageState::Delete, _) => snapshot::remove(conn, snapshotter.cloud, row)?,
+            (ImageState::Ready, Some(_)) => {
+                snapshot::finish_template(conn, snapshotter.cloud, row)?;
+            }
+            _ => {}
+        }
+    }
+    let in_flight = rows.iter().find(|r| r.state == ImageState::Building);
+    let has_ready = rows.iter().any(|r| r.state == ImageState::Ready);
+    let row = match in_flight {
+        Some(row) => row.clone(),
+        None if start == Start::IfMissing && has_ready => {
+            return Ok(format!("image-update: {provider}: {image} is ready"));
+        }
+        None => {
+            let newest = rows.iter().filter_map(|r| r.version).max().unwrap_or(0);
+            snapshotter.start(crate::clock::now(), newest)?
+        }
+    };
+    let p = snapshotter.provider;
+    // Every phase has its own bound (launch-timeout, boot-timeout), which fails the attempt;
+    // this only stops a loop that would outlive them all.
+    let until = Instant::now() + 3 * p.launch_timeout + p.boot_timeout;
+    let log = row.log.clone().unwrap_or_default();
+    match snapshotter.drive(row.id, until)? {
+        Outcome::Ready { image_id } => {
+            if let Some(done) = images::list_provider_images(conn)?
+                .into_iter()
+                .find(|r| r.id == row.id)
+            {
+                snapshot::finish_template(conn, snapshotter.cloud, &done)?;
+            }
+            Ok(format!(
+                "image-update: {provider}: {image} version {} ready as snapshot {image_id}; log: {log}",
+                row.version.unwrap_or_default()
+            ))
+        }
+        Outcome::InFlight(what) => Ok(format!(
+            "image-update: {provider}: {image} snapshot {} in flight ({what}); the next \
+             image-update carries on",
+            row.id
+        )),
+        Outcome::Failed(why) => bail!("snapshot of {image} failed: {why}; log: {log}"),
     }
 }
 
@@ -110,12 +264,30 @@ fn missing(ctx: &Context, db: &Db) -> Result<Vec<String>> {
         }
     }
     let mut lines = Vec::new();
-    if wanted.is_empty() {
+    let used = |provider: &Provider, image: &ProviderImage| {
+        config.labels.values().any(|l| {
+            l.min_ready.is_some() && l.image == image.name && l.providers.contains(&provider.name)
+        })
+    };
+    let in_flight = |provider: &Provider, image: &ProviderImage| {
+        uploads.iter().any(|u| {
+            u.provider == provider.name && u.image == image.name && u.state != ImageState::Ready
+        })
+    };
+    let jobs = snapshot_jobs(ctx, |provider, image| {
+        in_flight(provider, image)
+            || (used(provider, image) && !has_upload(&provider.name, &image.name))
+    });
+    if wanted.is_empty() && jobs.is_empty() {
         lines.push("image-update --missing: nothing is missing".to_string());
     }
-    let builds = images::list_dib_images(db.conn())?;
-    // One diskimage failing does not keep the others from being made.
     let mut failed = Vec::new();
+    match snapshots(ctx, db, &jobs, Start::IfMissing) {
+        Ok(done) => lines.extend(done),
+        Err(error) => failed.push(format!("{error:#}")),
+    }
+    let builds = images::list_dib_images(db.conn())?;
+    // One image failing does not keep the others from being made.
     for (diskimage, uploads) in wanted {
         let built = builds.iter().any(|b| {
             b.image == diskimage

@@ -8,11 +8,10 @@
 //! on the way, and the row turns `ready` once Glance says the image is active with the same
 //! MD5 and SHA-512. A failed upload deletes its image and its row.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 
 use super::Context;
 use crate::cli::ImageUploadArgs;
@@ -21,7 +20,7 @@ use crate::cloud::{meta, Cloud};
 use crate::config::{ImageSource, Provider, ProviderImage};
 use crate::image::{build, upload};
 use crate::model::image::DibImage;
-use crate::model::{ImageState, ProviderName};
+use crate::model::ImageState;
 use crate::output;
 use crate::state::{images, Db};
 
@@ -53,45 +52,15 @@ pub fn run(ctx: &Context, args: &ImageUploadArgs) -> Result<()> {
 /// lines to print, or the error naming the providers where it failed.
 pub(super) fn upload(ctx: &Context, db: &Db, only: &str, name: &str) -> Result<Vec<String>> {
     let jobs = jobs(ctx, db, only, name)?;
-    let providers: Vec<&Provider> = jobs.iter().map(|j| j.provider).collect();
-    let stored = super::stored_sessions(ctx);
-    let clouds: BTreeMap<ProviderName, Result<OpenStack>> =
-        crate::cloud::connect_all(providers.iter().copied(), &ctx.calls, &stored)
-            .into_iter()
-            .map(|(p, cloud)| (p.name.clone(), cloud.map_err(|e| anyhow!(e.to_string()))))
-            .collect();
     let installation = crate::state::pass::installation(db.conn())?;
-    let path = db.path().to_path_buf();
-    let outcomes = crate::parallel::map(
+    let outcomes = super::on_providers(
+        ctx,
+        db,
         &jobs,
-        crate::parallel::PROVIDER_THREADS,
-        |job| match clouds.get(&job.provider.name) {
-            Some(Ok(cloud)) => upload_one(&path, cloud, job, &installation),
-            Some(Err(error)) => Err(anyhow!("{error}")),
-            None => Err(anyhow!("not connected")),
-        },
-        |_| Err(anyhow!("the upload panicked")),
-    );
-    let connected: BTreeMap<ProviderName, OpenStack> = clouds
-        .into_iter()
-        .filter_map(|(name, cloud)| Some((name, cloud.ok()?)))
-        .collect();
-    super::keep_sessions(ctx, db, &connected, std::iter::empty(), &stored)?;
-    let mut failed = Vec::new();
-    let mut lines = Vec::new();
-    for (job, outcome) in jobs.iter().zip(outcomes) {
-        match outcome {
-            Ok(line) => lines.push(line),
-            Err(error) => failed.push(format!("{}: {error:#}", job.provider.name)),
-        }
-    }
-    if !failed.is_empty() {
-        for line in &lines {
-            output::line(line)?;
-        }
-        bail!("image-upload of {name} failed on {}", failed.join("; "));
-    }
-    Ok(lines)
+        |job| job.provider,
+        |db, cloud, job| upload_one(db, cloud, job, &installation),
+    )?;
+    super::report_jobs(&format!("image-upload of {name}"), outcomes)
 }
 
 /// The uploads asked for: each provider (all, or `only`) whose image `name` is a diskimage,
@@ -153,13 +122,7 @@ fn jobs<'a>(ctx: &'a Context, db: &Db, only: &str, name: &str) -> Result<Vec<Job
 }
 
 /// One provider's upload, on its own database connection; the line to print.
-fn upload_one(
-    database: &std::path::Path,
-    cloud: &OpenStack,
-    job: &Job<'_>,
-    installation: &str,
-) -> Result<String> {
-    let db = Db::connect(database)?;
+fn upload_one(db: &Db, cloud: &OpenStack, job: &Job<'_>, installation: &str) -> Result<String> {
     let conn = db.conn();
     let provider = &job.provider.name;
     tidy(conn, cloud, job, installation)?;

@@ -299,6 +299,65 @@ pub(crate) fn keep_sessions(
 
 /// The build lock (image work: builds, uploads, deletes; one at a time per host, never the
 /// reconcile lock), waiting up to `wait_lock` seconds if given.
+/// Run `work` for each of `jobs` on its provider, providers in parallel, each job with the
+/// database at `db`'s path on a connection of its own: one token per provider (a stored one
+/// where it is good), kept for the next command. Each job's line, or its provider's name
+/// with its error.
+pub(crate) fn on_providers<J: Sync>(
+    ctx: &Context,
+    db: &Db,
+    jobs: &[J],
+    provider_of: impl Fn(&J) -> &crate::config::Provider + Sync,
+    work: impl Fn(&Db, &OpenStack, &J) -> Result<String> + Sync,
+) -> Result<Vec<Result<String, String>>> {
+    let mut providers: Vec<&crate::config::Provider> = jobs.iter().map(&provider_of).collect();
+    providers.dedup_by(|a, b| a.name == b.name);
+    let stored = stored_sessions(ctx);
+    let clouds: BTreeMap<ProviderName, Result<OpenStack, String>> =
+        crate::cloud::connect_all(providers.iter().copied(), &ctx.calls, &stored)
+            .into_iter()
+            .map(|(p, cloud)| (p.name.clone(), cloud.map_err(|e| e.to_string())))
+            .collect();
+    let path = db.path().to_path_buf();
+    let outcomes = crate::parallel::map(
+        jobs,
+        crate::parallel::PROVIDER_THREADS,
+        |job| {
+            let name = &provider_of(job).name;
+            let done = match clouds.get(name) {
+                Some(Ok(cloud)) => Db::connect(&path).and_then(|db| work(&db, cloud, job)),
+                Some(Err(error)) => Err(anyhow::anyhow!("{error}")),
+                None => Err(anyhow::anyhow!("not connected")),
+            };
+            done.map_err(|error| format!("{name}: {error:#}"))
+        },
+        |job| Err(format!("{}: the job panicked", provider_of(job).name)),
+    );
+    let connected: BTreeMap<ProviderName, OpenStack> = clouds
+        .into_iter()
+        .filter_map(|(name, cloud)| Some((name, cloud.ok()?)))
+        .collect();
+    keep_sessions(ctx, db, &connected, std::iter::empty(), &stored)?;
+    Ok(outcomes)
+}
+
+/// Print the lines of the jobs that went well; fail naming the ones that did not.
+pub(crate) fn report_jobs(
+    what: &str,
+    outcomes: Vec<Result<String, String>>,
+) -> Result<Vec<String>> {
+    let (lines, failed): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+    let lines: Vec<String> = lines.into_iter().filter_map(Result::ok).collect();
+    let failed: Vec<String> = failed.into_iter().filter_map(Result::err).collect();
+    if !failed.is_empty() {
+        for line in &lines {
+            crate::output::line(line)?;
+        }
+        anyhow::bail!("{what} failed on {}", failed.join("; "));
+    }
+    Ok(lines)
+}
+
 pub(crate) fn take_build_lock(
     ctx: &Context,
     command: &str,

@@ -1,4 +1,6 @@
-//! Images nodepool makes: diskimage-builder builds (`build`) and their uploads (`upload`).
+//! Images nodepool makes: diskimage-builder builds (`build`), their uploads (`upload`), and
+//! snapshots of servers prepared by a setup script (`snapshot`).
 
 pub mod build;
+pub mod snapshot;
 pub mod upload;

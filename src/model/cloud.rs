@@ -27,8 +27,18 @@ pub mod meta {
     pub const PROVIDER: &str = "nodepool_provider_name";
     pub const IMAGE: &str = "nodepool_image_name";
     pub const LABEL: &str = "nodepool_label_name";
+    /// On a snapshot's template server and on the snapshot: the `snapshot_image` row.
+    pub const SNAPSHOT_IMAGE_ID: &str = "nodepool_snapshot_image_id";
 
-    pub(crate) const ALL: [&str; 6] = [INSTALLATION, NODE_ID, SUBNODE_ID, PROVIDER, IMAGE, LABEL];
+    pub(crate) const ALL: [&str; 7] = [
+        INSTALLATION,
+        NODE_ID,
+        SUBNODE_ID,
+        PROVIDER,
+        IMAGE,
+        LABEL,
+        SNAPSHOT_IMAGE_ID,
+    ];
 }
 
 /// A server's metadata: a handful of pairs, sorted by key in a vector. A round lists every

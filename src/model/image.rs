@@ -55,9 +55,24 @@ pub struct ProviderImage {
     pub dib_image_id: Option<i64>,
     pub state: ImageState,
     pub state_time: i64,
+    /// Where a snapshot's state machine is (`image::snapshot::Phase`); None for uploads.
     pub phase: Option<String>,
+    /// When `phase` last changed.
+    pub phase_time: Option<i64>,
+    /// A failed image's reason (it stays `ready`, but nothing launches from it).
     pub last_error: Option<String>,
+    /// The template server's address and login (snapshots).
+    pub ip: Option<String>,
+    pub username: Option<String>,
+    /// The keypair generated for the template server, deleted with it.
+    pub keypair_name: Option<String>,
+    /// The snapshot's log (what the setup script printed).
+    pub log: Option<String>,
 }
+
+/// Provider images whose last attempt (a snapshot) failed: the error and the log of each.
+pub type ImageFailures =
+    std::collections::BTreeMap<(ProviderName, ImageName), (String, Option<String>)>;
 
 /// One local diskimage-builder build.
 #[derive(Debug, Clone, PartialEq)]

@@ -270,6 +270,36 @@ pub fn script(files: &[NodeFile], scripts: &[ScriptFile], hostname: &str) -> Str
     s
 }
 
+/// Pure: the script preparing a snapshot's template server, run as root, as 2015 did it:
+/// `script-dir` copied to `$root/opt/nodepool-scripts`, and `$root/etc/nodepool` made,
+/// writable by everyone (0777), so the setup script and later the nodes' login user can
+/// write there.
+pub fn template_script(scripts: &[ScriptFile], hostname: &str) -> String {
+    let mut s = script(&[], scripts, hostname);
+    s.push_str("mkdir -p \"$root/etc/nodepool\"\nchmod 0777 \"$root/etc/nodepool\"\n");
+    s
+}
+
+/// Pure: the script printing the whole output of the script `ready_script_step` ran for
+/// `hostname` (a snapshot's setup, for its log).
+pub fn script_log(hostname: &str) -> String {
+    format!(
+        "{PRELUDE}cat \"$root/etc/nodepool/ready.d\"/{}/log 2>/dev/null || true\n",
+        quote(hostname)
+    )
+}
+
+/// Pure: the script run on a template server just before its snapshot: what the setup
+/// step left (its pid, log and status) is removed so no node booted from the image finds
+/// it, and the disks are synced.
+pub fn before_snapshot(hostname: &str) -> String {
+    format!(
+        "{PRELUDE}rm -rf \"$root/etc/nodepool/ready.d\"/{}\nrmdir \"$root/etc/nodepool/ready.d\" \
+         2>/dev/null || true\nsync\n",
+        quote(hostname)
+    )
+}
+
 /// How a member's ready script is doing, as one SSH step found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadyScript {

@@ -71,10 +71,18 @@ pub(super) fn why_missing(
         ImageSource::Cloud { base_image } => ImageMissing::CloudImageNotFound {
             base_image: base_image.clone(),
         },
-        ImageSource::Snapshot { .. } => match building_here {
-            Some(since) => ImageMissing::Building { since },
-            None => ImageMissing::NeverBuilt,
-        },
+        ImageSource::Snapshot { .. } => {
+            let failed = observed
+                .image_failures
+                .get(&(provider.clone(), image.clone()));
+            match (building_here, failed) {
+                (Some(since), _) => ImageMissing::Building { since },
+                (None, Some((error, log))) => ImageMissing::LastBuildFailed {
+                    log: log.clone().unwrap_or_else(|| error.clone()),
+                },
+                (None, None) => ImageMissing::NeverBuilt,
+            }
+        }
         ImageSource::DiskImage { diskimage } => {
             let builds = || observed.builds.iter().filter(|b| &b.image == diskimage);
             let building = builds()

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::cloud::{Image, Server};
-use crate::model::image::{DibImage, ProviderImage};
+use crate::model::image::{DibImage, ImageFailures, ProviderImage};
 use crate::model::node::{Node, Subnode};
 use crate::model::pass::{Allocation, Cooldown, Sighting};
 use crate::model::{DiskImageName, ProviderName};
@@ -22,6 +22,8 @@ pub struct Observed {
     /// Local builds (diskimage-builder), and the diskimages whose last build failed (log).
     pub builds: Vec<DibImage>,
     pub build_failures: BTreeMap<DiskImageName, String>,
+    /// Provider images whose last attempt (a snapshot) failed: the error, and its log.
+    pub image_failures: ImageFailures,
     pub cooldowns: Vec<Cooldown>,
     pub allocations: Vec<Allocation>,
     pub leaks: BTreeMap<(ProviderName, String), Sighting>,

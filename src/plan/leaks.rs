@@ -23,11 +23,21 @@ pub(super) fn plan(
             step,
             reason,
         };
+        // A snapshot's template server is its row's while the row lives, recorded or not
+        // (a run killed before recording its id): the builder adopts or deletes it.
+        let template_of_a_row = |server: &crate::model::cloud::Server| {
+            server
+                .metadata
+                .get(meta::SNAPSHOT_IMAGE_ID)
+                .and_then(|id| id.parse::<i64>().ok())
+                .is_some_and(|id| observed.images.iter().any(|row| row.id == id))
+        };
         let mut candidates: Vec<_> = index
             .by_id
             .values()
             .filter(|server| {
                 !known.contains(server.id.as_str())
+                    && !template_of_a_row(server)
                     && server.metadata.get(meta::INSTALLATION)
                         == Some(observed.installation.as_str())
                     && server.metadata.get(meta::PROVIDER) == Some(provider.as_str())

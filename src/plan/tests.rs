@@ -741,6 +741,11 @@ fn snapshot_images_boot_from_the_newest_ready_one_the_cloud_still_has() {
         state_time: NOW - 3600 + id,
         phase: None,
         last_error: None,
+        phase_time: None,
+        ip: None,
+        username: None,
+        keypair_name: None,
+        log: None,
     };
     world.observed.images = vec![
         row(1, "p1", Some("snap-1"), ImageState::Ready),
@@ -1755,13 +1760,64 @@ fn servers_that_are_not_ours_or_belong_to_a_row_are_no_leak() {
         dib_image_id: None,
         state: ImageState::Building,
         state_time: NOW - 60,
-        phase: Some("server-active".into()),
+        phase: Some("booting".into()),
         last_error: None,
+        phase_time: Some(NOW - 60),
+        ip: None,
+        username: None,
+        keypair_name: None,
+        log: None,
     });
     // A node's recorded server is known whatever the node's state.
     world.add_live(node(5, NodeState::Used));
     let plan = world.plan();
     assert!(plan.actions.is_empty(), "{plan:#?}");
+}
+
+#[test]
+fn a_template_server_is_its_snapshot_rows_even_unrecorded_and_a_leak_without_one() {
+    let template = |id: &str, row: i64| {
+        let mut server = server(id, 0);
+        server.metadata.remove(super::meta::NODE_ID);
+        server
+            .metadata
+            .insert(super::meta::SNAPSHOT_IMAGE_ID, row.to_string());
+        server
+    };
+    let mut world = World::new();
+    // Row 1's create answer was lost: its server id is not recorded.
+    world
+        .serve("p1", template("srv-lost-answer", 1))
+        .serve("p1", template("srv-orphan", 2));
+    world.observed.images.push(ProviderImage {
+        id: 1,
+        provider: "p1".into(),
+        image: "trusty".into(),
+        hostname: Some("trusty-1.template.openstack.org".into()),
+        version: Some(1),
+        external_id: None,
+        server_external_id: None,
+        dib_image_id: None,
+        state: ImageState::Building,
+        state_time: NOW - 60,
+        phase: Some("creating".into()),
+        last_error: None,
+        phase_time: Some(NOW - 60),
+        ip: None,
+        username: None,
+        keypair_name: None,
+        log: None,
+    });
+    let plan = world.plan();
+    let sighted: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match &a.step {
+            Step::Local(LocalStep::SightLeak { server_id }) => Some(server_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sighted, ["srv-orphan"], "{plan:#?}");
 }
 
 // ---------------------------------------------------------------------------------------------

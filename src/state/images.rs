@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, Row};
 
-use crate::model::image::{DibImage, ProviderImage};
+use crate::model::image::{DibImage, ImageFailures, ProviderImage};
 use crate::model::{DiskImageName, ImageName, ImageState, ProviderName};
 
 fn provider_image(row: &Row<'_>) -> rusqlite::Result<ProviderImage> {
@@ -20,14 +20,19 @@ fn provider_image(row: &Row<'_>) -> rusqlite::Result<ProviderImage> {
         state_time: row.get(9)?,
         phase: row.get(10)?,
         last_error: row.get(11)?,
+        phase_time: row.get(12)?,
+        ip: row.get(13)?,
+        username: row.get(14)?,
+        keypair_name: row.get(15)?,
+        log: row.get(16)?,
     })
 }
 
 pub fn list_provider_images(conn: &Connection) -> Result<Vec<ProviderImage>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, provider_name, image_name, hostname, version, external_id, \
-         server_external_id, dib_image_id, state, state_time, phase, last_error \
-         FROM snapshot_image ORDER BY id",
+         server_external_id, dib_image_id, state, state_time, phase, last_error, phase_time, \
+         ip, username, keypair_name, log FROM snapshot_image ORDER BY id",
     )?;
     let rows = stmt.query_map([], provider_image)?;
     rows.collect::<rusqlite::Result<_>>()
@@ -88,6 +93,159 @@ pub fn insert_dib_image(
     )
     .context("inserting disk image")?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Record a snapshot about to be made (intent first): its row, in phase `requested`, with
+/// the template server's hostname fixed; returns its id.
+pub fn insert_snapshot(
+    conn: &Connection,
+    provider: &ProviderName,
+    image: &ImageName,
+    version: i64,
+    hostname: impl FnOnce(i64) -> String,
+    now: i64,
+) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO snapshot_image (provider_name, image_name, version, state, state_time, \
+         phase, phase_time) VALUES (?1, ?2, ?3, 'building', ?4, 'requested', ?4)",
+        params![provider.as_str(), image.as_str(), version, now],
+    )
+    .context("inserting a snapshot image")?;
+    let id = conn.last_insert_rowid();
+    conn.execute(
+        "UPDATE snapshot_image SET hostname = ?1 WHERE id = ?2",
+        params![hostname(id), id],
+    )
+    .context("naming a snapshot's template server")?;
+    Ok(id)
+}
+
+/// What one step of a snapshot records; `None` keeps a column as it is. A new `phase` also
+/// sets `phase_time`.
+#[derive(Debug, Default)]
+pub struct SnapshotStep<'a> {
+    pub phase: Option<&'a str>,
+    pub server_external_id: Option<&'a str>,
+    pub external_id: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub host_keys: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub keypair_name: Option<&'a str>,
+    pub private_key: Option<&'a str>,
+    pub log: Option<&'a str>,
+}
+
+/// Record a snapshot's step if the row is still in `state` (compare-and-set, as for nodes).
+pub fn snapshot_progress(
+    conn: &Connection,
+    id: i64,
+    state: ImageState,
+    step: &SnapshotStep<'_>,
+    now: i64,
+) -> Result<bool> {
+    let changed = conn
+        .execute(
+            "UPDATE snapshot_image SET \
+             phase_time = CASE WHEN ?1 IS NULL THEN phase_time ELSE ?10 END, \
+             phase = coalesce(?1, phase), \
+             server_external_id = coalesce(?2, server_external_id), \
+             external_id = coalesce(?3, external_id), \
+             ip = coalesce(?4, ip), \
+             host_keys = coalesce(?5, host_keys), \
+             username = coalesce(?6, username), \
+             keypair_name = coalesce(?7, keypair_name), \
+             private_key = coalesce(?8, private_key), \
+             log = coalesce(?9, log) \
+             WHERE id = ?11 AND state = ?12",
+            params![
+                step.phase,
+                step.server_external_id,
+                step.external_id,
+                step.ip,
+                step.host_keys,
+                step.username,
+                step.keypair_name,
+                step.private_key,
+                step.log,
+                now,
+                id,
+                state
+            ],
+        )
+        .with_context(|| format!("recording a step of snapshot image {id}"))?;
+    Ok(changed == 1)
+}
+
+/// A snapshot's template server and keypair are gone: its phase ends and the private key
+/// generated for the server is forgotten.
+pub fn template_gone(conn: &Connection, id: i64, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE snapshot_image SET phase = NULL, phase_time = ?1, private_key = NULL \
+         WHERE id = ?2",
+        params![now, id],
+    )
+    .with_context(|| format!("recording that snapshot image {id}'s template is gone"))?;
+    Ok(())
+}
+
+/// The secrets of a snapshot's template server: its recorded host keys and the private key
+/// generated for it.
+pub fn template_secrets(conn: &Connection, id: i64) -> Result<(Option<String>, Option<String>)> {
+    conn.query_row(
+        "SELECT host_keys, private_key FROM snapshot_image WHERE id = ?1",
+        [id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .with_context(|| format!("reading the template keys of snapshot image {id}"))
+}
+
+/// A provider image's attempt failed (its row is gone): why, and its log, for `status`.
+pub fn record_image_failure(
+    conn: &Connection,
+    provider: &ProviderName,
+    image: &ImageName,
+    (error, log): (&str, Option<&str>),
+    now: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO image_failure (provider_name, image_name, time, error, log) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (provider_name, image_name) \
+         DO UPDATE SET time = ?3, error = ?4, log = ?5",
+        params![provider.as_str(), image.as_str(), now, error, log],
+    )
+    .with_context(|| format!("recording the failure of image {image} on {provider}"))?;
+    Ok(())
+}
+
+/// A provider image was made: its last failure is history.
+pub fn clear_image_failure(
+    conn: &Connection,
+    provider: &ProviderName,
+    image: &ImageName,
+) -> Result<()> {
+    conn.execute(
+        "DELETE FROM image_failure WHERE provider_name = ?1 AND image_name = ?2",
+        params![provider.as_str(), image.as_str()],
+    )
+    .with_context(|| format!("clearing the failure of image {image} on {provider}"))?;
+    Ok(())
+}
+
+/// Each provider image whose last attempt failed: the error and the log.
+pub fn image_failures(conn: &Connection) -> Result<ImageFailures> {
+    let mut stmt =
+        conn.prepare_cached("SELECT provider_name, image_name, error, log FROM image_failure")?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            (
+                ProviderName::from(row.get::<_, String>(0)?),
+                ImageName::from(row.get::<_, String>(1)?),
+            ),
+            (row.get(2)?, row.get(3)?),
+        ))
+    })?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context("reading failed images")
 }
 
 /// Compare-and-set for provider images, as `nodes::transition`.

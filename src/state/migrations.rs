@@ -179,4 +179,25 @@ pub const MIGRATIONS: &[&str] = &[
         log         TEXT NOT NULL
     );
     "#,
+    // 7: snapshot images are made by a state machine across runs (`image::snapshot`): the
+    // template server's address, host keys and login, the keypair generated for it (with its
+    // private half until the server is gone), when the phase last changed, and its log. A
+    // provider image's last failed attempt (the row is removed; this says why, for `status`).
+    r#"
+    ALTER TABLE snapshot_image ADD COLUMN phase_time INTEGER;
+    ALTER TABLE snapshot_image ADD COLUMN ip TEXT;
+    ALTER TABLE snapshot_image ADD COLUMN host_keys TEXT;
+    ALTER TABLE snapshot_image ADD COLUMN username TEXT;
+    ALTER TABLE snapshot_image ADD COLUMN keypair_name TEXT;
+    ALTER TABLE snapshot_image ADD COLUMN private_key TEXT;
+    ALTER TABLE snapshot_image ADD COLUMN log TEXT;
+    CREATE TABLE image_failure (
+        provider_name  TEXT NOT NULL,
+        image_name     TEXT NOT NULL,
+        time           INTEGER NOT NULL,
+        error          TEXT NOT NULL,
+        log            TEXT,
+        PRIMARY KEY (provider_name, image_name)
+    );
+    "#,
 ];

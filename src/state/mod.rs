@@ -349,10 +349,26 @@ pub fn work_dir(database: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The builder's scratch directory, beside the run's: the builder holds another lock, so
+/// a reconcile emptying its own never pulls a key from under a snapshot's ssh.
+pub fn builder_work_dir(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".build-work");
+    PathBuf::from(name)
+}
+
 /// Empty the work directory (what a killed run left there, such as a node set's private key)
 /// and create it 0700. Called by the run lock's holder before any SSH work.
 pub fn reset_work_dir(database: &Path) -> Result<PathBuf> {
-    let dir = work_dir(database);
+    reset_private_dir(work_dir(database))
+}
+
+/// `reset_work_dir` for the builder (the build lock's holder).
+pub fn reset_builder_work_dir(database: &Path) -> Result<PathBuf> {
+    reset_private_dir(builder_work_dir(database))
+}
+
+fn reset_private_dir(dir: PathBuf) -> Result<PathBuf> {
     match fs::remove_dir_all(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

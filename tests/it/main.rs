@@ -20,3 +20,4 @@ mod operations;
 mod quickstart;
 mod reconcile;
 mod simulator;
+mod snapshots;

@@ -65,6 +65,8 @@ pub struct Options {
     pub labels: Vec<Label>,
     pub max_servers: u32,
     pub boot_timeout: u32,
+    /// More keys of the image `ubuntu` (each line indented by 8), e.g. `setup: prepare.sh`.
+    pub image_extra: String,
 }
 
 impl Default for Options {
@@ -81,6 +83,7 @@ impl Default for Options {
             labels: vec![Label::new("small", 2)],
             max_servers: 10,
             boot_timeout: 30,
+            image_extra: String::new(),
         }
     }
 }
@@ -95,8 +98,11 @@ pub struct Pool {
 
 impl Pool {
     pub fn start(options: Options) -> Pool {
-        let sim = Simulator::start(options.knobs.clone()).expect("start the simulator");
         let sshd = options.sshd.then(Sshd::start);
+        let mut knobs = options.knobs.clone();
+        // Servers booted with a keypair let its key in, as cloud-init does.
+        knobs.authorized_keys = sshd.as_ref().map(|s| s.dir.path().join("authorized_keys"));
+        let sim = Simulator::start(knobs).expect("start the simulator");
         let dir = tempfile::tempdir().expect("tempdir");
         let scripts = dir.path().join("scripts");
         fs::create_dir_all(&scripts).expect("script-dir");
@@ -155,7 +161,8 @@ impl Pool {
              boot-timeout: {boot}\n    host-key-checking: {ssh}\n    images:\n      \
              - name: ubuntu\n        base-image: 'Ubuntu 22.04'\n        min-ram: 512\n        \
              username: {user}\n        private-key: {key}\n        connection-port: {port}\n\
-             targets:\n  - name: jenkins\n",
+             {extra}targets:\n  - name: jenkins\n",
+            extra = o.image_extra,
             auth = self.sim.auth_url_v3(),
             max = o.max_servers,
             boot = o.boot_timeout,

@@ -85,6 +85,10 @@ pub struct Knobs {
     pub seed: u64,
     /// The fixed address of every server; loopback so tests can SSH to a local sshd.
     pub server_ip: String,
+    /// A server created with a `key_name` gets that keypair's public key appended to this
+    /// file, as cloud-init would put it in the image user's `authorized_keys`: point it at
+    /// the test sshd's file so a keypair nodepool generates lets it in.
+    pub authorized_keys: Option<std::path::PathBuf>,
     /// Most items in one page of a list.
     pub page_size: usize,
     /// Names of the active public images present at start (read at start only).
@@ -115,6 +119,7 @@ impl Default for Knobs {
             corrupt_checksums: false,
             seed: 1,
             server_ip: "127.0.0.1".into(),
+            authorized_keys: None,
             page_size: 1000,
             images: vec!["Ubuntu 22.04".into(), "CentOS 7".into()],
             flavors: vec![

@@ -116,6 +116,7 @@ impl Args {
             corrupt_checksums: false,
             seed: self.seed,
             server_ip: self.server_ip,
+            authorized_keys: None,
             page_size: self.page_size,
             images: if self.images.is_empty() {
                 defaults.images

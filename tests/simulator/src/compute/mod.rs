@@ -246,8 +246,11 @@ fn create_server(core: &Core, req: &mut Req) -> Handled {
         Some(_) => {}
     }
     if let Some(key) = &key_name {
-        if !state.keypairs.iter().any(|k| &k.name == key) {
+        let Some(keypair) = state.keypairs.iter().find(|k| &k.name == key) else {
             return Err(req.fail(400, "Invalid key_name provided."));
+        };
+        if let Some(file) = &knobs.authorized_keys {
+            inject_key(file, &keypair.public_key);
         }
     }
     if let Some(quota) = knobs.instance_quota {
@@ -312,4 +315,17 @@ fn delete_server(core: &Core, req: &mut Req) -> Handled {
         state.remove_server(&id);
     }
     Ok(Reply::empty(204))
+}
+
+/// What cloud-init does with the server's keypair: its public key joins `authorized_keys`.
+fn inject_key(file: &std::path::Path, public_key: &str) {
+    use std::io::Write;
+    let appended = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(file)
+        .and_then(|mut f| writeln!(f, "{}", public_key.trim()));
+    if let Err(error) = appended {
+        eprintln!("simulator: adding a key to {}: {error}", file.display());
+    }
 }
