@@ -30,7 +30,9 @@ struct ImageJson<'a> {
     version: Option<i64>,
     image_id: Option<&'a str>,
     server_id: Option<&'a str>,
+    /// `failed` for a ready image rolled back from (`error` says why).
     state: &'a str,
+    error: Option<&'a str>,
     state_time: String,
     age_hours: f64,
 }
@@ -56,7 +58,8 @@ fn to_json(image: &ProviderImage, now: i64) -> ImageJson<'_> {
         version: image.version,
         image_id: image.external_id.as_deref(),
         server_id: image.server_external_id.as_deref(),
-        state: image.state.as_str(),
+        state: state(image),
+        error: image.last_error.as_deref(),
         state_time: rfc3339(image.state_time),
         age_hours: age_hours(now, image.state_time),
     }
@@ -71,7 +74,16 @@ fn to_row(image: &ProviderImage, now: i64) -> Vec<String> {
         image.version.map(|v| v.to_string()).unwrap_or_default(),
         cell(&image.external_id),
         cell(&image.server_external_id),
-        image.state.to_string(),
+        state(image).to_string(),
         format!("{:.2}", age_hours(now, image.state_time)),
     ]
+}
+
+/// The state shown: a ready image nodepool rolled back from is `failed`.
+fn state(image: &ProviderImage) -> &'static str {
+    if image.failed() {
+        "failed"
+    } else {
+        image.state.as_str()
+    }
 }

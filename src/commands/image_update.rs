@@ -189,7 +189,12 @@ fn snapshot_one(snapshotter: &Snapshotter<'_>, start: Start) -> Result<String> {
         }
     }
     let in_flight = rows.iter().find(|r| r.state == ImageState::Building);
-    let has_ready = rows.iter().any(|r| r.state == ImageState::Ready);
+    // The newest ready image, unless it was rolled back from: then a new one is made.
+    let has_ready = rows
+        .iter()
+        .filter(|r| r.state == ImageState::Ready)
+        .max_by_key(|r| r.id)
+        .is_some_and(|newest| !newest.failed());
     let row = match in_flight {
         Some(row) => row.clone(),
         None if start == Start::IfMissing && has_ready => {
@@ -231,13 +236,15 @@ fn snapshot_one(snapshotter: &Snapshotter<'_>, start: Start) -> Result<String> {
 fn missing(ctx: &Context, db: &Db) -> Result<Vec<String>> {
     let config = &ctx.config;
     let uploads = images::list_provider_images(db.conn())?;
+    // The newest ready image, which must not have been rolled back from (a `building` row
+    // is a snapshot in flight, or a killed upload's: not an image).
     let has_upload = |provider: &ProviderName, image: &ImageName| {
-        uploads.iter().any(|u| {
-            &u.provider == provider
-                && &u.image == image
-                // A `building` row under the build lock is a killed upload's: not an upload.
-                && u.state == ImageState::Ready
-        })
+        uploads
+            .iter()
+            .filter(|u| &u.provider == provider && &u.image == image)
+            .filter(|u| u.state == ImageState::Ready)
+            .max_by_key(|u| u.id)
+            .is_some_and(|newest| !newest.failed())
     };
     // Diskimage -> provider image name -> providers lacking an upload.
     let mut wanted: BTreeMap<DiskImageName, BTreeMap<ImageName, BTreeSet<ProviderName>>> =

@@ -174,13 +174,8 @@ fn upload_one(db: &Db, cloud: &OpenStack, job: &Job<'_>, installation: &str) -> 
     let until = Instant::now() + ACTIVE_WAIT;
     match upload::upload_and_verify(cloud, &image_id, &job.file, until, progress) {
         Ok(sent) => {
-            images::transition_provider_image(
-                conn,
-                id,
-                ImageState::Building,
-                ImageState::Ready,
-                crate::clock::now(),
-            )?;
+            let at = (provider, &job.image.name);
+            images::provider_image_ready(conn, id, at, crate::clock::now())?;
             Ok(format!(
                 "image-upload: {provider}: {image_name} ready as image {image_id} ({} MiB in \
                  {:.1} s, MD5 {})",

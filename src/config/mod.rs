@@ -135,6 +135,10 @@ pub struct Provider {
     /// How long a listing of the cloud's images or flavors is reused (`cache-ttl`, default
     /// 10 minutes; zero lists them every round).
     pub cache_ttl: Duration,
+    /// A new image nodepool made whose first this many launches in a row failed, none ready,
+    /// is marked failed and launches fall back to the previous one (`rollback-after`,
+    /// default 3).
+    pub rollback_after: u32,
     pub template_hostname: String,
     pub image_type: Option<String>,
     pub clean_floating_ips: bool,

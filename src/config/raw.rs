@@ -112,6 +112,9 @@ pub struct RawProvider {
     pub token_cache: Option<Flag>,
     /// Ours: seconds a listing of the cloud's images or flavors is reused (0: never).
     pub cache_ttl: Option<f64>,
+    /// Ours: failed launches in a row from a new image, none ready, before launches fall back
+    /// to the previous image.
+    pub rollback_after: Option<i64>,
     pub template_hostname: Option<Text>,
     pub image_type: Option<Text>,
     pub clean_floating_ips: Option<Flag>,

@@ -28,6 +28,8 @@ const DEFAULT_LISTING_TIMEOUT_S: f64 = 30.0;
 /// Cloud images and flavors change seldom, and a create that names a gone one says so (and
 /// makes the next round list again): ten minutes of reuse costs a new image that long at most.
 const DEFAULT_CACHE_TTL_S: f64 = 600.0;
+/// Failed launches in a row from a new image before it is rolled back from.
+const DEFAULT_ROLLBACK_AFTER: u32 = 3;
 pub const DEFAULT_TEMPLATE_HOSTNAME: &str = "{image.name}-{timestamp}.template.openstack.org";
 pub const DEFAULT_TARGET_HOSTNAME: &str = "{label.name}-{provider.name}-{node_id}";
 pub const DEFAULT_SUBNODE_HOSTNAME: &str = "{label.name}-{provider.name}-{node_id}-{subnode_id}";
@@ -690,6 +692,13 @@ impl Checker<'_> {
             DEFAULT_CACHE_TTL_S,
             false,
         );
+        let rollback_after = self.integer(
+            raw.rollback_after,
+            &key(path, "rollback-after"),
+            DEFAULT_ROLLBACK_AFTER,
+            "1 or more",
+            |n| n >= 1,
+        );
         let listing_timeout = self.seconds(
             raw.listing_timeout,
             &key(path, "listing-timeout"),
@@ -722,6 +731,7 @@ impl Checker<'_> {
             max_concurrency,
             token_cache: raw.token_cache.is_none_or(|f| f.0),
             cache_ttl,
+            rollback_after,
             template_hostname,
             image_type: text(&raw.image_type),
             clean_floating_ips: raw.clean_floating_ips.is_some_and(|f| f.0),

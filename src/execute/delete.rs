@@ -32,7 +32,8 @@ impl<C: Cloud> CloudWorker<'_, C> {
             if failure {
                 self.work.tally.failed += 1;
                 if let Some(label) = &action.label {
-                    pass::record_failure(conn, &self.provider.name, label, &action.reason, now)?;
+                    let at = (&self.provider.name, label);
+                    nodes::record_launch_failure(conn, node, at, &action.reason, now)?;
                 }
             }
         }

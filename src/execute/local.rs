@@ -70,6 +70,25 @@ impl<C: Cloud> Worker<'_, C> {
             LocalStep::ForgetLeak { server_id } => {
                 pass::forget_leak(conn, &action.provider, server_id)?;
             }
+            LocalStep::MarkImageFailed { image } => {
+                if crate::state::images::mark_image_failed(conn, *image, &action.reason)? {
+                    log::warn!(
+                        "{}: image {image} failed: {}",
+                        action.provider,
+                        action.reason
+                    );
+                    tally.progressed = true;
+                    // Its labels' failures were the image's: launches from the previous one
+                    // start at once, not after their back-off.
+                    let rows = crate::state::images::list_provider_images(conn)?;
+                    let name = rows.iter().find(|r| r.id == *image).map(|r| &r.image);
+                    for label in self.runner.config.labels.values() {
+                        if Some(&label.image) == name {
+                            pass::record_success(conn, &action.provider, &label.name)?;
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }

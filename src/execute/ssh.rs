@@ -14,7 +14,7 @@ use crate::model::{LaunchPhase, Member, NodeId, NodeState};
 use crate::node::{bootstrap, ssh};
 use crate::plan::SshStep;
 use crate::state::nodes::{self, Progress};
-use crate::state::{pass, subnodes};
+use crate::state::subnodes;
 
 /// A host-key scan waits at most this long for a node that does not answer yet.
 const KEYSCAN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,7 +109,8 @@ impl<C: Cloud> Worker<'_, C> {
                 let why = format!("bootstrap failed: {error:#}");
                 if nodes::mark_delete(conn, node_id, NodeState::Building, &why, now)? {
                     self.tally.failed += 1;
-                    pass::record_failure(conn, &node.provider, &node.label, &why, now)?;
+                    let at = (&node.provider, &node.label);
+                    nodes::record_launch_failure(conn, node_id, at, &why, now)?;
                 }
                 return Err(anyhow!(why));
             }

@@ -729,13 +729,8 @@ impl Snapshotter<'_> {
         match image.status.as_str() {
             "active" => {
                 let now = crate::clock::now();
-                if !images::transition_provider_image(
-                    self.conn,
-                    row.id,
-                    ImageState::Building,
-                    ImageState::Ready,
-                    now,
-                )? {
+                let at = (&row.provider, &row.image);
+                if !images::provider_image_ready(self.conn, row.id, at, now)? {
                     return Ok(Step::Wait("its row changed".into()));
                 }
                 images::snapshot_progress(
@@ -748,7 +743,6 @@ impl Snapshotter<'_> {
                     },
                     now,
                 )?;
-                images::clear_image_failure(self.conn, &row.provider, &row.image)?;
                 self.log_of(row, &format!("snapshot {image_id} is active: ready"));
                 Ok(Step::Ready(image_id.to_string()))
             }

@@ -68,6 +68,17 @@ pub struct ProviderImage {
     pub keypair_name: Option<String>,
     /// The snapshot's log (what the setup script printed).
     pub log: Option<String>,
+    /// Launches from it that failed since the last one that became ready.
+    pub failed_launches: i64,
+    /// A node booted from it became ready: it works.
+    pub launched_ok: bool,
+}
+
+impl ProviderImage {
+    /// Marked failed (rolled back from): nothing launches from it.
+    pub fn failed(&self) -> bool {
+        self.last_error.is_some()
+    }
 }
 
 /// Provider images whose last attempt (a snapshot) failed: the error and the log of each.

@@ -2,6 +2,7 @@
 
 use super::Servers;
 use crate::config::{Config, ImageSource};
+use crate::model::image::ProviderImage;
 use crate::model::pass::ImageMissing;
 use crate::model::{ImageName, ImageState, ProviderName};
 
@@ -32,17 +33,81 @@ pub(super) fn ready_image(
             .map(|i| i.id.clone()),
         // Images nodepool made: the newest ready row the cloud still has, by the listing; one
         // that became ready after the listing was made (kept from an earlier round) is taken
-        // on the row's word (nodepool saw it active).
-        ImageSource::Snapshot { .. } | ImageSource::DiskImage { .. } => observed
-            .images
-            .iter()
-            .filter(|row| {
-                &row.provider == provider && &row.image == image && row.state == ImageState::Ready
-            })
-            .filter_map(|row| Some((row.external_id.as_deref()?, row.state_time)))
-            .rfind(|&(id, ready_at)| active(id) || ready_at > servers.images_listed_at)
-            .map(|(id, _)| id.to_string()),
+        // on the row's word (nodepool saw it active). One being rolled back from is not.
+        ImageSource::Snapshot { .. } | ImageSource::DiskImage { .. } => {
+            let failing = failing(config, observed, provider, image).map(|(bad, _)| bad.id);
+            ready_rows(observed, provider, image)
+                .filter(|row| Some(row.id) != failing)
+                .filter_map(|row| Some((row.external_id.as_deref()?, row.state_time)))
+                .rfind(|&(id, ready_at)| active(id) || ready_at > servers.images_listed_at)
+                .map(|(id, _)| id.to_string())
+        }
     }
+}
+
+/// Step 3b: the newest image nodepool made of a provider image whose first launches all
+/// failed is marked failed (the planner already launches from the previous one).
+pub(super) fn rollbacks(
+    config: &Config,
+    observed: &Observed,
+    reachable: impl Iterator<Item = ProviderName>,
+    plan: &mut super::Plan,
+) {
+    for name in reachable {
+        let Some(provider) = config.providers.get(&name) else {
+            continue;
+        };
+        for image in provider.images.values() {
+            let Some((bad, previous)) = failing(config, observed, &provider.name, &image.name)
+            else {
+                continue;
+            };
+            let version = |row: &ProviderImage| row.version.unwrap_or(row.id);
+            plan.actions.push(super::Action {
+                provider: provider.name.clone(),
+                label: None,
+                step: super::Step::Local(super::LocalStep::MarkImageFailed { image: bad.id }),
+                reason: format!(
+                    "its {} launches in a row failed and none became ready: launches fall back \
+                     to version {} (image {})",
+                    bad.failed_launches,
+                    version(previous),
+                    previous.id
+                ),
+            });
+        }
+    }
+}
+
+/// The ready images nodepool made of `image` on `provider` that are not marked failed,
+/// oldest first.
+fn ready_rows<'o>(
+    observed: &'o Observed,
+    provider: &'o ProviderName,
+    image: &'o ImageName,
+) -> impl DoubleEndedIterator<Item = &'o ProviderImage> {
+    observed.images.iter().filter(move |row| {
+        &row.provider == provider
+            && &row.image == image
+            && row.state == ImageState::Ready
+            && !row.failed()
+    })
+}
+
+/// The newest ready image of `image` on `provider` when it is to be rolled back from — its
+/// launches failed `rollback-after` times in a row and none became ready — with the image
+/// launches fall back to (there must be one: a bad image is better than none).
+pub(super) fn failing<'o>(
+    config: &Config,
+    observed: &'o Observed,
+    provider: &'o ProviderName,
+    image: &'o ImageName,
+) -> Option<(&'o ProviderImage, &'o ProviderImage)> {
+    let limit = i64::from(config.providers.get(provider)?.rollback_after);
+    let mut newest_first = ready_rows(observed, provider, image).rev();
+    let newest = newest_first.next()?;
+    let previous = newest_first.next()?;
+    (newest.failed_launches >= limit && !newest.launched_ok).then_some((newest, previous))
 }
 
 /// Why `image` has no ready image on a provider (`ready_image` found none): what `status`

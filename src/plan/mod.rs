@@ -120,6 +120,12 @@ pub fn plan(config: &Config, observed: &Observed, mode: Mode) -> Plan {
     let mut launches = Vec::new();
     if mode == Mode::Reconcile {
         launches = launches::plan(config, observed, &servers, &walked, &mut plan);
+        images::rollbacks(
+            config,
+            observed,
+            servers.keys().map(|p| (*p).clone()),
+            &mut plan,
+        );
     }
     leaks::plan(observed, &servers, &walked.known_servers, &mut plan);
     // Cleanup drops what it would not do before the bound, so that work neither takes the

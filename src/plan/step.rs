@@ -65,6 +65,9 @@ pub enum LocalStep {
     SightLeak { server_id: String },
     /// A sighted leak is gone.
     ForgetLeak { server_id: String },
+    /// The newest image nodepool made of a provider image failed its first launches: mark
+    /// it failed (the action's reason says why), so launches fall back to the previous one.
+    MarkImageFailed { image: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -141,7 +144,11 @@ impl Step {
                 | CloudStep::CheckVanished { node, .. },
             )
             | Step::Ssh(SshStep::Bootstrap { node }) => Some(*node),
-            Step::Local(LocalStep::SightLeak { .. } | LocalStep::ForgetLeak { .. })
+            Step::Local(
+                LocalStep::SightLeak { .. }
+                | LocalStep::ForgetLeak { .. }
+                | LocalStep::MarkImageFailed { .. },
+            )
             | Step::Cloud(CloudStep::Launch { .. } | CloudStep::DeleteLeak { .. }) => None,
         }
     }
@@ -156,6 +163,7 @@ impl Step {
                 LocalStep::RemoveRow { .. } => "remove-row",
                 LocalStep::SightLeak { .. } => "sight-leak",
                 LocalStep::ForgetLeak { .. } => "forget-leak",
+                LocalStep::MarkImageFailed { .. } => "mark-image-failed",
             },
             Step::Cloud(step) => match step {
                 CloudStep::Launch { .. } => "launch",

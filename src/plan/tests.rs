@@ -746,6 +746,8 @@ fn snapshot_images_boot_from_the_newest_ready_one_the_cloud_still_has() {
         username: None,
         keypair_name: None,
         log: None,
+        failed_launches: 0,
+        launched_ok: false,
     };
     world.observed.images = vec![
         row(1, "p1", Some("snap-1"), ImageState::Ready),
@@ -790,6 +792,100 @@ fn snapshot_images_boot_from_the_newest_ready_one_the_cloud_still_has() {
     // One made after it does, and it is not there: gone.
     world.images_listed_on("p1", NOW - 3600 + 4);
     assert_eq!(booted_from(&world), ["snap-2"]);
+}
+
+#[test]
+fn a_new_image_whose_first_launches_all_failed_is_rolled_back_from() {
+    let mut world = World::new();
+    world.min_ready("precise", 1);
+    world
+        .provider("p1")
+        .images
+        .get_mut("trusty")
+        .unwrap()
+        .source = ImageSource::Snapshot {
+        base_image: BASE_IMAGE.into(),
+        setup: "prepare_node.sh".into(),
+    };
+    let row = |id: i64, failed_launches: i64, launched_ok: bool| ProviderImage {
+        id,
+        provider: "p1".into(),
+        image: "trusty".into(),
+        hostname: None,
+        version: Some(100 + id),
+        external_id: Some(format!("snap-{id}")),
+        server_external_id: None,
+        dib_image_id: None,
+        state: ImageState::Ready,
+        state_time: NOW - 3600 + id,
+        phase: None,
+        last_error: None,
+        phase_time: None,
+        ip: None,
+        username: None,
+        keypair_name: None,
+        log: None,
+        failed_launches,
+        launched_ok,
+    };
+    world.images_on(
+        "p1",
+        vec![
+            cloud_image("snap-1", "trusty"),
+            cloud_image("snap-2", "trusty"),
+        ],
+    );
+    let outcome = |world: &World| {
+        let plan = world.plan();
+        let booted: Vec<String> = launches(&plan)
+            .iter()
+            .filter_map(|a| match &a.step {
+                Step::Cloud(CloudStep::Launch { image_id, .. }) => Some(image_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let marked: Vec<(i64, String)> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match &a.step {
+                Step::Local(LocalStep::MarkImageFailed { image }) => {
+                    Some((*image, a.reason.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        (booted, marked)
+    };
+    // Two failures of the new image: still launched from (rollback-after is 3).
+    world.observed.images = vec![row(1, 0, true), row(2, 2, false)];
+    assert_eq!(outcome(&world), (vec!["snap-2".to_string()], vec![]));
+    // The third: marked failed, and this very round launches from the previous one.
+    world.observed.images = vec![row(1, 0, true), row(2, 3, false)];
+    let (booted, marked) = outcome(&world);
+    assert_eq!(booted, ["snap-1"]);
+    assert_eq!(marked.len(), 1, "{marked:?}");
+    assert_eq!(marked[0].0, 2);
+    assert!(
+        marked[0].1.contains("3 launches in a row failed"),
+        "{}",
+        marked[0].1
+    );
+    assert!(marked[0].1.contains("version 101"), "{}", marked[0].1);
+    // Once marked, it is skipped and not marked again.
+    let mut failed = row(2, 3, false);
+    failed.last_error = Some("rolled back".into());
+    world.observed.images = vec![row(1, 0, true), failed];
+    assert_eq!(outcome(&world), (vec!["snap-1".to_string()], vec![]));
+    // An image that has worked is not rolled back from by later failures (the cloud, not the
+    // image, is likelier at fault); nor is one with nothing to fall back to.
+    world.observed.images = vec![row(1, 0, true), row(2, 5, true)];
+    assert_eq!(outcome(&world), (vec!["snap-2".to_string()], vec![]));
+    world.observed.images = vec![row(2, 5, false)];
+    assert_eq!(outcome(&world), (vec!["snap-2".to_string()], vec![]));
+    // rollback-after is the provider's.
+    world.provider("p1").rollback_after = 6;
+    world.observed.images = vec![row(1, 0, true), row(2, 5, false)];
+    assert_eq!(outcome(&world), (vec!["snap-2".to_string()], vec![]));
 }
 
 #[test]
@@ -1767,6 +1863,8 @@ fn servers_that_are_not_ours_or_belong_to_a_row_are_no_leak() {
         username: None,
         keypair_name: None,
         log: None,
+        failed_launches: 0,
+        launched_ok: false,
     });
     // A node's recorded server is known whatever the node's state.
     world.add_live(node(5, NodeState::Used));
@@ -1807,6 +1905,8 @@ fn a_template_server_is_its_snapshot_rows_even_unrecorded_and_a_leak_without_one
         username: None,
         keypair_name: None,
         log: None,
+        failed_launches: 0,
+        launched_ok: false,
     });
     let plan = world.plan();
     let sighted: Vec<&str> = plan

@@ -25,6 +25,8 @@ fn provider_image(row: &Row<'_>) -> rusqlite::Result<ProviderImage> {
         username: row.get(14)?,
         keypair_name: row.get(15)?,
         log: row.get(16)?,
+        failed_launches: row.get(17)?,
+        launched_ok: row.get(18)?,
     })
 }
 
@@ -32,7 +34,8 @@ pub fn list_provider_images(conn: &Connection) -> Result<Vec<ProviderImage>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, provider_name, image_name, hostname, version, external_id, \
          server_external_id, dib_image_id, state, state_time, phase, last_error, phase_time, \
-         ip, username, keypair_name, log FROM snapshot_image ORDER BY id",
+         ip, username, keypair_name, log, failed_launches, launched_ok FROM snapshot_image \
+         ORDER BY id",
     )?;
     let rows = stmt.query_map([], provider_image)?;
     rows.collect::<rusqlite::Result<_>>()
@@ -246,6 +249,60 @@ pub fn image_failures(conn: &Connection) -> Result<ImageFailures> {
     })?;
     rows.collect::<rusqlite::Result<_>>()
         .context("reading failed images")
+}
+
+/// A ready image nodepool made is marked failed with `reason`: launches fall back to the
+/// previous one. False when it is no longer ready or already failed.
+pub fn mark_image_failed(conn: &Connection, id: i64, reason: &str) -> Result<bool> {
+    let changed = conn
+        .execute(
+            "UPDATE snapshot_image SET last_error = ?1 \
+             WHERE id = ?2 AND state = 'ready' AND last_error IS NULL",
+            params![reason, id],
+        )
+        .with_context(|| format!("marking provider image {id} failed"))?;
+    Ok(changed == 1)
+}
+
+/// How a launch from a provider image ended, counted on the image (`node` is the node
+/// booted from it; images nodepool did not make have no row and count nothing): a failure
+/// is one more in a row, a node that became ready proves the image works.
+pub fn count_launch(conn: &Connection, node: crate::model::NodeId, ok: bool) -> Result<()> {
+    let set = if ok {
+        "failed_launches = 0, launched_ok = 1"
+    } else {
+        "failed_launches = failed_launches + 1"
+    };
+    conn.execute(
+        &format!(
+            "UPDATE snapshot_image SET {set} WHERE state = 'ready' \
+             AND external_id = (SELECT image_external_id FROM node WHERE id = ?1) \
+             AND provider_name = (SELECT provider_name FROM node WHERE id = ?1)"
+        ),
+        [node],
+    )
+    .with_context(|| format!("counting the launch of node {node} on its image"))?;
+    Ok(())
+}
+
+/// A provider image nodepool made (`id`, of `image` on `provider`) is ready: building →
+/// ready, its image's last failure is history, and the provider's kept image listing, which
+/// predates it, is dropped so the next round lists the cloud's images again (and launches
+/// from it at once, not after `cache-ttl`). False when the row was no longer building.
+pub fn provider_image_ready(
+    conn: &Connection,
+    id: i64,
+    (provider, image): (&ProviderName, &ImageName),
+    now: i64,
+) -> Result<bool> {
+    super::in_savepoint(conn, || {
+        if !transition_provider_image(conn, id, ImageState::Building, ImageState::Ready, now)? {
+            return Ok(false);
+        }
+        clear_image_failure(conn, provider, image)?;
+        super::listings::forget(conn, provider, super::listings::Kind::Images)?;
+        Ok(true)
+    })
 }
 
 /// Compare-and-set for provider images, as `nodes::transition`.

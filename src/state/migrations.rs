@@ -183,7 +183,11 @@ pub const MIGRATIONS: &[&str] = &[
     // template server's address, host keys and login, the keypair generated for it (with its
     // private half until the server is gone), when the phase last changed, and its log. A
     // provider image's last failed attempt (the row is removed; this says why, for `status`).
+    // Launches from each image: failed ones in a row, and whether one ever became ready, so a
+    // bad new image is rolled back from (its `last_error` says why).
     r#"
+    ALTER TABLE snapshot_image ADD COLUMN failed_launches INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE snapshot_image ADD COLUMN launched_ok INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE snapshot_image ADD COLUMN phase_time INTEGER;
     ALTER TABLE snapshot_image ADD COLUMN ip TEXT;
     ALTER TABLE snapshot_image ADD COLUMN host_keys TEXT;

@@ -336,6 +336,20 @@ pub fn mark_delete(
     .with_context(|| format!("marking node {id} for deletion"))
 }
 
+/// Node `node` failed after its server was made (ERROR, a timeout, a failed ready script):
+/// the provider/label cooldown counts it, and so does the image it booted from (a bad new
+/// image is rolled back from).
+pub fn record_launch_failure(
+    conn: &Connection,
+    node: NodeId,
+    (provider, label): (&ProviderName, &LabelName),
+    why: &str,
+    now: i64,
+) -> Result<()> {
+    super::pass::record_failure(conn, provider, label, why, now)?;
+    super::images::count_launch(conn, node, false)
+}
+
 /// Subnodes first, then the primary: building -> ready in one savepoint, and the
 /// provider/label's failure count starts again. False when the primary was no longer
 /// building (held or deleted meanwhile: its subnodes stay as the operator's state implies).
@@ -355,6 +369,7 @@ pub fn mark_ready(conn: &Connection, node: &Node, now: i64) -> Result<bool> {
             params![now, node.id],
         )?;
         super::pass::record_success(conn, &node.provider, &node.label)?;
+        super::images::count_launch(conn, node.id, true)?;
         Ok(true)
     })
     .with_context(|| format!("marking node {} ready", node.id))

@@ -504,3 +504,87 @@ fn status_says_a_label_waits_on_a_failed_build_and_names_its_log() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_new_image_whose_first_launches_fail_is_rolled_back_from_and_rebuilt_by_missing() {
+    let sim = Simulator::start(Knobs {
+        boot_delay: Duration::from_millis(100),
+        ..Knobs::default()
+    })
+    .unwrap();
+    let provider = format!(
+        "{}    host-key-checking: false\n    rate: 0\n",
+        simulated(&sim)
+    );
+    let b = Builds::on(&provider, "ok", "");
+    let text = fs::read_to_string(&b.install.config).unwrap();
+    let with = |min_ready: u32, max_servers: u32| {
+        let config = text
+            .replace("min-ready: 0", &format!("min-ready: {min_ready}"))
+            .replace("max-servers: 1", &format!("max-servers: {max_servers}"));
+        fs::write(&b.install.config, config).unwrap();
+    };
+    let images = || -> Vec<Value> {
+        let out = b.ok(&["--format", "json", "image-list"]);
+        serde_json::from_str::<Value>(&stdout(&out))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let ready_nodes = || {
+        let out = b.ok(&["--format", "json", "list"]);
+        let nodes: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["state"] == "ready")
+            .count()
+    };
+    // Version 1 works: a node from it becomes ready.
+    with(1, 5);
+    b.ok(&["image-update", "p1", "ubuntu"]);
+    b.ok(&["reconcile", "--duration", "20"]);
+    assert_eq!(ready_nodes(), 1);
+    // Version 2 does not boot.
+    b.ok(&["image-update", "p1", "ubuntu"]);
+    let made = images();
+    assert_eq!(made.len(), 2, "{made:#?}");
+    let (good, bad) = (
+        made[0]["image_id"].as_str().unwrap().to_string(),
+        made[1]["image_id"].as_str().unwrap().to_string(),
+    );
+    sim.set_knobs(|k| k.broken_images = vec![bad.clone()]);
+    with(2, 5);
+    // Three launches from it fail (the back-off between them is at most 10 s), then it is
+    // marked failed and the pool is filled from version 1.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while ready_nodes() < 2 && Instant::now() < deadline {
+        b.ok(&["reconcile", "--duration", "20"]);
+    }
+    assert_eq!(ready_nodes(), 2);
+    let rows = images();
+    assert_eq!(rows[1]["state"], "failed", "{rows:#?}");
+    let why = rows[1]["error"].as_str().unwrap();
+    assert!(why.contains("3 launches in a row failed"), "{why}");
+    let booted: Vec<String> = sim
+        .dump()
+        .servers
+        .iter()
+        .map(|s| s.image_id.clone())
+        .collect();
+    assert!(
+        booted.iter().all(|id| *id == good),
+        "{booted:?} (bad: {bad})"
+    );
+    assert_eq!(
+        sim.calls().route("POST /compute/servers"),
+        5,
+        "one good launch, three bad, one good"
+    );
+    // The builder timer's command makes a new one.
+    let out = stdout(&b.ok(&["image-update", "--missing"]));
+    assert!(out.contains("image-upload: p1: ubuntu-"), "{out}");
+    assert_eq!(images().len(), 3);
+}

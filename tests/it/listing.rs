@@ -196,6 +196,7 @@ fn image_lists_show_provider_images_and_local_builds() {
             "image_id",
             "server_id",
             "state",
+            "error",
             "state_time",
             "age_hours"
         ])

@@ -52,6 +52,8 @@ pub struct Knobs {
     pub error_ratio: f64,
     /// Share of new servers that stay in BUILD forever.
     pub stuck_ratio: f64,
+    /// Image ids whose servers all end in ERROR: an image that does not boot.
+    pub broken_images: Vec<String>,
     /// Share of requests (identity excluded) answered 500.
     pub server_error_ratio: f64,
     /// The next this many requests (identity excluded) are answered 500, then none: a
@@ -106,6 +108,7 @@ impl Default for Knobs {
             boot_delay: Duration::ZERO,
             error_ratio: 0.0,
             stuck_ratio: 0.0,
+            broken_images: Vec::new(),
             server_error_ratio: 0.0,
             fail_next: 0,
             identity_fail_next: 0,

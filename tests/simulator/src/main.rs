@@ -102,6 +102,7 @@ impl Args {
             boot_delay: self.boot_delay,
             error_ratio: self.error_ratio,
             stuck_ratio: self.stuck_ratio,
+            broken_images: Vec::new(),
             server_error_ratio: self.server_error_ratio,
             // Only meaningful while running: set through POST /_sim/knobs.
             fail_next: 0,

@@ -263,7 +263,7 @@ fn create_server(core: &Core, req: &mut Req) -> Handled {
         }
     }
     let draw = state.rng.f64();
-    let fate = if draw < knobs.error_ratio {
+    let fate = if draw < knobs.error_ratio || knobs.broken_images.contains(&image_id) {
         Fate::Error
     } else if draw < knobs.error_ratio + knobs.stuck_ratio {
         Fate::Stuck
