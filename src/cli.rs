@@ -69,7 +69,7 @@ pub enum Command {
     Delete(DeleteArgs),
     /// List servers in the clouds that the database does not know
     AlienList(ProviderFilter),
-    /// List snapshot images in the clouds that the database does not know
+    /// List uploads and snapshots in the clouds that the database does not know
     AlienImageList(ProviderFilter),
     /// Validate the configuration and print every problem found
     ConfigValidate(ConfigValidateArgs),

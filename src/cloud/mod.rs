@@ -12,7 +12,9 @@ use std::fmt;
 
 use serde::Serialize;
 
-pub use crate::model::cloud::{meta, Image, Metadata, Server, ServerStatus};
+pub use crate::model::cloud::{
+    image_meta, meta, Image, ImageMaker, Metadata, Server, ServerStatus,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Flavor {

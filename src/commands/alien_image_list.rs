@@ -1,5 +1,7 @@
-//! `nodepool alien-image-list [PROVIDER]`: snapshot images in the clouds that the database
-//! does not know. Base images are the cloud's own and are not listed.
+//! `nodepool alien-image-list [PROVIDER]`: images in the clouds that the database does not
+//! know and that nodepool may have made: uploads and snapshots carrying nodepool's properties
+//! (this installation's or another's), and Nova snapshots. The cloud's own images and plain
+//! uploads are not listed.
 
 use std::collections::BTreeSet;
 
@@ -7,9 +9,9 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{for_each_provider, Context};
-use crate::cloud::Cloud;
+use crate::cloud::{Cloud, ImageMaker};
 use crate::output;
-use crate::state::images;
+use crate::state::{images, pass};
 
 const HEADERS: [&str; 4] = ["Provider", "Name", "Image ID", "Nodepool"];
 
@@ -18,8 +20,10 @@ struct AlienImage {
     provider: String,
     name: String,
     image_id: String,
-    /// The image carries nodepool's metadata: nodepool made it and lost track of it.
+    /// The image carries nodepool's properties: a nodepool made it and lost track of it.
     nodepool_metadata: bool,
+    /// ... but another installation (another database) did: not this one's leak.
+    other_installation: bool,
 }
 
 pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
@@ -28,25 +32,21 @@ pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
         .into_iter()
         .filter_map(|i| i.external_id)
         .collect();
+    let installation = pass::installation(db.conn())?;
     let mut aliens = Vec::new();
     let unreachable = for_each_provider(ctx, provider, |name, cloud| {
         for image in cloud.list_images()? {
-            let ours = image.properties.contains_key("nodepool_provider_name")
-                || image.properties.contains_key("nodepool_snapshot_image_id");
-            // As in 2015: snapshots only (Nova marks them image_type=snapshot).
-            let snapshot = ours
-                || image
-                    .properties
-                    .get("image_type")
-                    .is_some_and(|t| t == "snapshot");
-            if snapshot && !known.contains(&image.id) {
-                aliens.push(AlienImage {
-                    provider: name.to_string(),
-                    name: image.name,
-                    image_id: image.id,
-                    nodepool_metadata: ours,
-                });
+            let maker = image.maker(&installation);
+            if maker == ImageMaker::Cloud || known.contains(&image.id) {
+                continue;
             }
+            aliens.push(AlienImage {
+                provider: name.to_string(),
+                name: image.name,
+                image_id: image.id,
+                nodepool_metadata: maker.is_nodepool(),
+                other_installation: maker == ImageMaker::OtherInstallation,
+            });
         }
         Ok(())
     })?;
@@ -60,7 +60,7 @@ pub fn run(ctx: &Context, provider: Option<&str>) -> Result<()> {
                 a.provider.clone(),
                 a.name.clone(),
                 a.image_id.clone(),
-                super::alien_list::made_by(a.nodepool_metadata, false),
+                super::alien_list::made_by(a.nodepool_metadata, a.other_installation),
             ]
         },
     )?;

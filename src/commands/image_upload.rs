@@ -15,6 +15,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::Context;
 use crate::cli::ImageUploadArgs;
+use crate::cloud::image_meta::{BUILD_ID, UPLOAD_ID};
 use crate::cloud::openstack::OpenStack;
 use crate::cloud::{meta, Cloud};
 use crate::config::{ImageSource, Provider, ProviderImage};
@@ -24,9 +25,6 @@ use crate::model::ImageState;
 use crate::output;
 use crate::state::{images, Db};
 
-/// The property naming an upload's row, so a later run tells its uploads from a stranger's.
-const UPLOAD_ID: &str = "nodepool_upload_id";
-const BUILD_ID: &str = "nodepool_build_id";
 /// How long Glance may take to turn an uploaded image active.
 const ACTIVE_WAIT: Duration = Duration::from_secs(3600);
 

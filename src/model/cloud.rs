@@ -41,6 +41,17 @@ pub mod meta {
     ];
 }
 
+/// Image properties nodepool writes besides [`meta::INSTALLATION`], [`meta::PROVIDER`] and
+/// [`meta::IMAGE`], which uploads carry too.
+pub mod image_meta {
+    /// The diskimage build an upload is of.
+    pub const BUILD_ID: &str = "nodepool_build_id";
+    /// The upload's row, so a later run tells its uploads from a stranger's.
+    pub const UPLOAD_ID: &str = "nodepool_upload_id";
+    /// The row a snapshot image is of.
+    pub const SNAPSHOT_IMAGE_ID: &str = "nodepool_snapshot_image_id";
+}
+
 /// A server's metadata: a handful of pairs, sorted by key in a vector. A round lists every
 /// server of every provider, and a map node per server would weigh more than the server;
 /// nodepool's own keys are not even copied.
@@ -146,4 +157,120 @@ pub struct Image {
     pub md5: Option<String>,
     #[serde(default)]
     pub sha512: Option<String>,
+}
+
+/// Who made an image, as its properties tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageMaker {
+    /// Nodepool's properties naming this installation.
+    ThisInstallation,
+    /// Nodepool's properties naming another installation: a staging nodepool on the same
+    /// project, whose images are its own business.
+    OtherInstallation,
+    /// Nodepool's properties without an installation: a nodepool that named none.
+    Nodepool,
+    /// A Nova snapshot (`image_type=snapshot`) without nodepool's properties.
+    Snapshot,
+    /// Neither: the cloud operator's images and anyone's plain uploads.
+    Cloud,
+}
+
+impl ImageMaker {
+    /// Whether the image carries nodepool's properties, whichever installation's.
+    pub fn is_nodepool(self) -> bool {
+        matches!(
+            self,
+            ImageMaker::ThisInstallation | ImageMaker::OtherInstallation | ImageMaker::Nodepool
+        )
+    }
+}
+
+impl Image {
+    /// Who made this image, for `installation` (this database's id): the one test of "is this
+    /// image nodepool's" for the alien listing and for anything that deletes what no row
+    /// records (which must take `ThisInstallation` only).
+    pub fn maker(&self, installation: &str) -> ImageMaker {
+        let nodepool_keys = [
+            meta::PROVIDER,
+            meta::IMAGE,
+            image_meta::BUILD_ID,
+            image_meta::UPLOAD_ID,
+            image_meta::SNAPSHOT_IMAGE_ID,
+        ];
+        match self.properties.get(meta::INSTALLATION) {
+            Some(id) if id == installation => ImageMaker::ThisInstallation,
+            Some(_) => ImageMaker::OtherInstallation,
+            None if nodepool_keys
+                .iter()
+                .any(|key| self.properties.contains_key(*key)) =>
+            {
+                ImageMaker::Nodepool
+            }
+            // As in 2015: Nova marks the snapshots it makes.
+            None if self
+                .properties
+                .get("image_type")
+                .is_some_and(|t| t == "snapshot") =>
+            {
+                ImageMaker::Snapshot
+            }
+            None => ImageMaker::Cloud,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Image, ImageMaker};
+
+    fn image(properties: &[(&str, &str)]) -> Image {
+        Image {
+            id: "i".into(),
+            name: "n".into(),
+            status: "active".into(),
+            properties: properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            size: None,
+            md5: None,
+            sha512: None,
+        }
+    }
+
+    #[test]
+    fn an_images_maker_is_read_from_nodepools_properties_then_novas_snapshot_mark() {
+        let upload = [
+            ("nodepool_provider_name", "p1"),
+            ("nodepool_image_name", "ubuntu"),
+            ("nodepool_build_id", "3"),
+            ("nodepool_upload_id", "7"),
+        ];
+        let with = |installation: &str| {
+            let mut properties = upload.to_vec();
+            properties.push(("nodepool_installation", installation));
+            image(&properties)
+        };
+        let cases = [
+            (with("ours"), ImageMaker::ThisInstallation),
+            (with("staging"), ImageMaker::OtherInstallation),
+            (image(&upload), ImageMaker::Nodepool),
+            (image(&[("nodepool_upload_id", "7")]), ImageMaker::Nodepool),
+            (
+                image(&[
+                    ("nodepool_snapshot_image_id", "2"),
+                    ("image_type", "snapshot"),
+                ]),
+                ImageMaker::Nodepool,
+            ),
+            (image(&[("image_type", "snapshot")]), ImageMaker::Snapshot),
+            (image(&[("os_distro", "ubuntu")]), ImageMaker::Cloud),
+            (image(&[]), ImageMaker::Cloud),
+        ];
+        for (image, maker) in cases {
+            assert_eq!(image.maker("ours"), maker, "{:?}", image.properties);
+        }
+        assert!(ImageMaker::OtherInstallation.is_nodepool());
+        assert!(!ImageMaker::Snapshot.is_nodepool());
+    }
 }

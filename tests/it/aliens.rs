@@ -1,12 +1,13 @@
-//! `alien-list` and `alien-image-list` against the simulator: servers and snapshots the
-//! database does not know, with nodepool's own leaks marked.
+//! `alien-list` and `alien-image-list` against the simulator: servers, snapshots and uploads
+//! the database does not know, with nodepool's own leaks marked.
 
 use std::collections::BTreeMap;
 
 use nodepool::cloud::openstack::http::CallCounter;
 use nodepool::cloud::openstack::OpenStack;
 use nodepool::cloud::Cloud;
-use nodepool::model::NodeState;
+use nodepool::model::{ImageState, NodeState};
+use nodepool::state::images;
 use nodepool_simulator::{Knobs, Simulator};
 
 use crate::support;
@@ -143,6 +144,90 @@ fn alien_image_list_shows_unknown_snapshots_only() {
         ),
         (Some(snapshot.as_str()), Some(true))
     );
+}
+
+/// An image made as `image-upload` makes one: created with `properties`, then its data sent.
+fn upload(cloud: &OpenStack, name: &str, properties: &[(&str, &str)]) -> String {
+    let properties = properties
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let id = cloud.create_image(name, "qcow2", &properties).unwrap();
+    cloud.upload_image(&id, &mut &b"disk"[..]).unwrap();
+    id
+}
+
+#[test]
+fn alien_image_list_shows_unrecorded_uploads_with_nodepools_properties_not_cloud_images() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let install = Install::with_config(&config(&[&sim]));
+    let cloud = client(&sim);
+    let db = install.db();
+    let installation = nodepool::state::pass::installation(db.conn()).unwrap();
+    // An upload carrying what image-upload writes for row `row`.
+    let nodepool_upload = |installation: &str, name: &str, row: i64| {
+        let row = row.to_string();
+        let properties = [
+            ("nodepool_installation", installation),
+            ("nodepool_provider_name", "p1"),
+            ("nodepool_image_name", "trusty"),
+            ("nodepool_build_id", "1"),
+            ("nodepool_upload_id", &row),
+        ];
+        upload(&cloud, name, &properties)
+    };
+    let row = || {
+        images::insert_provider_image(
+            db.conn(),
+            &"p1".into(),
+            &"trusty".into(),
+            1,
+            ImageState::Ready,
+            nodepool::clock::now(),
+        )
+        .unwrap()
+    };
+    let recorded_row = row();
+    let recorded = nodepool_upload(&installation, "trusty-1", recorded_row);
+    images::record_external_id(db.conn(), recorded_row, &recorded).unwrap();
+    // Its row deleted by hand: nodepool's upload, recorded nowhere.
+    let lost_row = row();
+    let lost = nodepool_upload(&installation, "trusty-2", lost_row);
+    images::remove_provider_image(db.conn(), lost_row).unwrap();
+    let staging = nodepool_upload("0123456789abcdef", "trusty-1", 1);
+    let plain = upload(&cloud, "Debian 12", &[("os_distro", "debian")]);
+
+    let out = install.run(&["--format", "json", "alien-image-list"]);
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: BTreeMap<&str, (bool, bool)> = doc
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|i| {
+            (
+                i["image_id"].as_str().unwrap(),
+                (
+                    i["nodepool_metadata"].as_bool().unwrap(),
+                    i["other_installation"].as_bool().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        BTreeMap::from([
+            (lost.as_str(), (true, false)),
+            (staging.as_str(), (true, true))
+        ]),
+        "neither the recorded upload {recorded}, the plain cloud image {plain} nor the base \
+         images: {doc}"
+    );
+
+    let table = stdout(&install.run(&["alien-image-list"]));
+    let line = |id: &str| table.lines().find(|l| l.contains(id)).unwrap_or_default();
+    assert!(line(&lost).contains("leaked"), "{table}");
+    assert!(line(&staging).contains("other installation"), "{table}");
 }
 
 #[test]
