@@ -2,7 +2,13 @@
 //! `RUST_LOG` overrides both — except that the HTTP library never logs below debug: at trace
 //! it dumps the raw bytes of every request, Keystone tokens and passwords included, while its
 //! debug lines redact them.
+//!
+//! While progress bars are drawn on stderr ([`drawing`]), a log line is written with them
+//! cleared and they are drawn again below it, so neither garbles the other.
 
+use std::sync::Mutex;
+
+use indicatif::MultiProgress;
 use log::{Level, Log, Metadata, Record};
 
 /// Crates whose trace output carries raw HTTP traffic.
@@ -26,6 +32,30 @@ pub fn init(debug: bool) {
     }
 }
 
+/// The progress bars on stderr now, if any.
+static BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Log lines are written around `bars` until the guard is dropped.
+pub fn drawing(bars: &MultiProgress) -> Drawing {
+    *shown() = Some(bars.clone());
+    Drawing(())
+}
+
+fn shown() -> std::sync::MutexGuard<'static, Option<MultiProgress>> {
+    // A panic elsewhere while holding it left a valid Option.
+    BARS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// While it lives, log lines clear the bars [`drawing`] was given.
+#[must_use = "the bars are forgotten when this is dropped"]
+pub struct Drawing(());
+
+impl Drop for Drawing {
+    fn drop(&mut self) {
+        *shown() = None;
+    }
+}
+
 /// Passes records on, but none of the HTTP crates' below debug.
 struct Capped<L>(L);
 
@@ -41,8 +71,13 @@ impl<L: Log> Log for Capped<L> {
     }
 
     fn log(&self, record: &Record<'_>) {
-        if allowed(record.metadata()) {
-            self.0.log(record);
+        if !allowed(record.metadata()) {
+            return;
+        }
+        let bars = shown().clone();
+        match bars {
+            Some(bars) => bars.suspend(|| self.0.log(record)),
+            None => self.0.log(record),
         }
     }
 
@@ -89,5 +124,29 @@ mod tests {
         send("ureqx", Level::Trace); // another crate that only starts alike
         let seen = capped.0 .0.lock().unwrap().clone();
         assert_eq!(seen, ["ureq::run x", "nodepool::execute x", "ureqx x"]);
+    }
+
+    #[test]
+    fn while_bars_are_drawn_log_lines_still_pass_and_afterwards_the_bars_are_forgotten() {
+        let bars = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+        let capped = Capped(Seen::default());
+        let send = |text: &'static str| {
+            capped.log(
+                &Record::builder()
+                    .target("nodepool")
+                    .level(Level::Warn)
+                    .args(format_args!("{text}"))
+                    .build(),
+            );
+        };
+        {
+            let _drawing = drawing(&bars);
+            assert!(shown().is_some());
+            send("during");
+        }
+        assert!(shown().is_none());
+        send("after");
+        let seen = capped.0 .0.lock().unwrap().clone();
+        assert_eq!(seen, ["nodepool during", "nodepool after"]);
     }
 }

@@ -7,21 +7,26 @@
 //! created with nodepool's properties and its id recorded, the file streamed once and hashed
 //! on the way, and the row turns `ready` once Glance says the image is active with the same
 //! MD5 and SHA-512. A failed upload deletes its image and its row.
+//!
+//! Progress: on a terminal a bar per provider (bytes, rate, ETA) on stderr, cleared when its
+//! upload ends; otherwise a log line every tenth, for the journal.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::Context;
-use crate::cli::ImageUploadArgs;
+use crate::cli::{Format, ImageUploadArgs};
 use crate::cloud::image_meta::{BUILD_ID, UPLOAD_ID};
 use crate::cloud::openstack::OpenStack;
 use crate::cloud::{meta, Cloud};
 use crate::config::{ImageSource, Provider, ProviderImage};
 use crate::image::{build, upload};
 use crate::model::image::DibImage;
-use crate::model::ImageState;
+use crate::model::{ImageState, ProviderName};
 use crate::output;
 use crate::state::{images, Db};
 
@@ -51,14 +56,20 @@ pub fn run(ctx: &Context, args: &ImageUploadArgs) -> Result<()> {
 pub(super) fn upload(ctx: &Context, db: &Db, only: &str, name: &str) -> Result<Vec<String>> {
     let jobs = jobs(ctx, db, only, name)?;
     let installation = crate::state::pass::installation(db.conn())?;
+    let bars = match shown_as(std::io::stderr().is_terminal(), ctx.format) {
+        Shown::Bars => Some(MultiProgress::new()),
+        Shown::Lines => None,
+    };
+    let drawing = bars.as_ref().map(crate::logging::drawing);
     let outcomes = super::on_providers(
         ctx,
         db,
         &jobs,
         |job| job.provider,
-        |db, cloud, job| upload_one(db, cloud, job, &installation),
-    )?;
-    super::report_jobs(&format!("image-upload of {name}"), outcomes)
+        |db, cloud, job| upload_one(db, cloud, job, &installation, bars.as_ref()),
+    );
+    drop(drawing);
+    super::report_jobs(&format!("image-upload of {name}"), outcomes?)
 }
 
 /// The uploads asked for: each provider (all, or `only`) whose image `name` is a diskimage,
@@ -119,8 +130,119 @@ fn jobs<'a>(ctx: &'a Context, db: &Db, only: &str, name: &str) -> Result<Vec<Job
     Ok(jobs)
 }
 
-/// One provider's upload, on its own database connection; the line to print.
-fn upload_one(db: &Db, cloud: &OpenStack, job: &Job<'_>, installation: &str) -> Result<String> {
+/// How uploads show their progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// A bar per upload on stderr.
+    Bars,
+    /// A log line every tenth.
+    Lines,
+}
+
+/// Bars for a person at a terminal; lines for the journal, a pipe, or a program reading
+/// `--format json` (whose stderr may still be a terminal, but it asked for no decoration).
+fn shown_as(stderr_is_terminal: bool, format: Format) -> Shown {
+    match (stderr_is_terminal, format) {
+        (true, Format::Table) => Shown::Bars,
+        (false, _) | (_, Format::Json) => Shown::Lines,
+    }
+}
+
+/// The bar's look: which upload, how far, how fast, how long still.
+const BAR: &str = "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+
+fn bar_style() -> ProgressStyle {
+    // A bad template is caught by a test; here it would mean indicatif's plain bar.
+    ProgressStyle::with_template(BAR)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+/// Where one upload's progress goes: its bar, or a log line every tenth.
+enum Meter<'a> {
+    Bar(ProgressBar),
+    Lines {
+        provider: &'a ProviderName,
+        image_name: &'a str,
+        started: Instant,
+        tenths: upload::Tenths,
+    },
+}
+
+impl<'a> Meter<'a> {
+    /// `started`: when the upload began, for the lines' rate.
+    fn new(
+        bars: Option<&MultiProgress>,
+        provider: &'a ProviderName,
+        image_name: &'a str,
+        started: Instant,
+    ) -> Self {
+        match bars {
+            Some(bars) => Meter::Bar(
+                bars.add(ProgressBar::new(0))
+                    .with_style(bar_style())
+                    .with_prefix(format!("{provider}: {image_name}")),
+            ),
+            None => Meter::Lines {
+                provider,
+                image_name,
+                started,
+                tenths: upload::Tenths::default(),
+            },
+        }
+    }
+
+    fn update(&mut self, read: u64, total: u64) {
+        match self {
+            Meter::Bar(bar) => {
+                bar.set_length(total);
+                bar.set_position(read);
+                // Drawn now, or the last bytes (within the bar's redraw interval) would not
+                // show while Glance checks them; the bar stays until the upload ends.
+                if read >= total {
+                    bar.finish();
+                }
+            }
+            Meter::Lines {
+                provider,
+                image_name,
+                started,
+                tenths,
+            } => {
+                if !tenths.passed(read, total) {
+                    return;
+                }
+                let rate =
+                    read as f64 / started.elapsed().as_secs_f64().max(0.001) / f64::from(1 << 20);
+                log::info!(
+                    "{provider}: uploading {image_name}: {}% ({} of {} MiB, {rate:.0} MiB/s)",
+                    read * 100 / total.max(1),
+                    read >> 20,
+                    total >> 20
+                );
+            }
+        }
+    }
+}
+
+/// The bar goes when its upload ends, however it ends, before anything reports how.
+impl Drop for Meter<'_> {
+    fn drop(&mut self) {
+        if let Meter::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// One provider's upload, on its own database connection, its progress on a bar of `bars`
+/// (or in log lines without); the line to print.
+fn upload_one(
+    db: &Db,
+    cloud: &OpenStack,
+    job: &Job<'_>,
+    installation: &str,
+    bars: Option<&MultiProgress>,
+) -> Result<String> {
     let conn = db.conn();
     let provider = &job.provider.name;
     tidy(conn, cloud, job, installation)?;
@@ -160,17 +282,13 @@ fn upload_one(db: &Db, cloud: &OpenStack, job: &Job<'_>, installation: &str) -> 
     };
     images::record_external_id(conn, id, &image_id)?;
     let started = Instant::now();
-    let progress = |read: u64, total: u64| {
-        let rate = read as f64 / started.elapsed().as_secs_f64().max(0.001) / f64::from(1 << 20);
-        log::info!(
-            "{provider}: uploading {image_name}: {}% ({} of {} MiB, {rate:.0} MiB/s)",
-            read * 100 / total.max(1),
-            read >> 20,
-            total >> 20
-        );
-    };
     let until = Instant::now() + ACTIVE_WAIT;
-    match upload::upload_and_verify(cloud, &image_id, &job.file, until, progress) {
+    let mut meter = Meter::new(bars, provider, &image_name, started);
+    let outcome = upload::upload_and_verify(cloud, &image_id, &job.file, until, |read, total| {
+        meter.update(read, total)
+    });
+    drop(meter);
+    match outcome {
         Ok(sent) => {
             let at = (provider, &job.image.name);
             images::provider_image_ready(conn, id, at, crate::clock::now())?;
@@ -233,4 +351,22 @@ fn tidy(
         images::remove_provider_image(conn, row.id)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{shown_as, Format, Shown, BAR};
+
+    #[test]
+    fn bars_only_on_a_terminal_and_never_for_json() {
+        assert_eq!(shown_as(true, Format::Table), Shown::Bars);
+        assert_eq!(shown_as(false, Format::Table), Shown::Lines);
+        assert_eq!(shown_as(true, Format::Json), Shown::Lines);
+        assert_eq!(shown_as(false, Format::Json), Shown::Lines);
+    }
+
+    #[test]
+    fn the_bar_template_is_valid() {
+        assert!(indicatif::ProgressStyle::with_template(BAR).is_ok());
+    }
 }

@@ -13,19 +13,19 @@ use sha2::Sha512;
 
 use crate::cloud::Cloud;
 
-/// A reader that hashes what passes through it and says how far it got every tenth.
+/// A reader that hashes what passes through it and says how far it got on every read
+/// (`progress(read, total)`): often enough for a bar; [`Tenths`] thins it for log lines.
 pub struct Hashing<R, P: FnMut(u64, u64)> {
     inner: R,
     md5: Md5,
     sha512: Sha512,
     read: u64,
     total: u64,
-    next_report: u64,
     progress: P,
 }
 
 impl<R: Read, P: FnMut(u64, u64)> Hashing<R, P> {
-    /// `total`: the size expected, for the progress reports (`progress(read, total)`).
+    /// `total`: the size expected, passed on to `progress`.
     pub fn new(inner: R, total: u64, progress: P) -> Self {
         Hashing {
             inner,
@@ -33,7 +33,6 @@ impl<R: Read, P: FnMut(u64, u64)> Hashing<R, P> {
             sha512: Sha512::new(),
             read: 0,
             total,
-            next_report: total / 10,
             progress,
         }
     }
@@ -54,11 +53,31 @@ impl<R: Read, P: FnMut(u64, u64)> Read for Hashing<R, P> {
         self.md5.update(&buf[..n]);
         self.sha512.update(&buf[..n]);
         self.read += n as u64;
-        if self.total > 0 && self.read >= self.next_report.max(1) {
+        if n > 0 {
             (self.progress)(self.read, self.total);
-            self.next_report = self.read + self.total / 10;
         }
         Ok(n)
+    }
+}
+
+/// Says when a count has gone another tenth of its total since it last said so: the progress
+/// lines an upload leaves in the journal.
+#[derive(Debug, Default)]
+pub struct Tenths {
+    /// The count at which to say so next; None before the first count.
+    next: Option<u64>,
+}
+
+impl Tenths {
+    /// Whether `read` of `total` is a tenth past the last count this said yes to (or, the
+    /// first time, past the first tenth).
+    pub fn passed(&mut self, read: u64, total: u64) -> bool {
+        let next = *self.next.get_or_insert(total / 10);
+        let passed = total > 0 && read >= next.max(1);
+        if passed {
+            self.next = Some(read + total / 10);
+        }
+        passed
     }
 }
 
@@ -70,9 +89,10 @@ pub struct Sent {
     pub sha512: String,
 }
 
-/// Stream `file` into the (queued) image `image_id`, hashing it; then wait until Glance says
-/// the image is active, at most until `until`, and compare its checksums with what was sent.
-/// An error says which step failed; the caller deletes the image.
+/// Stream `file` into the (queued) image `image_id`, hashing it and calling `progress(read,
+/// total)` on every read; then wait until Glance says the image is active, at most until
+/// `until`, and compare its checksums with what was sent. An error says which step failed;
+/// the caller deletes the image.
 pub fn upload_and_verify(
     cloud: &dyn Cloud,
     image_id: &str,
@@ -130,10 +150,10 @@ pub fn upload_and_verify(
 mod tests {
     use std::io::Read;
 
-    use super::Hashing;
+    use super::{Hashing, Tenths};
 
     #[test]
-    fn hashing_reports_every_tenth_and_the_digests_of_what_passed() {
+    fn hashing_reports_every_read_and_the_digests_of_what_passed() {
         let data = vec![b'a'; 1000];
         let mut reports = Vec::new();
         let mut reader = Hashing::new(&data[..], 1000, |read, total| reports.push((read, total)));
@@ -143,7 +163,32 @@ mod tests {
         assert_eq!(bytes, 1000);
         assert_eq!(md5, "cabe45dcc9ae5b66ba86600cca6b8ba8");
         assert_eq!(sha512.len(), 128);
+        let expected: Vec<_> = (1..=20).map(|i| (i * 50, 1000)).collect();
+        assert_eq!(reports, expected, "one report a read, none at the end");
+    }
+
+    #[test]
+    fn tenths_thin_an_uploads_reads_to_one_report_every_tenth() {
+        let data = vec![b'a'; 1000];
+        let mut tenths = Tenths::default();
+        let mut reports = Vec::new();
+        let mut reader = Hashing::new(&data[..], 1000, |read, total| {
+            if tenths.passed(read, total) {
+                reports.push((read, total));
+            }
+        });
+        let mut buf = [0u8; 50];
+        while reader.read(&mut buf).unwrap() > 0 {}
         assert_eq!(reports.len(), 10, "{reports:?}");
+        assert_eq!(reports.first(), Some(&(100, 1000)));
         assert_eq!(reports.last(), Some(&(1000, 1000)));
+        assert!(
+            reports.windows(2).all(|w| w[1].0 >= w[0].0 + 100),
+            "a tenth apart: {reports:?}"
+        );
+        assert!(
+            !Tenths::default().passed(0, 0),
+            "an empty file says nothing"
+        );
     }
 }
