@@ -48,8 +48,8 @@ pub mod image_meta {
     pub const BUILD_ID: &str = "nodepool_build_id";
     /// The upload's row, so a later run tells its uploads from a stranger's.
     pub const UPLOAD_ID: &str = "nodepool_upload_id";
-    /// The row a snapshot image is of.
-    pub const SNAPSHOT_IMAGE_ID: &str = "nodepool_snapshot_image_id";
+    /// The row a snapshot image is of (its template server carries it too).
+    pub use super::meta::SNAPSHOT_IMAGE_ID;
 }
 
 /// A server's metadata: a handful of pairs, sorted by key in a vector. A round lists every
