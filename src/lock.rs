@@ -128,6 +128,15 @@ impl Lock {
         Ok(Lock { _file: file, path })
     }
 
+    /// Take the lock if it is free: `None` when another process holds it.
+    pub fn try_acquire(database: &Path, kind: LockKind, command: &str) -> Result<Option<Lock>> {
+        match Lock::acquire(database, kind, command, None) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(error) if error.downcast_ref::<LockHeld>().is_some() => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -16,6 +16,7 @@ use super::Context;
 use crate::cli::LockArgs;
 use crate::cloud::openstack::OpenStack;
 use crate::cloud::{Cloud, CloudError};
+use crate::image::retention;
 use crate::model::ProviderName;
 use crate::plan::Mode;
 use crate::state::pass;
@@ -80,7 +81,54 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
     }
     summary.keypairs_deleted = Some(deleted);
     summary.floating_ips_deleted = Some(floating_ips);
+    let (images, builds) = images(ctx, &db, &connected.clouds, &installation)?;
+    summary.images_deleted = Some(images.lines.len() as u32);
+    summary.builds_deleted = builds.as_ref().map(|b| b.lines.len() as u32);
+    for swept in std::iter::once(&images).chain(builds.as_ref()) {
+        swept.log();
+        summary.errors += swept.errors.len();
+    }
     summary.api_calls = ctx.calls.total();
     summary.print(ctx.format, "cleanup")?;
     summary.unreachable()
+}
+
+/// Image retention: old and unconfigured provider images and leaked ones on every reachable
+/// provider; local builds no upload needs, when the builder's lock is free (a build or upload
+/// may be reading one).
+fn images(
+    ctx: &Context,
+    db: &crate::state::Db,
+    clouds: &std::collections::BTreeMap<ProviderName, OpenStack>,
+    installation: &str,
+) -> Result<(retention::Swept, Option<retention::Swept>)> {
+    let conn = db.conn();
+    let reachable = clouds
+        .iter()
+        .map(|(name, cloud)| (name.clone(), cloud as &dyn Cloud))
+        .collect();
+    let mut images = retention::provider_images(conn, &ctx.config, &reachable, ctx.now)?;
+    for (name, cloud) in clouds {
+        match retention::image_leaks(conn, cloud, name, (installation, ctx.now)) {
+            Ok(leaks) => {
+                images.lines.extend(leaks.lines);
+                images.errors.extend(leaks.errors);
+            }
+            Err(error) => images.errors.push(format!("{name}: {error:#}")),
+        }
+    }
+    let builds = match crate::lock::Lock::try_acquire(
+        &ctx.config.database,
+        crate::lock::LockKind::Build,
+        "cleanup",
+    )? {
+        Some(_lock) => Some(retention::builds(conn, &ctx.config)?),
+        None => {
+            log::info!(
+                "the builder holds its lock: local builds are looked at by the next cleanup"
+            );
+            None
+        }
+    };
+    Ok((images, builds))
 }

@@ -1,13 +1,10 @@
 //! `nodepool dib-image-delete ID`: delete a local build, its files and its row, under the
 //! build lock. Its uploads stay (they are provider images: `image-delete`).
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Result};
 
 use super::Context;
 use crate::cli::IdArg;
-use crate::image::build;
 use crate::output;
 use crate::state::images;
 
@@ -24,12 +21,9 @@ pub fn run(ctx: &Context, args: &IdArg) -> Result<()> {
             args.id
         );
     };
-    if let Some(base) = &found.filename {
-        build::remove_outputs(&PathBuf::from(base))?;
-    }
-    images::remove_dib_image(conn, found.id)?;
+    crate::image::retention::remove_build(conn, &ctx.config, &found)?;
     output::line(&format!(
-        "dib-image-delete: disk image {} ({} version {}) deleted with its files",
+        "dib-image-delete: disk image {} ({} version {}) deleted with its files and log",
         found.id, found.image, found.version
     ))
 }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::Context;
 use crate::cli::IdArg;
-use crate::cloud::Cloud;
+use crate::model::image::ProviderImage;
 use crate::model::ImageState;
 use crate::output;
 use crate::state::images;
@@ -35,30 +35,31 @@ pub fn run(ctx: &Context, args: &IdArg) -> Result<()> {
             ctx.now,
         )?;
     }
-    if let Some(external_id) = &image.external_id {
-        let provider = config.providers.get(&image.provider).with_context(|| {
-            format!(
-                "provider image {} is on provider `{}`, which is no longer configured, so its \
-                 cloud image {external_id} cannot be deleted from here; it stays in state delete",
-                image.id, image.provider
-            )
-        })?;
-        let cloud =
-            crate::cloud::connect(provider, ctx.calls.clone(), None).with_context(|| {
-                format!(
-                    "provider image {}: connecting to {}",
-                    image.id, image.provider
-                )
-            })?;
-        cloud.delete_image(external_id).with_context(|| {
-            format!(
-                "deleting image {external_id} of provider image {} on {}; it stays in state \
-                 delete, run the command again",
-                image.id, image.provider
-            )
-        })?;
-    }
-    images::remove_provider_image(conn, image.id)?;
+    let provider = config.providers.get(&image.provider).with_context(|| {
+        format!(
+            "provider image {} is on provider `{}`, which is no longer configured, so its \
+             cloud image {} cannot be deleted from here; it stays in state delete",
+            image.id,
+            image.provider,
+            image.external_id.as_deref().unwrap_or("-")
+        )
+    })?;
+    let cloud = crate::cloud::connect(provider, ctx.calls.clone(), None).with_context(|| {
+        format!(
+            "provider image {}: connecting to {}",
+            image.id, image.provider
+        )
+    })?;
+    let marked = ProviderImage {
+        state: ImageState::Delete,
+        ..image.clone()
+    };
+    crate::image::retention::remove_provider_image(conn, &cloud, &marked).with_context(|| {
+        format!(
+            "provider image {} on {}; it stays in state delete, run the command again",
+            image.id, image.provider
+        )
+    })?;
     output::line(&format!(
         "image-delete: provider image {} ({} version {} on {}) deleted{}",
         image.id,

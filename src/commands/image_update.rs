@@ -14,8 +14,9 @@ use anyhow::{bail, Context as _, Result};
 
 use super::Context;
 use crate::cli::ImageUpdateArgs;
-use crate::config::{ImageSource, Provider, ProviderImage};
+use crate::config::{Config, ImageSource, Provider, ProviderImage};
 use crate::image::build;
+use crate::image::retention;
 use crate::image::snapshot::{self, Outcome, Snapshotter};
 use crate::model::{DiskImageName, ImageName, ImageState, ProviderName};
 use crate::output;
@@ -163,7 +164,7 @@ fn snapshots(
                 work_dir: &work_dir,
                 log_dir: &ctx.config.build_log_dir,
             };
-            snapshot_one(&snapshotter, start)
+            snapshot_one(&ctx.config, &snapshotter, start)
         },
     )?;
     super::report_jobs("image-update", outcomes)
@@ -172,7 +173,7 @@ fn snapshots(
 /// One provider image's snapshot: what earlier runs left is finished first (templates of
 /// ready images deleted, removals retried), then the snapshot in flight is carried on or a
 /// new one started, and driven until ready, failed or interrupted.
-fn snapshot_one(snapshotter: &Snapshotter<'_>, start: Start) -> Result<String> {
+fn snapshot_one(config: &Config, snapshotter: &Snapshotter<'_>, start: Start) -> Result<String> {
     let conn = snapshotter.conn;
     let (provider, image) = (&snapshotter.provider.name, &snapshotter.image.name);
     let rows: Vec<_> = images::list_provider_images(conn)?
@@ -181,7 +182,9 @@ fn snapshot_one(snapshotter: &Snapshotter<'_>, start: Start) -> Result<String> {
         .collect();
     for row in &rows {
         match (row.state, row.phase.as_deref()) {
-            (ImageState::Delete, _) => snapshot::remove(conn, snapshotter.cloud, row)?,
+            (ImageState::Delete, _) => {
+                retention::remove_provider_image(conn, snapshotter.cloud, row)?;
+            }
             (ImageState::Ready, Some(_)) => {
                 snapshot::finish_template(conn, snapshotter.cloud, row)?;
             }
@@ -217,6 +220,15 @@ fn snapshot_one(snapshotter: &Snapshotter<'_>, start: Start) -> Result<String> {
                 .find(|r| r.id == row.id)
             {
                 snapshot::finish_template(conn, snapshotter.cloud, &done)?;
+            }
+            retention::after_ready(conn, config, snapshotter.cloud, provider);
+            let prefix = format!("{provider}-{image}");
+            if let Err(error) = build::prune_logs(
+                snapshotter.log_dir,
+                &prefix,
+                config.build_log_retention as usize,
+            ) {
+                log::warn!("pruning the logs of {prefix}: {error:#}");
             }
             Ok(format!(
                 "image-update: {provider}: {image} version {} ready as snapshot {image_id}; log: {log}",

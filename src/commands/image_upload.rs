@@ -24,7 +24,7 @@ use crate::cloud::image_meta::{BUILD_ID, UPLOAD_ID};
 use crate::cloud::openstack::OpenStack;
 use crate::cloud::{meta, Cloud};
 use crate::config::{ImageSource, Provider, ProviderImage};
-use crate::image::{build, upload};
+use crate::image::{build, retention, upload};
 use crate::model::image::DibImage;
 use crate::model::{ImageState, ProviderName};
 use crate::output;
@@ -66,9 +66,11 @@ pub(super) fn upload(ctx: &Context, db: &Db, only: &str, name: &str) -> Result<V
         db,
         &jobs,
         |job| job.provider,
-        |db, cloud, job| upload_one(db, cloud, job, &installation, bars.as_ref()),
+        |db, cloud, job| upload_one(db, (cloud, &ctx.config), job, &installation, bars.as_ref()),
     );
     drop(drawing);
+    // Builds older than the two newest that no upload needs now go.
+    retention::builds(db.conn(), &ctx.config)?.log();
     super::report_jobs(&format!("image-upload of {name}"), outcomes?)
 }
 
@@ -238,7 +240,7 @@ impl Drop for Meter<'_> {
 /// (or in log lines without); the line to print.
 fn upload_one(
     db: &Db,
-    cloud: &OpenStack,
+    (cloud, config): (&OpenStack, &crate::config::Config),
     job: &Job<'_>,
     installation: &str,
     bars: Option<&MultiProgress>,
@@ -292,6 +294,7 @@ fn upload_one(
         Ok(sent) => {
             let at = (provider, &job.image.name);
             images::provider_image_ready(conn, id, at, crate::clock::now())?;
+            retention::after_ready(conn, config, cloud, provider);
             Ok(format!(
                 "image-upload: {provider}: {image_name} ready as image {image_id} ({} MiB in \
                  {:.1} s, MD5 {})",

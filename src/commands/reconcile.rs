@@ -97,6 +97,13 @@ pub(super) struct Summary {
     /// `cleanup` only: unattached floating IPs deleted (`clean-floating-ips`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub floating_ips_deleted: Option<u32>,
+    /// `cleanup` only: provider images retention removed (old ones, unconfigured ones,
+    /// leaked ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images_deleted: Option<u32>,
+    /// `cleanup` only: local builds retention removed, with their files and logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub builds_deleted: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,6 +152,12 @@ impl Summary {
                 }
                 if let Some(ips) = self.floating_ips_deleted.filter(|n| *n > 0) {
                     line.push_str(&format!(", unattached floating IPs deleted {ips}"));
+                }
+                if let Some(images) = self.images_deleted.filter(|n| *n > 0) {
+                    line.push_str(&format!(", images deleted {images}"));
+                }
+                if let Some(builds) = self.builds_deleted.filter(|n| *n > 0) {
+                    line.push_str(&format!(", local builds deleted {builds}"));
                 }
                 if t.deferred > 0 {
                     line.push_str(&format!(", deferred {}", t.deferred));
@@ -346,6 +359,8 @@ pub(super) fn rounds(
         seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         keypairs_deleted: None,
         floating_ips_deleted: None,
+        images_deleted: None,
+        builds_deleted: None,
     };
     // A token replaced during the run (the cloud refused the stored one) is kept too.
     connected.keep_sessions(ctx, &db);

@@ -2,5 +2,6 @@
 //! snapshots of servers prepared by a setup script (`snapshot`).
 
 pub mod build;
+pub mod retention;
 pub mod snapshot;
 pub mod upload;

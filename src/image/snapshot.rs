@@ -261,7 +261,7 @@ impl Snapshotter<'_> {
                     crate::clock::now(),
                 )?;
                 let current = self.row(row.id)?.unwrap_or_else(|| row.clone());
-                remove(self.conn, self.cloud, &current)
+                super::retention::remove_provider_image(self.conn, self.cloud, &current)
                     .with_context(|| format!("removing the failed snapshot {}", row.id))?;
                 Ok(Outcome::Failed(why))
             }
@@ -802,32 +802,6 @@ fn tail(text: &str, lines: usize) -> String {
         let _ = writeln!(out, "{line}");
     }
     out.trim_end().to_string()
-}
-
-/// Remove a provider image and everything it made: the row is marked `delete` first (so
-/// nothing launches from it), then its template server (while one is recorded and not yet
-/// deleted), its generated keypair and its cloud image are deleted, and the row goes. A
-/// delete the cloud refuses leaves the row in `delete` for the next attempt.
-pub fn remove(conn: &Connection, cloud: &dyn Cloud, row: &ProviderImage) -> Result<()> {
-    if row.state != ImageState::Delete {
-        images::transition_provider_image(
-            conn,
-            row.id,
-            row.state,
-            ImageState::Delete,
-            crate::clock::now(),
-        )?;
-    }
-    delete_template(cloud, row)?;
-    if let Some(image_id) = &row.external_id {
-        match cloud.delete_image(image_id) {
-            Err(error) if !error.is_not_found() => {
-                return Err(error).with_context(|| format!("deleting image {image_id}"))
-            }
-            _ => {}
-        }
-    }
-    images::remove_provider_image(conn, row.id)
 }
 
 /// Delete what a snapshot's template left: its server while the row says it is not yet

@@ -23,6 +23,7 @@ mod launches;
 mod leaks;
 mod nodes;
 pub mod policy;
+pub mod retention;
 pub mod step;
 
 use std::collections::{BTreeMap, HashMap};

@@ -15,6 +15,10 @@ pub const DELETE_RETRY_S: i64 = 60;
 /// being written by another process, must never cost a healthy node.
 pub const LEAK_GRACE_S: i64 = 300;
 
+/// Provider images beyond the current and the previous one are deleted once this old (2015's
+/// rule): a day's builds stay for an operator who wants to look at one.
+pub const IMAGE_RETENTION_S: i64 = 8 * 3600;
+
 /// A create whose answer was lost (no answer, a 5xx, an unreadable success) may still make a
 /// server: Nova can finish a request after the client gave up on it (60 s by default), and
 /// the server is listed as soon as it exists. A row waits this long for its server before it

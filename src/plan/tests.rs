@@ -237,6 +237,32 @@ fn srv(id: i64) -> String {
 
 /// A node of label `trusty` on p1 for target jenkins1, in `state` for a minute, with its
 /// server recorded.
+/// A ready provider image nodepool made: row `id` of image trusty on p1, version `id`, cloud
+/// image `snap-ID`, ready an hour ago.
+fn provider_image(id: i64) -> ProviderImage {
+    ProviderImage {
+        id,
+        provider: "p1".into(),
+        image: "trusty".into(),
+        hostname: None,
+        version: Some(id),
+        external_id: Some(format!("snap-{id}")),
+        server_external_id: None,
+        dib_image_id: None,
+        state: ImageState::Ready,
+        state_time: NOW - 3600 + id,
+        phase: None,
+        last_error: None,
+        phase_time: None,
+        ip: None,
+        username: None,
+        keypair_name: None,
+        log: None,
+        failed_launches: 0,
+        launched_ok: false,
+    }
+}
+
 fn node(id: i64, state: NodeState) -> Node {
     Node {
         id: NodeId(id),
@@ -729,25 +755,10 @@ fn snapshot_images_boot_from_the_newest_ready_one_the_cloud_still_has() {
         setup: "prepare_node.sh".into(),
     };
     let row = |id: i64, provider: &str, external: Option<&str>, state: ImageState| ProviderImage {
-        id,
         provider: provider.into(),
-        image: "trusty".into(),
-        hostname: None,
-        version: Some(id),
         external_id: external.map(Into::into),
-        server_external_id: None,
-        dib_image_id: None,
         state,
-        state_time: NOW - 3600 + id,
-        phase: None,
-        last_error: None,
-        phase_time: None,
-        ip: None,
-        username: None,
-        keypair_name: None,
-        log: None,
-        failed_launches: 0,
-        launched_ok: false,
+        ..provider_image(id)
     };
     world.observed.images = vec![
         row(1, "p1", Some("snap-1"), ImageState::Ready),
@@ -808,25 +819,10 @@ fn a_new_image_whose_first_launches_all_failed_is_rolled_back_from() {
         setup: "prepare_node.sh".into(),
     };
     let row = |id: i64, failed_launches: i64, launched_ok: bool| ProviderImage {
-        id,
-        provider: "p1".into(),
-        image: "trusty".into(),
-        hostname: None,
         version: Some(100 + id),
-        external_id: Some(format!("snap-{id}")),
-        server_external_id: None,
-        dib_image_id: None,
-        state: ImageState::Ready,
-        state_time: NOW - 3600 + id,
-        phase: None,
-        last_error: None,
-        phase_time: None,
-        ip: None,
-        username: None,
-        keypair_name: None,
-        log: None,
         failed_launches,
         launched_ok,
+        ..provider_image(id)
     };
     world.images_on(
         "p1",
@@ -1846,25 +1842,14 @@ fn servers_that_are_not_ours_or_belong_to_a_row_are_no_leak() {
         // The server an image snapshot is being taken from.
         .serve("p1", server("srv-template", 0));
     world.observed.images.push(ProviderImage {
-        id: 1,
-        provider: "p1".into(),
-        image: "trusty".into(),
         hostname: Some("trusty-1.template.openstack.org".into()),
-        version: Some(1),
         external_id: None,
         server_external_id: Some("srv-template".into()),
-        dib_image_id: None,
         state: ImageState::Building,
         state_time: NOW - 60,
         phase: Some("booting".into()),
-        last_error: None,
         phase_time: Some(NOW - 60),
-        ip: None,
-        username: None,
-        keypair_name: None,
-        log: None,
-        failed_launches: 0,
-        launched_ok: false,
+        ..provider_image(1)
     });
     // A node's recorded server is known whatever the node's state.
     world.add_live(node(5, NodeState::Used));
@@ -1888,25 +1873,14 @@ fn a_template_server_is_its_snapshot_rows_even_unrecorded_and_a_leak_without_one
         .serve("p1", template("srv-lost-answer", 1))
         .serve("p1", template("srv-orphan", 2));
     world.observed.images.push(ProviderImage {
-        id: 1,
-        provider: "p1".into(),
-        image: "trusty".into(),
         hostname: Some("trusty-1.template.openstack.org".into()),
-        version: Some(1),
         external_id: None,
         server_external_id: None,
-        dib_image_id: None,
         state: ImageState::Building,
         state_time: NOW - 60,
         phase: Some("creating".into()),
-        last_error: None,
         phase_time: Some(NOW - 60),
-        ip: None,
-        username: None,
-        keypair_name: None,
-        log: None,
-        failed_launches: 0,
-        launched_ok: false,
+        ..provider_image(1)
     });
     let plan = world.plan();
     let sighted: Vec<&str> = plan
@@ -2053,5 +2027,263 @@ fn every_action_says_why() {
     for action in &plan.actions {
         assert!(!action.reason.is_empty(), "{action:?}");
         assert!(action.to_string().contains(&action.reason));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Image retention (`retention.rs`).
+// ---------------------------------------------------------------------------------------------
+
+mod retention_rules {
+    use super::*;
+    use crate::model::image::DibImage;
+    use crate::model::ProviderName;
+    use crate::plan::retention::{self, Doomed};
+    use std::collections::BTreeSet;
+
+    const HOUR: i64 = 3600;
+
+    /// trusty made by snapshot on p1 (p2 keeps the cloud image).
+    fn config() -> Config {
+        let mut world = World::new();
+        world
+            .provider("p1")
+            .images
+            .get_mut("trusty")
+            .unwrap()
+            .source = ImageSource::Snapshot {
+            base_image: BASE_IMAGE.into(),
+            setup: "prepare_node.sh".into(),
+        };
+        world.config
+    }
+
+    fn aged(id: i64, hours: i64) -> ProviderImage {
+        ProviderImage {
+            state_time: NOW - hours * HOUR,
+            ..provider_image(id)
+        }
+    }
+
+    fn ids(doomed: &[Doomed]) -> Vec<i64> {
+        doomed.iter().map(|d| d.id).collect()
+    }
+
+    fn reachable(names: &[&str]) -> BTreeSet<ProviderName> {
+        names.iter().map(|n| (*n).into()).collect()
+    }
+
+    #[test]
+    fn the_current_and_the_previous_stay_and_older_ones_go_after_eight_hours() {
+        let config = config();
+        let images = [
+            aged(1, 30),
+            aged(2, 20),
+            aged(3, 7),
+            aged(4, 10),
+            aged(5, 9),
+        ];
+        let doomed = retention::provider_images(&config, &images, &[], &reachable(&["p1"]), NOW);
+        // 5 and 4 are kept (newest two); 3 is younger than 8 hours.
+        assert_eq!(ids(&doomed), [1, 2]);
+        assert!(doomed[0].why.contains("30 hours old"), "{}", doomed[0].why);
+        // An unreachable provider's images are not looked at.
+        assert!(
+            retention::provider_images(&config, &images, &[], &reachable(&["p2"]), NOW).is_empty()
+        );
+    }
+
+    #[test]
+    fn a_failed_image_is_neither_current_nor_previous() {
+        let config = config();
+        let failed = ProviderImage {
+            last_error: Some("rolled back".into()),
+            ..aged(3, 9)
+        };
+        let images = [aged(1, 30), aged(2, 20), failed];
+        // 2 and 1 are the current and the previous; the failed one goes once 8 hours old.
+        let doomed = retention::provider_images(&config, &images, &[], &reachable(&["p1"]), NOW);
+        assert_eq!(ids(&doomed), [3]);
+    }
+
+    #[test]
+    fn an_image_a_ready_or_held_node_was_booted_from_waits() {
+        let config = config();
+        let images = [
+            aged(1, 30),
+            aged(2, 20),
+            aged(3, 12),
+            aged(4, 10),
+            aged(5, 9),
+        ];
+        let booted = |id: i64, state: NodeState, image: &str| Node {
+            image_external_id: Some(image.into()),
+            ..node(id, state)
+        };
+        let nodes = [
+            booted(1, NodeState::Hold, "snap-1"),
+            booted(2, NodeState::Ready, "snap-2"),
+            // A used node is on its way out: it does not hold its image.
+            booted(3, NodeState::Used, "snap-3"),
+        ];
+        let doomed = retention::provider_images(&config, &images, &nodes, &reachable(&["p1"]), NOW);
+        assert_eq!(ids(&doomed), [3]);
+    }
+
+    #[test]
+    fn unconfigured_images_go_at_any_age_and_removals_are_finished() {
+        let mut config = config();
+        let gone = ProviderImage {
+            image: "precise-old".into(),
+            ..aged(1, 1)
+        };
+        let deleting = ProviderImage {
+            state: ImageState::Delete,
+            ..aged(2, 1)
+        };
+        let building = ProviderImage {
+            state: ImageState::Building,
+            ..aged(3, 40)
+        };
+        let images = [gone, deleting, building, aged(4, 1)];
+        let doomed = retention::provider_images(&config, &images, &[], &reachable(&["p1"]), NOW);
+        assert_eq!(ids(&doomed), [1, 2]);
+        assert!(doomed[0].why.contains("no longer configured"), "{doomed:?}");
+        // A provider image that became the cloud's own (base-image only): nodepool's go.
+        config
+            .providers
+            .get_mut("p1")
+            .unwrap()
+            .images
+            .get_mut("trusty")
+            .unwrap()
+            .source = ImageSource::Cloud {
+            base_image: BASE_IMAGE.into(),
+        };
+        let doomed = retention::provider_images(&config, &images, &[], &reachable(&["p1"]), NOW);
+        assert_eq!(ids(&doomed), [1, 2, 4]);
+    }
+
+    fn build(id: i64, image: &str) -> DibImage {
+        DibImage {
+            id,
+            image: image.into(),
+            filename: Some(format!("/images/{image}-{id}")),
+            version: id,
+            state: ImageState::Ready,
+            state_time: NOW - 40 * HOUR,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn local_builds_beyond_the_two_newest_go_once_no_upload_needs_them() {
+        let config = load_config(&format!(
+            "{CONFIG}diskimages:\n  - name: ubuntu\n    elements: [ubuntu]\n"
+        ));
+        let builds = [
+            build(1, "ubuntu"),
+            build(2, "ubuntu"),
+            build(3, "ubuntu"),
+            build(4, "ubuntu"),
+            build(5, "ubuntu"),
+            build(6, "retired"),
+            build(7, "retired"),
+        ];
+        let upload_of = |id: i64, build: i64, state: ImageState| ProviderImage {
+            dib_image_id: Some(build),
+            state,
+            ..provider_image(id)
+        };
+        let images = [
+            upload_of(1, 2, ImageState::Ready),
+            upload_of(2, 3, ImageState::Building),
+            // Being removed: it needs its build no longer.
+            upload_of(3, 1, ImageState::Delete),
+            upload_of(4, 7, ImageState::Ready),
+        ];
+        let doomed = retention::builds(&config, &images, &builds);
+        // 5 and 4 are the newest two; 2 and 3 have uploads; 7 has one though retired.
+        assert_eq!(ids(&doomed), [6, 1]);
+        assert!(doomed[0].why.contains("no longer configured"), "{doomed:?}");
+    }
+
+    fn listed(id: &str, properties: &[(&str, &str)]) -> crate::model::cloud::Image {
+        crate::model::cloud::Image {
+            id: id.into(),
+            name: format!("image-{id}"),
+            status: "active".into(),
+            properties: properties
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            size: None,
+            md5: None,
+            sha512: None,
+        }
+    }
+
+    #[test]
+    fn images_of_this_installation_without_a_row_are_sighted_then_deleted_past_the_grace() {
+        use crate::model::cloud::{image_meta, meta};
+        let ours = [(meta::INSTALLATION, INSTALLATION)];
+        let cloud = [
+            listed("leak", &ours),
+            listed("snap-1", &ours),
+            // A create answered, its id not yet written: the row names it.
+            listed(
+                "in-flight",
+                &[
+                    (meta::INSTALLATION, INSTALLATION),
+                    (image_meta::UPLOAD_ID, "2"),
+                ],
+            ),
+            listed("stranger", &[(meta::INSTALLATION, "install-b")]),
+            listed("base", &[]),
+        ];
+        let rows = [
+            provider_image(1),
+            ProviderImage {
+                external_id: None,
+                state: ImageState::Building,
+                ..provider_image(2)
+            },
+        ];
+        let none = BTreeMap::new();
+        let first = retention::image_leaks(INSTALLATION, &cloud, &rows, &none, NOW);
+        assert_eq!(first.sight, ["leak"]);
+        assert!(first.delete.is_empty() && first.forget.is_empty());
+        let seen = |first_seen: i64, last_seen: i64| {
+            BTreeMap::from([
+                (
+                    "leak".to_string(),
+                    Sighting {
+                        first_seen,
+                        last_seen,
+                    },
+                ),
+                (
+                    "gone".to_string(),
+                    Sighting {
+                        first_seen,
+                        last_seen,
+                    },
+                ),
+            ])
+        };
+        // Seen before, but not long enough ago: seen again.
+        let soon =
+            retention::image_leaks(INSTALLATION, &cloud, &rows, &seen(NOW - 60, NOW - 60), NOW);
+        assert_eq!(
+            (soon.sight, soon.delete),
+            (vec!["leak".to_string()], vec![])
+        );
+        assert_eq!(soon.forget, ["gone"]);
+        let late =
+            retention::image_leaks(INSTALLATION, &cloud, &rows, &seen(NOW - 600, NOW - 60), NOW);
+        assert_eq!(
+            (late.sight, late.delete),
+            (vec![], vec!["leak".to_string()])
+        );
     }
 }

@@ -305,6 +305,54 @@ pub fn provider_image_ready(
     })
 }
 
+/// Sightings of `provider`'s images that carry this installation's properties and no row,
+/// by image id.
+pub fn image_leaks(
+    conn: &Connection,
+    provider: &ProviderName,
+) -> Result<std::collections::BTreeMap<String, crate::model::pass::Sighting>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT image_id, first_seen, last_seen FROM image_leak WHERE provider_name = ?1",
+    )?;
+    let rows = stmt.query_map([provider.as_str()], |row| {
+        Ok((
+            row.get(0)?,
+            crate::model::pass::Sighting {
+                first_seen: row.get(1)?,
+                last_seen: row.get(2)?,
+            },
+        ))
+    })?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context("reading leaked images")
+}
+
+/// Another sighting of a leaked image (the first one records when it was first seen).
+pub fn sight_image_leak(
+    conn: &Connection,
+    provider: &ProviderName,
+    id: &str,
+    now: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO image_leak (provider_name, image_id, first_seen, last_seen) \
+         VALUES (?1, ?2, ?3, ?3) ON CONFLICT (provider_name, image_id) \
+         DO UPDATE SET last_seen = excluded.last_seen",
+        params![provider.as_str(), id, now],
+    )
+    .with_context(|| format!("recording leaked image {id}"))?;
+    Ok(())
+}
+
+pub fn forget_image_leak(conn: &Connection, provider: &ProviderName, id: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM image_leak WHERE provider_name = ?1 AND image_id = ?2",
+        params![provider.as_str(), id],
+    )
+    .with_context(|| format!("forgetting leaked image {id}"))?;
+    Ok(())
+}
+
 /// Compare-and-set for provider images, as `nodes::transition`.
 pub fn transition_provider_image(
     conn: &Connection,

@@ -195,6 +195,15 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE snapshot_image ADD COLUMN keypair_name TEXT;
     ALTER TABLE snapshot_image ADD COLUMN private_key TEXT;
     ALTER TABLE snapshot_image ADD COLUMN log TEXT;
+    -- Images carrying this installation's properties but no row (uploads or snapshots of a
+    -- killed run), deleted as leaked servers are: seen twice, past the grace period.
+    CREATE TABLE image_leak (
+        provider_name  TEXT NOT NULL,
+        image_id       TEXT NOT NULL,
+        first_seen     INTEGER NOT NULL,
+        last_seen      INTEGER NOT NULL,
+        PRIMARY KEY (provider_name, image_id)
+    );
     CREATE TABLE image_failure (
         provider_name  TEXT NOT NULL,
         image_name     TEXT NOT NULL,

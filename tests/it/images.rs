@@ -588,3 +588,90 @@ fn a_new_image_whose_first_launches_fail_is_rolled_back_from_and_rebuilt_by_miss
     assert!(out.contains("image-upload: p1: ubuntu-"), "{out}");
     assert_eq!(images().len(), 3);
 }
+
+#[test]
+fn cleanup_keeps_the_current_and_previous_images_and_removes_old_builds_and_leaked_uploads() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let b = Builds::on(&simulated(&sim), "ok", "");
+    for _ in 0..4 {
+        b.ok(&["image-update", "p1", "ubuntu"]);
+    }
+    let db = b.install.db();
+    let conn = db.conn();
+    let glance = || -> Vec<String> { sim.dump().images.into_iter().map(|i| i.id).collect() };
+    let rows = nodepool::state::images::list_provider_images(conn).unwrap();
+    assert_eq!(rows.len(), 4, "none is 8 hours old yet: {rows:?}");
+    assert_eq!(b.files("images").len(), 4, "every build has an upload");
+    // Nine hours later (the clock the rows are judged by is their state_time).
+    conn.execute_batch(
+        "UPDATE snapshot_image SET state_time = state_time - 9 * 3600; \
+         UPDATE dib_image SET state_time = state_time - 9 * 3600;",
+    )
+    .unwrap();
+    // An upload of this installation's that no row records (a run killed after its create).
+    let installation: String = conn
+        .query_row("SELECT id FROM installation", [], |r| r.get(0))
+        .unwrap();
+    let client = nodepool::cloud::openstack::OpenStack::connect(
+        &crate::support::simulator::client_settings(&sim, "p1"),
+        Default::default(),
+    )
+    .unwrap();
+    let properties = [("nodepool_installation".to_string(), installation)].into();
+    let leaked =
+        nodepool::cloud::Cloud::create_image(&client, "ubuntu-0", "qcow2", &properties).unwrap();
+
+    let out = stdout(&b.ok(&["--format", "json", "cleanup"]));
+    let summary: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["images_deleted"], 2, "{summary:#}");
+    assert_eq!(summary["builds_deleted"], 2, "{summary:#}");
+    let kept = nodepool::state::images::list_provider_images(conn).unwrap();
+    let kept_ids: Vec<i64> = kept.iter().map(|r| r.id).collect();
+    assert_eq!(kept_ids, [3, 4], "the current and the previous");
+    for row in &rows[..2] {
+        let id = row.external_id.as_ref().unwrap();
+        assert!(!glance().contains(id), "{id} is gone from Glance");
+    }
+    // Builds 1 and 2 went with their files and logs; 3 and 4 stay for their uploads.
+    assert_eq!(b.files("images").len(), 2, "{:?}", b.files("images"));
+    assert_eq!(b.files("logs").len(), 2, "{:?}", b.files("logs"));
+    // The leaked upload is seen first, and deleted by a later cleanup past the grace period.
+    assert!(glance().contains(&leaked));
+    conn.execute(
+        "UPDATE image_leak SET first_seen = first_seen - 600, last_seen = last_seen - 1",
+        [],
+    )
+    .unwrap();
+    let out = stdout(&b.ok(&["--format", "json", "cleanup"]));
+    let summary: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["images_deleted"], 1, "{summary:#}");
+    assert!(!glance().contains(&leaked), "the leaked upload is gone");
+    assert_eq!(
+        glance().len(),
+        2 + 2,
+        "two uploads kept, and the cloud's own two images"
+    );
+}
+
+#[test]
+fn a_new_upload_removes_images_older_than_the_previous_one_at_once() {
+    let sim = Simulator::start(Knobs::default()).unwrap();
+    let b = Builds::on(&simulated(&sim), "ok", "");
+    for _ in 0..3 {
+        b.ok(&["image-update", "p1", "ubuntu"]);
+    }
+    let db = b.install.db();
+    let conn = db.conn();
+    conn.execute(
+        "UPDATE snapshot_image SET state_time = state_time - 9 * 3600",
+        [],
+    )
+    .unwrap();
+    b.ok(&["image-update", "p1", "ubuntu"]);
+    let kept: Vec<i64> = nodepool::state::images::list_provider_images(conn)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(kept, [3, 4], "the new one and the previous");
+}
