@@ -1,5 +1,5 @@
-//! `nodepool status`: per label and provider, nodes by state against min-ready and
-//! max-servers.
+//! `nodepool status`: per label and provider, the image launches use, and nodes by state
+//! against min-ready and max-servers.
 
 use std::collections::BTreeMap;
 
@@ -8,13 +8,15 @@ use serde::Serialize;
 
 use super::Context;
 use crate::cli::Format;
+use crate::config::ImageSource;
 use crate::model::{LabelName, NodeState, ProviderName};
 use crate::output;
 use crate::state::nodes;
 
-const HEADERS: [&str; 12] = [
+const HEADERS: [&str; 13] = [
     "Label",
     "Provider",
+    "Image",
     "Ready",
     "Building",
     "Test",
@@ -53,6 +55,71 @@ struct Row {
     blocked_by_code: Option<&'static str>,
     /// When the last pass looked (RFC 3339).
     last_pass: Option<String>,
+    /// The image launches use: null when there is none (`blocked_by` says why).
+    image: Option<LaunchImage>,
+}
+
+/// What a label launches from on a provider.
+#[derive(Debug, Serialize)]
+struct LaunchImage {
+    /// The provider image's name.
+    name: String,
+    /// `cloud` (the cloud's own image, `base-image`), `snapshot` or `upload`.
+    kind: &'static str,
+    /// Of an image nodepool made: its version, row id and age; of a cloud image, none.
+    version: Option<i64>,
+    id: Option<i64>,
+    age_hours: Option<f64>,
+    /// The cloud's image id (nodepool's images), or the `base-image` (cloud images).
+    image_id: Option<String>,
+}
+
+impl LaunchImage {
+    fn cell(&self) -> String {
+        match (self.version, self.age_hours) {
+            (Some(version), Some(age)) => format!("{} v{version} ({age:.1} h)", self.name),
+            _ => format!(
+                "{} (cloud: {})",
+                self.name,
+                self.image_id.as_deref().unwrap_or("-")
+            ),
+        }
+    }
+}
+
+/// The image `label`'s launches on `provider` use, by the configuration and the database.
+fn launch_image(
+    ctx: &Context,
+    images: &[crate::model::image::ProviderImage],
+    label: &LabelName,
+    provider: &ProviderName,
+) -> Option<LaunchImage> {
+    let config = &ctx.config;
+    let name = &config.labels.get(label)?.image;
+    let wanted = config.providers.get(provider)?.images.get(name)?;
+    let kind = match &wanted.source {
+        ImageSource::Cloud { base_image } => {
+            return Some(LaunchImage {
+                name: name.to_string(),
+                kind: "cloud",
+                version: None,
+                id: None,
+                age_hours: None,
+                image_id: Some(base_image.clone()),
+            })
+        }
+        ImageSource::Snapshot { .. } => "snapshot",
+        ImageSource::DiskImage { .. } => "upload",
+    };
+    let row = crate::plan::launches_from(config, images, provider, name)?;
+    Some(LaunchImage {
+        name: name.to_string(),
+        kind,
+        version: row.version,
+        id: Some(row.id),
+        age_hours: Some(crate::clock::age_hours(ctx.now, row.state_time)),
+        image_id: row.external_id.clone(),
+    })
 }
 
 pub fn run(ctx: &Context) -> Result<()> {
@@ -102,6 +169,10 @@ pub fn run(ctx: &Context) -> Result<()> {
             row.last_pass = Some(crate::clock::rfc3339(allocation.time));
         }
     }
+    let images = crate::state::images::list_provider_images(db.conn())?;
+    for ((label, provider), row) in rows.iter_mut() {
+        row.image = launch_image(ctx, &images, label, provider);
+    }
     let rows: Vec<Row> = rows.into_values().collect();
     match ctx.format {
         Format::Json => output::json(&rows),
@@ -118,6 +189,9 @@ pub fn run(ctx: &Context) -> Result<()> {
                     vec![
                         label,
                         r.provider.clone(),
+                        r.image
+                            .as_ref()
+                            .map_or_else(|| "-".into(), LaunchImage::cell),
                         r.ready.to_string(),
                         r.building.to_string(),
                         r.test.to_string(),

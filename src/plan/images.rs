@@ -35,8 +35,8 @@ pub(super) fn ready_image(
         // that became ready after the listing was made (kept from an earlier round) is taken
         // on the row's word (nodepool saw it active). One being rolled back from is not.
         ImageSource::Snapshot { .. } | ImageSource::DiskImage { .. } => {
-            let failing = failing(config, observed, provider, image).map(|(bad, _)| bad.id);
-            ready_rows(observed, provider, image)
+            let failing = failing(config, &observed.images, provider, image).map(|(bad, _)| bad.id);
+            ready_rows(&observed.images, provider, image)
                 .filter(|row| Some(row.id) != failing)
                 .filter_map(|row| Some((row.external_id.as_deref()?, row.state_time)))
                 .rfind(|&(id, ready_at)| active(id) || ready_at > servers.images_listed_at)
@@ -58,7 +58,8 @@ pub(super) fn rollbacks(
             continue;
         };
         for image in provider.images.values() {
-            let Some((bad, previous)) = failing(config, observed, &provider.name, &image.name)
+            let Some((bad, previous)) =
+                failing(config, &observed.images, &provider.name, &image.name)
             else {
                 continue;
             };
@@ -79,14 +80,27 @@ pub(super) fn rollbacks(
     }
 }
 
+/// The image nodepool made that launches of `image` on `provider` use, as the database
+/// tells it (for `status`; a round also checks the cloud still lists it): the newest ready
+/// one that is not failed or being rolled back from.
+pub fn launches_from<'o>(
+    config: &Config,
+    images: &'o [ProviderImage],
+    provider: &'o ProviderName,
+    image: &'o ImageName,
+) -> Option<&'o ProviderImage> {
+    let failing = failing(config, images, provider, image).map(|(bad, _)| bad.id);
+    ready_rows(images, provider, image).rfind(|row| Some(row.id) != failing)
+}
+
 /// The ready images nodepool made of `image` on `provider` that are not marked failed,
 /// oldest first.
 fn ready_rows<'o>(
-    observed: &'o Observed,
+    images: &'o [ProviderImage],
     provider: &'o ProviderName,
     image: &'o ImageName,
 ) -> impl DoubleEndedIterator<Item = &'o ProviderImage> {
-    observed.images.iter().filter(move |row| {
+    images.iter().filter(move |row| {
         &row.provider == provider
             && &row.image == image
             && row.state == ImageState::Ready
@@ -99,12 +113,12 @@ fn ready_rows<'o>(
 /// launches fall back to (there must be one: a bad image is better than none).
 pub(super) fn failing<'o>(
     config: &Config,
-    observed: &'o Observed,
+    images: &'o [ProviderImage],
     provider: &'o ProviderName,
     image: &'o ImageName,
 ) -> Option<(&'o ProviderImage, &'o ProviderImage)> {
     let limit = i64::from(config.providers.get(provider)?.rollback_after);
-    let mut newest_first = ready_rows(observed, provider, image).rev();
+    let mut newest_first = ready_rows(images, provider, image).rev();
     let newest = newest_first.next()?;
     let previous = newest_first.next()?;
     (newest.failed_launches >= limit && !newest.launched_ok).then_some((newest, previous))

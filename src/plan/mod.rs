@@ -28,6 +28,7 @@ pub mod step;
 
 use std::collections::{BTreeMap, HashMap};
 
+pub use images::launches_from;
 pub use input::{CloudView, Observed};
 pub use step::{Action, CloudStep, LocalStep, SshStep, Step};
 

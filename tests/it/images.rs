@@ -578,6 +578,9 @@ fn a_new_image_whose_first_launches_fail_is_rolled_back_from_and_rebuilt_by_miss
         booted.iter().all(|id| *id == good),
         "{booted:?} (bad: {bad})"
     );
+    let status: Value =
+        serde_json::from_str(&stdout(&b.ok(&["--format", "json", "status"]))).unwrap();
+    assert_eq!(status[0]["image"]["image_id"], good.as_str(), "{status:#}");
     assert_eq!(
         sim.calls().route("POST /compute/servers"),
         5,

@@ -144,7 +144,19 @@ fn image_update_snapshots_a_setup_image_and_reconcile_launches_from_it() {
         .filter(|s| s.metadata.contains_key("nodepool_node_id"))
         .map(|s| s.image_id)
         .collect();
-    assert_eq!(booted, [snapshot_id]);
+    assert_eq!(booted, std::slice::from_ref(&snapshot_id));
+    // status says which image the label launches from.
+    let status: Value = serde_json::from_str(&pool.ok(&["--format", "json", "status"])).unwrap();
+    let from = &status[0]["image"];
+    assert_eq!(from["kind"], "snapshot", "{status:#}");
+    assert_eq!(from["version"], image["version"], "{status:#}");
+    assert_eq!(from["image_id"], snapshot_id.as_str(), "{status:#}");
+    let table = pool.ok(&["status"]);
+    let version = image["version"].as_i64().unwrap();
+    assert!(
+        table.contains(&format!("ubuntu v{version} (0.0 h)")),
+        "{table}"
+    );
 }
 
 #[test]
