@@ -7,7 +7,12 @@
 //! Points: after-intent, after-create, after-record, after-floating-ip-allocate (allocated
 //! and recorded, not attached), after-floating-ip, after-keyscan,
 //! mid-ssh (the set is bootstrapped, not yet marked ready), after-delete-call,
-//! after-leak-delete.
+//! after-leak-delete. Image points (`IMAGE_POINTS`, reached by `image-update`): build-running
+//! (the builder started and recorded), upload-after-create (the Glance image made, its id not
+//! recorded), upload-streaming (half the file sent), snapshot-before-create (the template's
+//! create about to go), snapshot-after-create (made, its id not recorded),
+//! snapshot-after-login, snapshot-setup-started, snapshot-after-create-image (the snapshot
+//! asked for, its id not recorded).
 
 #[cfg(feature = "failpoints")]
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -27,6 +32,18 @@ pub const POINTS: &[&str] = &[
     "mid-ssh",
     "after-delete-call",
     "after-leak-delete",
+];
+
+/// The points of the image work, for the tests of `image-update` killed there.
+pub const IMAGE_POINTS: &[&str] = &[
+    "build-running",
+    "upload-after-create",
+    "upload-streaming",
+    "snapshot-before-create",
+    "snapshot-after-create",
+    "snapshot-after-login",
+    "snapshot-setup-started",
+    "snapshot-after-create-image",
 ];
 
 /// Die here if the environment names this point (a no-op without the `failpoints` feature).

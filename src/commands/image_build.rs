@@ -100,6 +100,11 @@ fn build_one(
         &log,
         image.build_timeout,
         crate::interrupt::requested,
+        |pid| {
+            images::record_builder(conn, id, pid)?;
+            crate::failpoint::hit("build-running");
+            Ok(())
+        },
     );
     let outcome = match ran {
         Ok(Ok(())) => build::check_outputs(&base, &types).map_err(|e| format!("{e:#}")),
@@ -166,6 +171,13 @@ fn tidy(ctx: &Context, db: &Db) -> Result<()> {
         };
         let gone = match stale.state {
             ImageState::Building => {
+                if let (Some(pid), Some(image)) =
+                    (stale.builder_pid, ctx.config.diskimages.get(&stale.image))
+                {
+                    let types = build::image_types(&ctx.config, image);
+                    let program = build::command(&ctx.config, image, &base, &types).program;
+                    build::stop_orphan(pid, &program);
+                }
                 build::remove_outputs(&base)?;
                 Some("an interrupted build")
             }

@@ -282,11 +282,15 @@ fn upload_one(
             return Err(error).context("creating the Glance image");
         }
     };
+    crate::failpoint::hit("upload-after-create");
     images::record_external_id(conn, id, &image_id)?;
     let started = Instant::now();
     let until = Instant::now() + ACTIVE_WAIT;
     let mut meter = Meter::new(bars, provider, &image_name, started);
     let outcome = upload::upload_and_verify(cloud, &image_id, &job.file, until, |read, total| {
+        if read * 2 >= total {
+            crate::failpoint::hit("upload-streaming");
+        }
         meter.update(read, total)
     });
     drop(meter);

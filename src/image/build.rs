@@ -105,13 +105,14 @@ pub enum Stopped {
     Interrupted,
 }
 
-/// Run `build` with its output into `log`, in a process group of its own; the whole group is
-/// killed after `timeout` or when `interrupted()` says so.
+/// Run `build` with its output into `log`, in a process group of its own (`started` gets its
+/// id, to record); the whole group is killed after `timeout` or when `interrupted()` says so.
 pub fn run(
     build: &BuildCommand,
     log: &Path,
     timeout: Duration,
     interrupted: impl Fn() -> bool,
+    started_as: impl FnOnce(u32) -> Result<()>,
 ) -> Result<Result<(), Stopped>> {
     let mut file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     {
@@ -136,6 +137,10 @@ pub fn run(
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting the builder `{}`", build.program))?;
+    if let Err(error) = started_as(child.id()) {
+        kill_group(&mut child);
+        return Err(error);
+    }
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
@@ -158,6 +163,37 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Stop what is left of a builder a killed run started (process group `pgid`, of `program`):
+/// its group is signalled unless `pgid` is now another program's (a reused pid).
+pub fn stop_orphan(pgid: u32, program: &str) {
+    let leader = std::fs::read(format!("/proc/{pgid}/cmdline")).ok();
+    let name = Path::new(program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(program);
+    if let Some(cmdline) = leader {
+        if !String::from_utf8_lossy(&cmdline).contains(name) {
+            return; // the id was reused: not ours
+        }
+    }
+    // With the leader gone no new group can take its id, so what answers is its children.
+    let signal = |name: &str| {
+        Command::new("kill")
+            .args([name, "--", &format!("-{pgid}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !signal("-0") {
+        return; // nothing left
+    }
+    log::warn!("stopping the builder a killed run left running (process group {pgid})");
+    signal("-TERM");
+    std::thread::sleep(Duration::from_secs(1));
+    signal("-KILL");
 }
 
 /// TERM, then after a few seconds KILL, to every process of the builder's group: its

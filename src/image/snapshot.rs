@@ -330,10 +330,10 @@ impl Snapshotter<'_> {
             metadata,
             config_drive: self.image.config_drive,
         };
+        crate::failpoint::hit("snapshot-before-create");
         if !self.to_phase(row, Phase::Creating)? {
             return Ok(Step::Wait("its row changed".into()));
         }
-        crate::failpoint::hit("snapshot-before-create");
         let server_id = match self.cloud.create_server(&request) {
             Ok(id) => id,
             // Never sent (the run's time was up): the next step sends it.

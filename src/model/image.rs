@@ -95,4 +95,6 @@ pub struct DibImage {
     pub state: ImageState,
     pub state_time: i64,
     pub last_error: Option<String>,
+    /// The builder's process group while it builds.
+    pub builder_pid: Option<u32>,
 }

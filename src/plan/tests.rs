@@ -709,6 +709,7 @@ fn status_tells_why_a_diskimage_has_no_ready_image() {
         state,
         state_time: NOW - 60,
         last_error: None,
+        builder_pid: None,
     };
     world.observed.builds = vec![build(ImageState::Ready)];
     assert_eq!(
@@ -2173,6 +2174,7 @@ mod retention_rules {
             state: ImageState::Ready,
             state_time: NOW - 40 * HOUR,
             last_error: None,
+            builder_pid: None,
         }
     }
 

@@ -44,7 +44,7 @@ pub fn list_provider_images(conn: &Connection) -> Result<Vec<ProviderImage>> {
 
 pub fn list_dib_images(conn: &Connection) -> Result<Vec<DibImage>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, image_name, filename, version, state, state_time, last_error \
+        "SELECT id, image_name, filename, version, state, state_time, last_error, builder_pid \
          FROM dib_image ORDER BY id",
     )?;
     let rows = stmt.query_map([], |row| {
@@ -56,6 +56,7 @@ pub fn list_dib_images(conn: &Connection) -> Result<Vec<DibImage>> {
             state: row.get(4)?,
             state_time: row.get(5)?,
             last_error: row.get(6)?,
+            builder_pid: row.get(7)?,
         })
     })?;
     rows.collect::<rusqlite::Result<_>>()
@@ -378,6 +379,16 @@ fn transition(
         params![to, now, id, from],
     )?;
     Ok(changed == 1)
+}
+
+/// A build's builder started as process group `pid`.
+pub fn record_builder(conn: &Connection, id: i64, pid: u32) -> Result<()> {
+    conn.execute(
+        "UPDATE dib_image SET builder_pid = ?1 WHERE id = ?2",
+        params![pid, id],
+    )
+    .with_context(|| format!("recording the builder of disk image {id}"))?;
+    Ok(())
 }
 
 /// An upload's intent, before its image is created: the build it is of.

@@ -186,6 +186,8 @@ pub const MIGRATIONS: &[&str] = &[
     // Launches from each image: failed ones in a row, and whether one ever became ready, so a
     // bad new image is rolled back from (its `last_error` says why).
     r#"
+    -- A build's builder process (group), so one a killed run left running is stopped.
+    ALTER TABLE dib_image ADD COLUMN builder_pid INTEGER;
     ALTER TABLE snapshot_image ADD COLUMN failed_launches INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE snapshot_image ADD COLUMN launched_ok INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE snapshot_image ADD COLUMN phase_time INTEGER;

@@ -15,7 +15,8 @@ use crate::support::{status, stderr, stdout, Install};
 
 /// The builder stand-in: records its arguments and environment, then does what
 /// `FAKE_DIB_MODE` (a diskimage env-var) says: `ok` writes `<base>.qcow2` with qemu-img,
-/// `fail` leaves a partial file and exits 3, `hang` starts a child and both sleep.
+/// `fail` leaves a partial file and exits 3, `slow` writes it after 1 s, `hang` starts a child
+/// and both sleep.
 const FAKE_DIB: &str = r#"#!/bin/sh
 set -eu
 out=""
@@ -38,6 +39,10 @@ case "$FAKE_DIB_MODE" in
         echo "fake-dib: element vm failed" >&2
         exit 3
         ;;
+    slow)
+        sleep 1
+        qemu-img create -q -f qcow2 "$out.qcow2" 16M
+        ;;
     hang)
         sleep 600 &
         echo $! > "$here/child"
@@ -46,8 +51,8 @@ case "$FAKE_DIB_MODE" in
 esac
 "#;
 
-struct Builds {
-    install: Install,
+pub(crate) struct Builds {
+    pub(crate) install: Install,
     /// Where the stand-in writes what it was given.
     bin: PathBuf,
 }
@@ -58,7 +63,7 @@ impl Builds {
     }
 
     /// With `credentials` (indented provider keys) for provider p1.
-    fn on(credentials: &str, mode: &str, extra: &str) -> Builds {
+    pub(crate) fn on(credentials: &str, mode: &str, extra: &str) -> Builds {
         let install = Install::with_config("");
         let root = install.dir.path();
         let bin = root.join("bin");
@@ -112,7 +117,7 @@ targets:
         out
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.install.dir.path()
     }
 
@@ -125,7 +130,7 @@ targets:
             .clone()
     }
 
-    fn files(&self, dir: &str) -> Vec<String> {
+    pub(crate) fn files(&self, dir: &str) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(self.root().join(dir))
             .map(|entries| {
                 entries
@@ -272,7 +277,7 @@ fn building_an_unknown_diskimage_names_the_known_ones() {
     );
 }
 
-fn simulated(sim: &Simulator) -> String {
+pub(crate) fn simulated(sim: &Simulator) -> String {
     format!(
         "    auth-url: {}\n    username: demo\n    password: secret\n    project-id: demo\n",
         sim.auth_url_v3()

@@ -13,6 +13,7 @@ mod cli;
 mod cloud_client;
 mod config_validate;
 mod crash;
+mod image_crash;
 mod images;
 mod listing;
 mod node_ssh;

@@ -30,7 +30,7 @@ if [ -e "$r/SETUP_FAIL" ]; then
 fi
 "#;
 
-fn snapshot_pool(min_ready: i64) -> Pool {
+pub(crate) fn snapshot_pool(min_ready: i64) -> Pool {
     let mut options = Options {
         sshd: true,
         image_extra: "        setup: prepare.sh\n".into(),
@@ -54,14 +54,14 @@ fn image_list(pool: &Pool) -> Vec<Value> {
 }
 
 /// The simulator's snapshots that carry nodepool's properties.
-fn our_snapshots(dump: &Dump) -> Vec<&nodepool_simulator::DumpImage> {
+pub(crate) fn our_snapshots(dump: &Dump) -> Vec<&nodepool_simulator::DumpImage> {
     dump.images
         .iter()
         .filter(|i| i.properties.contains_key("nodepool_snapshot_image_id"))
         .collect()
 }
 
-fn templates(dump: &Dump) -> usize {
+pub(crate) fn templates(dump: &Dump) -> usize {
     dump.servers
         .iter()
         .filter(|s| s.metadata.contains_key("nodepool_snapshot_image_id"))
