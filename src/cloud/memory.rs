@@ -524,7 +524,12 @@ impl Cloud for MemoryCloud {
         Ok(state.new_image(name, "queued", properties))
     }
 
-    fn upload_image(&self, id: &str, data: &mut dyn std::io::Read) -> CloudResult<()> {
+    fn upload_image(
+        &self,
+        id: &str,
+        data: &mut dyn std::io::Read,
+        _length: u64,
+    ) -> CloudResult<()> {
         let route = "PUT image /v2/images/{id}/file";
         let (mut state, _) = self.enter(Op::UploadImage)?;
         let Some(image) = state.images.iter_mut().find(|i| i.id == id) else {
@@ -847,16 +852,16 @@ mod tests {
         let cloud = MemoryCloud::new();
         let properties = [("nodepool_build_id".into(), "3".into())].into();
         let id = cloud.create_image("ubuntu", "qcow2", &properties).unwrap();
-        cloud.upload_image(&id, &mut &b"hello"[..]).unwrap();
+        cloud.upload_image(&id, &mut &b"hello"[..], 5).unwrap();
         let image = cloud.get_image(&id).unwrap().unwrap();
         assert_eq!((image.status.as_str(), image.size), ("active", Some(5)));
         assert_eq!(image.properties, properties);
         let md5_of_hello = "5d41402abc4b2a76b9719d911017c592";
         assert_eq!(cloud.checksum(&id).as_deref(), Some(md5_of_hello));
         assert_eq!(image.md5.as_deref(), Some(md5_of_hello));
-        let again = cloud.upload_image(&id, &mut &b"hello"[..]).unwrap_err();
+        let again = cloud.upload_image(&id, &mut &b"hello"[..], 5).unwrap_err();
         assert_eq!(again.kind, ErrorKind::Api { status: 409 });
-        let missing = cloud.upload_image("image-9", &mut &b"hello"[..]);
+        let missing = cloud.upload_image("image-9", &mut &b"hello"[..], 5);
         assert!(missing.unwrap_err().is_not_found());
     }
 

@@ -203,8 +203,8 @@ pub trait Cloud: Send + Sync {
         disk_format: &str,
         properties: &BTreeMap<String, String>,
     ) -> CloudResult<String>;
-    /// Stream `data` into the image; it is never held in memory whole.
-    fn upload_image(&self, id: &str, data: &mut dyn std::io::Read) -> CloudResult<()>;
+    /// Stream `length` bytes of `data` into the image; it is never held in memory whole.
+    fn upload_image(&self, id: &str, data: &mut dyn std::io::Read, length: u64) -> CloudResult<()>;
     fn delete_image(&self, id: &str) -> CloudResult<()>;
     fn list_networks(&self) -> CloudResult<Vec<Network>>;
     fn list_floating_ips(&self) -> CloudResult<Vec<FloatingIp>>;

@@ -104,7 +104,7 @@ pub fn upload_and_verify(
     let total = opened.metadata().map(|m| m.len()).unwrap_or(0);
     let mut reader = Hashing::new(opened, total, progress);
     cloud
-        .upload_image(image_id, &mut reader)
+        .upload_image(image_id, &mut reader, total)
         .with_context(|| format!("uploading {} to image {image_id}", file.display()))?;
     let (bytes, md5, sha512) = reader.finish();
     let sent = Sent { bytes, md5, sha512 };

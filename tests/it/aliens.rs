@@ -153,7 +153,7 @@ fn upload(cloud: &OpenStack, name: &str, properties: &[(&str, &str)]) -> String 
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let id = cloud.create_image(name, "qcow2", &properties).unwrap();
-    cloud.upload_image(&id, &mut &b"disk"[..]).unwrap();
+    cloud.upload_image(&id, &mut &b"disk"[..], 4).unwrap();
     id
 }
 

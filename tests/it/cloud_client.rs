@@ -295,7 +295,11 @@ fn images_are_created_uploaded_as_a_stream_and_deleted() {
         .create_image("devstack-1", "qcow2", &properties)
         .unwrap();
     cloud
-        .upload_image(&id, &mut std::fs::File::open(file.path()).unwrap())
+        .upload_image(
+            &id,
+            &mut std::fs::File::open(file.path()).unwrap(),
+            std::fs::metadata(file.path()).unwrap().len(),
+        )
         .unwrap();
     let image = cloud.get_image(&id).unwrap().expect("image");
     assert_eq!(

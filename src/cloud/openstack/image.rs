@@ -91,13 +91,18 @@ pub(super) fn create_image(
         .ok_or_else(|| os.malformed(route, "no image id"))
 }
 
-pub(super) fn upload_image(os: &OpenStack, id: &str, data: &mut dyn Read) -> CloudResult<()> {
+pub(super) fn upload_image(
+    os: &OpenStack,
+    id: &str,
+    data: &mut dyn Read,
+    length: u64,
+) -> CloudResult<()> {
     let route = "PUT image /v2/images/{id}/file";
     os.call(
         "PUT",
         &format!("{}/images/{id}/file", os.endpoints.image),
         route,
-        Body::Stream(data),
+        Body::Stream(data, length),
     )?;
     Ok(())
 }

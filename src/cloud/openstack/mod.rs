@@ -340,8 +340,8 @@ impl crate::cloud::Cloud for OpenStack {
     ) -> CloudResult<String> {
         image::create_image(self, name, disk_format, properties)
     }
-    fn upload_image(&self, id: &str, data: &mut dyn std::io::Read) -> CloudResult<()> {
-        image::upload_image(self, id, data)
+    fn upload_image(&self, id: &str, data: &mut dyn std::io::Read, length: u64) -> CloudResult<()> {
+        image::upload_image(self, id, data, length)
     }
     fn delete_image(&self, id: &str) -> CloudResult<()> {
         image::delete_image(self, id)
