@@ -402,6 +402,22 @@ fn a_listing_timeout_of_zero_is_refused() {
 }
 
 #[test]
+fn a_rollback_after_of_zero_is_refused() {
+    assert_one_problem(
+        r#"
+        providers:
+          - name: mycloud
+            cloud: mycloud
+            max-servers: 1
+            rollback-after: 0          # line 5
+        "#,
+        5,
+        "providers[0].rollback-after",
+        &["must be 1 or more", "found 0"],
+    );
+}
+
+#[test]
 fn a_max_concurrency_of_zero_is_refused() {
     assert_one_problem(
         r#"
