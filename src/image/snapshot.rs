@@ -278,6 +278,13 @@ impl Snapshotter<'_> {
         )
     }
 
+    /// Record a step and log what it did.
+    fn record(&self, row: &ProviderImage, step: SnapshotStep<'_>, line: &str) -> Result<()> {
+        self.progress(row, &step)?;
+        self.log_of(row, line);
+        Ok(())
+    }
+
     fn to_phase(&self, row: &ProviderImage, phase: Phase) -> Result<bool> {
         self.progress(
             row,
@@ -348,18 +355,15 @@ impl Snapshotter<'_> {
             Err(error) => return Ok(Step::Wait(format!("the create's answer was lost: {error}"))),
         };
         crate::failpoint::hit("snapshot-after-create");
-        self.progress(
+        self.record(
             row,
-            &SnapshotStep {
+            SnapshotStep {
                 phase: Some(Phase::Booting.as_str()),
                 server_external_id: Some(&server_id),
                 ..SnapshotStep::default()
             },
-        )?;
-        self.log_of(
-            row,
             &format!("template server {server_id} created from {}", base.id),
-        );
+        )?;
         Ok(Step::Wait("the template server boots".into()))
     }
 
@@ -417,15 +421,15 @@ impl Snapshotter<'_> {
                 && s.metadata.get(meta::SNAPSHOT_IMAGE_ID) == Some(id.as_str())
         });
         if let Some(server) = found {
-            self.progress(
+            self.record(
                 row,
-                &SnapshotStep {
+                SnapshotStep {
                     phase: Some(Phase::Booting.as_str()),
                     server_external_id: Some(&server.id),
                     ..SnapshotStep::default()
                 },
+                &format!("template server {} adopted", server.id),
             )?;
-            self.log_of(row, &format!("template server {} adopted", server.id));
             return Ok(Step::Wait("the template server boots".into()));
         }
         if in_phase < LOST_CALL_GRACE_S {
@@ -466,18 +470,15 @@ impl Snapshotter<'_> {
                     }
                     return Ok(Step::Wait("the template server has no address yet".into()));
                 };
-                self.progress(
+                self.record(
                     row,
-                    &SnapshotStep {
+                    SnapshotStep {
                         phase: Some(Phase::Ssh.as_str()),
                         ip: Some(&ip),
                         ..SnapshotStep::default()
                     },
-                )?;
-                self.log_of(
-                    row,
                     &format!("template server {server_id} is ACTIVE at {ip}"),
-                );
+                )?;
                 Ok(Step::Wait("waiting for SSH".into()))
             }
             _ if in_phase > limit => {
@@ -559,16 +560,16 @@ impl Snapshotter<'_> {
             return Ok(Step::Wait("waiting for a login".into()));
         };
         crate::failpoint::hit("snapshot-after-login");
-        self.progress(
+        self.record(
             row,
-            &SnapshotStep {
+            SnapshotStep {
                 phase: Some(Phase::Reachable.as_str()),
                 host_keys: Some(&keys),
                 username: Some("root"),
                 ..SnapshotStep::default()
             },
+            &format!("logged in to {ip} as {user}"),
         )?;
-        self.log_of(row, &format!("logged in to {ip} as {user}"));
         Ok(Step::Wait("the setup script is started".into()))
     }
 
@@ -675,18 +676,15 @@ impl Snapshotter<'_> {
             }
         };
         crate::failpoint::hit("snapshot-after-create-image");
-        self.progress(
+        self.record(
             row,
-            &SnapshotStep {
+            SnapshotStep {
                 phase: Some(Phase::Saving.as_str()),
                 external_id: Some(&image_id),
                 ..SnapshotStep::default()
             },
-        )?;
-        self.log_of(
-            row,
             &format!("snapshot {image_id} of template server {server_id} started"),
-        );
+        )?;
         Ok(Step::Wait("Glance saves the snapshot".into()))
     }
 

@@ -130,6 +130,19 @@ impl World {
         self.config.providers.get_mut(name).expect("provider")
     }
 
+    /// p1's image trusty is made by snapshot (a setup script) instead of being the cloud's.
+    fn snapshot_trusty_on_p1(&mut self) -> &mut Self {
+        self.provider("p1")
+            .images
+            .get_mut("trusty")
+            .expect("image")
+            .source = ImageSource::Snapshot {
+            base_image: BASE_IMAGE.into(),
+            setup: "prepare_node.sh".into(),
+        };
+        self
+    }
+
     fn add(&mut self, node: Node) -> &mut Self {
         self.observed.nodes.push(node);
         self
@@ -746,15 +759,7 @@ fn a_cloud_image_is_found_by_id_as_well_as_by_name() {
 fn snapshot_images_boot_from_the_newest_ready_one_the_cloud_still_has() {
     let mut world = World::new();
     world.min_ready("precise", 1);
-    world
-        .provider("p1")
-        .images
-        .get_mut("trusty")
-        .unwrap()
-        .source = ImageSource::Snapshot {
-        base_image: BASE_IMAGE.into(),
-        setup: "prepare_node.sh".into(),
-    };
+    world.snapshot_trusty_on_p1();
     let row = |id: i64, provider: &str, external: Option<&str>, state: ImageState| ProviderImage {
         provider: provider.into(),
         external_id: external.map(Into::into),
@@ -810,15 +815,7 @@ fn snapshot_images_boot_from_the_newest_ready_one_the_cloud_still_has() {
 fn a_new_image_whose_first_launches_all_failed_is_rolled_back_from() {
     let mut world = World::new();
     world.min_ready("precise", 1);
-    world
-        .provider("p1")
-        .images
-        .get_mut("trusty")
-        .unwrap()
-        .source = ImageSource::Snapshot {
-        base_image: BASE_IMAGE.into(),
-        setup: "prepare_node.sh".into(),
-    };
+    world.snapshot_trusty_on_p1();
     let row = |id: i64, failed_launches: i64, launched_ok: bool| ProviderImage {
         version: Some(100 + id),
         failed_launches,
@@ -2047,15 +2044,7 @@ mod retention_rules {
     /// trusty made by snapshot on p1 (p2 keeps the cloud image).
     fn config() -> Config {
         let mut world = World::new();
-        world
-            .provider("p1")
-            .images
-            .get_mut("trusty")
-            .unwrap()
-            .source = ImageSource::Snapshot {
-            base_image: BASE_IMAGE.into(),
-            setup: "prepare_node.sh".into(),
-        };
+        world.snapshot_trusty_on_p1();
         world.config
     }
 
