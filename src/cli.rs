@@ -79,7 +79,7 @@ pub enum Command {
     Cleanup(LockArgs),
     /// Log into every ready node over SSH and delete the ones that fail
     Check(LockArgs),
-    /// Take ready nodes of a label for a CI job (they become used)
+    /// Take ready nodes of a label for a CI job (they become used); prints them as JSON
     Acquire(AcquireArgs),
     /// Give back an acquired node; nodes are single use, so it is deleted
     Release(IdArg),
@@ -194,6 +194,10 @@ pub struct AcquireArgs {
     /// Who holds the nodes (recorded with them; default: $USER)
     #[arg(long)]
     pub owner: Option<String>,
+    /// When fewer are ready, ask reconcile for them (demand above min-ready) and wait up to
+    /// SECONDS; exit 124 if they are not ready by then
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
 }
 
 #[cfg(test)]

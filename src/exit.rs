@@ -10,7 +10,7 @@ pub enum Exit {
     /// its job: the failures are in its summary and are retried by the next pass.
     Ok = 0,
     /// The command could not do its job: database unusable, every provider unreachable, a
-    /// foreground action that failed, an unknown node id, a command not implemented yet.
+    /// foreground action that failed, an unknown node id.
     Failure = 1,
     /// The command line was wrong (clap prints the usage).
     Usage = 2,
@@ -20,13 +20,16 @@ pub enum Exit {
     Unavailable = 69,
     /// Another run holds the lock (EX_TEMPFAIL); timers set `SuccessExitStatus=75`.
     Locked = 75,
+    /// `acquire --wait`: the nodes were not ready in time (the request was withdrawn); 124
+    /// as timeout(1) says it.
+    TimedOut = 124,
     /// The configuration is invalid (EX_CONFIG); every problem was printed.
     ConfigInvalid = 78,
 }
 
 impl Exit {
     /// Every status with a one-line meaning, for `--help`, the README and the man page.
-    pub const CATALOGUE: [(Exit, &'static str); 6] = [
+    pub const CATALOGUE: [(Exit, &'static str); 7] = [
         (Exit::Ok, "the command did its job"),
         (Exit::Failure, "the command could not do its job"),
         (Exit::Usage, "usage error on the command line"),
@@ -35,6 +38,10 @@ impl Exit {
             "the command did its job, but some provider could not be reached",
         ),
         (Exit::Locked, "another run holds the lock"),
+        (
+            Exit::TimedOut,
+            "acquire --wait: the nodes were not ready in time",
+        ),
         (Exit::ConfigInvalid, "the configuration is invalid"),
     ];
 
@@ -49,6 +56,9 @@ impl Exit {
             }
             if cause.is::<Unreachable>() {
                 return Exit::Unavailable;
+            }
+            if cause.is::<TimedOut>() {
+                return Exit::TimedOut;
             }
         }
         Exit::Failure
@@ -116,17 +126,17 @@ pub fn named(provider: &str, error: &str) -> String {
     }
 }
 
-/// Raised by commands whose capability arrives in a later release; never a fake success.
+/// `acquire --wait` ran out of time: what it waited for.
 #[derive(Debug)]
-pub struct NotImplemented(pub &'static str);
+pub struct TimedOut(pub String);
 
-impl fmt::Display for NotImplemented {
+impl fmt::Display for TimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "not implemented yet: {}", self.0)
+        f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for NotImplemented {}
+impl std::error::Error for TimedOut {}
 
 /// Print an error on stderr: configuration problems one per line, anything else on one line
 /// (`{:#}` joins the context chain) so journald keeps it whole.

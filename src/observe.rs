@@ -25,6 +25,7 @@ pub fn database(conn: &Connection, now: i64) -> Result<Observed> {
         builds: images::list_dib_images(conn)?,
         build_failures: images::build_failures(conn)?,
         image_failures: images::image_failures(conn)?,
+        requests: crate::state::requests::all(conn)?,
         cooldowns: pass::cooldowns(conn)?,
         allocations: pass::allocations(conn)?,
         leaks: pass::leaks(conn)?,

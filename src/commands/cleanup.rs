@@ -81,6 +81,10 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
     }
     summary.keypairs_deleted = Some(deleted);
     summary.floating_ips_deleted = Some(floating_ips);
+    let expired = crate::state::requests::forget_expired(db.conn(), ctx.now)?;
+    if expired > 0 {
+        log::info!("dropped {expired} node requests whose acquire --wait is over");
+    }
     let (images, builds) = images(ctx, &db, &connected.clouds, &installation)?;
     summary.images_deleted = Some(images.lines.len() as u32);
     summary.builds_deleted = builds.as_ref().map(|b| b.lines.len() as u32);

@@ -1,5 +1,6 @@
 //! One file per subcommand; this module only loads what they share and dispatches.
 
+mod acquire;
 mod alien_image_list;
 mod alien_list;
 mod check;
@@ -16,6 +17,7 @@ mod image_update;
 mod image_upload;
 mod list;
 mod reconcile;
+mod release;
 mod status;
 
 use anyhow::Result;
@@ -26,7 +28,7 @@ use crate::cloud::openstack::http::CallCounter;
 use crate::cloud::openstack::OpenStack;
 use crate::cloud::StoredSession;
 use crate::config::{self, Config};
-use crate::exit::{NotImplemented, Unreachable};
+use crate::exit::Unreachable;
 use crate::model::ProviderName;
 use crate::state::Db;
 use std::collections::BTreeMap;
@@ -100,8 +102,8 @@ fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::Reconcile(args) => reconcile::run(ctx, args),
         Command::Cleanup(args) => cleanup::run(ctx, args),
         Command::Check(args) => check::run(ctx, args),
-        Command::Acquire(_) => Err(NotImplemented("acquire").into()),
-        Command::Release(_) => Err(NotImplemented("release").into()),
+        Command::Acquire(args) => acquire::run(ctx, args),
+        Command::Release(args) => release::run(ctx, crate::model::NodeId(args.id)),
     }
 }
 

@@ -57,6 +57,19 @@ struct Row {
     last_pass: Option<String>,
     /// The image launches use: null when there is none (`blocked_by` says why).
     image: Option<LaunchImage>,
+    /// Nodes `acquire` handed out that are not released yet (part of `used`), and the one
+    /// acquired longest ago.
+    acquired: u64,
+    oldest_acquired: Option<AcquiredNode>,
+}
+
+#[derive(Debug, Serialize)]
+struct AcquiredNode {
+    id: crate::model::NodeId,
+    owner: String,
+    /// When it was acquired (RFC 3339), and how long ago.
+    since: String,
+    age_hours: f64,
 }
 
 /// What a label launches from on a provider.
@@ -169,6 +182,27 @@ pub fn run(ctx: &Context) -> Result<()> {
             row.last_pass = Some(crate::clock::rfc3339(allocation.time));
         }
     }
+    for node in nodes::list(db.conn())? {
+        let (NodeState::Used, Some(owner)) = (node.state, &node.owner) else {
+            continue;
+        };
+        let Some(row) = rows.get_mut(&(node.label.clone(), node.provider.clone())) else {
+            continue;
+        };
+        row.acquired += 1;
+        if row
+            .oldest_acquired
+            .as_ref()
+            .is_none_or(|o| o.age_hours < crate::clock::age_hours(ctx.now, node.state_time))
+        {
+            row.oldest_acquired = Some(AcquiredNode {
+                id: node.id,
+                owner: owner.clone(),
+                since: crate::clock::rfc3339(node.state_time),
+                age_hours: crate::clock::age_hours(ctx.now, node.state_time),
+            });
+        }
+    }
     let images = crate::state::images::list_provider_images(db.conn())?;
     for ((label, provider), row) in rows.iter_mut() {
         row.image = launch_image(ctx, &images, label, provider);
@@ -205,7 +239,18 @@ pub fn run(ctx: &Context) -> Result<()> {
                     ]
                 })
                 .collect();
-            output::table(&HEADERS, &table)
+            output::table(&HEADERS, &table)?;
+            let limit = config.max_acquired_age.as_secs_f64() / 3600.0;
+            for r in rows.iter().filter(|r| r.acquired > 0) {
+                if let Some(oldest) = &r.oldest_acquired {
+                    output::line(&format!(
+                        "{} on {}: {} acquired and not released; the oldest, node {} by {}, \
+                         {:.1} h ago (deleted at {limit:.1} h, max-acquired-age)",
+                        r.label, r.provider, r.acquired, oldest.id, oldest.owner, oldest.age_hours
+                    ))?;
+                }
+            }
+            Ok(())
         }
     }
 }

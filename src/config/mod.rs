@@ -31,6 +31,9 @@ pub struct Config {
     pub build_log_dir: PathBuf,
     /// Logs kept per diskimage (`build-log-retention`, default 7, as the newer Nodepool).
     pub build_log_retention: u32,
+    /// A node `acquire` handed out and nobody released is deleted this long after
+    /// (`max-acquired-age`, default 8 hours, as any node used that long).
+    pub max_acquired_age: Duration,
     /// The SQLite database file.
     pub database: PathBuf,
     /// Schedules of 2015's internal cron; timers run the work now, these only seed them.

@@ -17,6 +17,8 @@ pub struct RawConfig {
     /// Newer Nodepool's: where each build's log goes, and how many per image are kept.
     pub build_log_dir: Option<Text>,
     pub build_log_retention: Option<i64>,
+    /// Ours: seconds a node `acquire` handed out may stay unreleased before it is deleted.
+    pub max_acquired_age: Option<f64>,
     pub dburi: Option<Text>,
     pub cron: Option<RawCron>,
     pub zmq_publishers: Option<Vec<Text>>,

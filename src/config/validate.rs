@@ -502,6 +502,12 @@ impl Checker<'_> {
                 "1 or more",
                 |n| n >= 1,
             ),
+            max_acquired_age: self.seconds(
+                raw.max_acquired_age,
+                "max-acquired-age",
+                8.0 * 3600.0,
+                true,
+            ),
             database,
             cron,
             gearman_servers,

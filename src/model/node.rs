@@ -298,3 +298,14 @@ mod tests {
         assert_eq!(Member::primary(NodeId(3)).to_string(), "node 3");
     }
 }
+
+/// Nodes asked for by `acquire --wait`: demand above min-ready until `expires`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRequest {
+    pub id: i64,
+    pub label: LabelName,
+    pub count: u32,
+    pub owner: String,
+    pub created: i64,
+    pub expires: i64,
+}

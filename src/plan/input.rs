@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::model::cloud::{Image, Server};
 use crate::model::image::{DibImage, ImageFailures, ProviderImage};
-use crate::model::node::{Node, Subnode};
+use crate::model::node::{Node, NodeRequest, Subnode};
 use crate::model::pass::{Allocation, Cooldown, Sighting};
 use crate::model::{DiskImageName, ProviderName};
 
@@ -27,6 +27,8 @@ pub struct Observed {
     pub cooldowns: Vec<Cooldown>,
     pub allocations: Vec<Allocation>,
     pub leaks: BTreeMap<(ProviderName, String), Sighting>,
+    /// Nodes `acquire --wait` asks for: demand above min-ready until they expire.
+    pub requests: Vec<NodeRequest>,
     /// The providers this round looked at; one absent here is not touched.
     pub clouds: BTreeMap<ProviderName, CloudView>,
 }

@@ -35,7 +35,7 @@ pub(super) fn plan(
     let mut demand = demand(config, observed, servers, walked, plan);
     let rooms = rooms(config, servers, walked, plan);
     let grants = allocate::allocate(&demand.requests, &rooms);
-    let launches = launch_actions(config, walked, &mut demand, &grants, rooms);
+    let launches = launch_actions((config, observed), walked, &mut demand, &grants, rooms);
     record_allocation(config, observed, &demand, &grants, plan);
     launches
 }
@@ -51,11 +51,11 @@ fn demand(
     let starved = starved_labels(observed);
     let mut demand = Demand::default();
     for label in config.labels.values() {
-        let Some(min_ready) = label.min_ready else {
-            continue; // min-ready -1: disabled
+        let Some(wanted) = wanted(label, observed) else {
+            continue; // min-ready -1 (disabled) and nobody waiting for one
         };
         let have = walked.counted.get(&label.name).copied().unwrap_or(0);
-        let deficit = min_ready.saturating_sub(have);
+        let deficit = wanted.saturating_sub(have);
         demand.deficits.insert(label.name.clone(), deficit);
         let mut eligible = Vec::new();
         for provider in &label.providers {
@@ -154,7 +154,7 @@ fn rooms(
 /// Each grant as a launch with its target and zone; what kept the rest of a deficit from
 /// being granted goes to the blockers.
 fn launch_actions(
-    config: &Config,
+    (config, observed): (&Config, &Observed),
     walked: &Walked<'_>,
     demand: &mut Demand,
     grants: &allocate::Grants,
@@ -178,11 +178,17 @@ fn launch_actions(
         )
         .into_iter();
         let have = walked.counted.get(&label.name).copied().unwrap_or(0);
+        let asked = requested(&label.name, observed);
         let reason = format!(
-            "label {}: {} ready/building/test < min-ready {}",
+            "label {}: {} ready/building/test < min-ready {}{}",
             label.name,
             have,
-            label.min_ready.unwrap_or(0)
+            label.min_ready.unwrap_or(0),
+            if asked > 0 {
+                format!(" + {asked} asked for by acquire --wait")
+            } else {
+                String::new()
+            }
         );
         for provider in &request.providers {
             let count = granted_here(provider);
@@ -324,4 +330,25 @@ fn starting_cooldown(
         .map_or(0, |c| c.failures);
     let failures = stored + pending;
     (policy::cooldown_seconds(failures) > 0).then_some(Blocker::CooldownStarting { failures })
+}
+
+/// How many nodes of `label` should be ready or on their way: min-ready plus what `acquire
+/// --wait` asks for (requests not yet expired); `None` for a disabled label nobody asked for.
+fn wanted(label: &crate::config::Label, observed: &Observed) -> Option<u32> {
+    let asked = requested(&label.name, observed);
+    match label.min_ready {
+        Some(min_ready) => Some(min_ready + asked),
+        None if asked > 0 => Some(asked),
+        None => None,
+    }
+}
+
+/// The nodes of `label` that live `acquire --wait` requests ask for.
+fn requested(label: &crate::model::LabelName, observed: &Observed) -> u32 {
+    observed
+        .requests
+        .iter()
+        .filter(|r| &r.label == label && r.expires >= observed.now)
+        .map(|r| r.count)
+        .sum()
 }

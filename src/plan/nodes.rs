@@ -329,8 +329,21 @@ impl<'a> NodeWalk<'a, '_> {
         {
             return self.retire(set, plan, "server in ERROR".into(), false);
         }
-        if self.node.state == NodeState::Used && self.now - self.node.state_time > STALE_AFTER_S {
-            return self.retire(set, plan, "used for over 8 hours".into(), false);
+        if self.node.state == NodeState::Used {
+            let used_for = self.now - self.node.state_time;
+            match &self.node.owner {
+                Some(owner) if used_for > self.config.max_acquired_age.as_secs() as i64 => {
+                    let why = format!(
+                        "acquired by {owner} {} s ago and never released (max-acquired-age)",
+                        used_for
+                    );
+                    return self.retire(set, plan, why, false);
+                }
+                None if used_for > STALE_AFTER_S => {
+                    return self.retire(set, plan, "used for over 8 hours".into(), false);
+                }
+                _ => {}
+            }
         }
         true
     }

@@ -1662,6 +1662,26 @@ fn ready_and_used_nodes_are_deleted_when_broken_or_stale() {
             expect: vec![delete(1, NodeState::Used, &["srv-1"], false)],
         },
         Case {
+            name: "acquired an hour ago: nothing",
+            node: Node {
+                state_time: NOW - 3600,
+                owner: Some("ci".into()),
+                ..node(1, NodeState::Used)
+            },
+            server: Some(server("srv-1", 1)),
+            expect: vec![],
+        },
+        Case {
+            name: "acquired and not released for over max-acquired-age (8 hours)",
+            node: Node {
+                state_time: NOW - STALE_AFTER_S - 1,
+                owner: Some("ci".into()),
+                ..node(1, NodeState::Used)
+            },
+            server: Some(server("srv-1", 1)),
+            expect: vec![delete(1, NodeState::Used, &["srv-1"], false)],
+        },
+        Case {
             name: "ready for over 8 hours: nothing (only used and building go stale)",
             node: Node {
                 state_time: NOW - STALE_AFTER_S - 1,
@@ -2277,4 +2297,30 @@ mod retention_rules {
             (vec![], vec!["leak".to_string()])
         );
     }
+}
+
+#[test]
+fn max_acquired_age_is_the_operators() {
+    let mut world = World::new();
+    world.config.max_acquired_age = std::time::Duration::from_secs(600);
+    world.add_live(Node {
+        state_time: NOW - 601,
+        owner: Some("pipeline-3".into()),
+        ..node(1, NodeState::Used)
+    });
+    let plan = world.plan();
+    assert_eq!(
+        steps(&plan),
+        [&delete(1, NodeState::Used, &["srv-1"], false)]
+    );
+    assert!(
+        plan.actions[0]
+            .reason
+            .contains("acquired by pipeline-3 601 s ago"),
+        "{}",
+        plan.actions[0].reason
+    );
+    // Used by Jenkins (no owner): the 8-hour rule.
+    world.observed.nodes[0].owner = None;
+    assert!(world.plan().actions.is_empty());
 }

@@ -215,4 +215,17 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (provider_name, image_name)
     );
     "#,
+    // 8: handing nodes to pipelines that are not Jenkins (`acquire`). A request of `acquire
+    // --wait` is demand above min-ready until it is met, withdrawn, or expires (its process
+    // died).
+    r#"
+    CREATE TABLE node_request (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        label_name  TEXT NOT NULL,
+        count       INTEGER NOT NULL,
+        owner       TEXT NOT NULL,
+        created     INTEGER NOT NULL,
+        expires     INTEGER NOT NULL
+    );
+    "#,
 ];

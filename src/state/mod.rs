@@ -7,6 +7,7 @@ pub mod listings;
 mod migrations;
 pub mod nodes;
 pub mod pass;
+pub mod requests;
 pub mod subnodes;
 pub mod tokens;
 

@@ -109,27 +109,6 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn commands_of_later_releases_say_so_and_change_nothing() {
-    let install = Install::new();
-    let cases: &[&[&str]] = &[&["acquire", "small"], &["release", "1"]];
-    for args in cases {
-        let out = install.run(args);
-        let expected = format!("not implemented yet: {}", args[0]);
-        assert_eq!(status(&out), 1, "{args:?}");
-        assert!(
-            stderr(&out).contains(&expected),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-        assert!(stdout(&out).is_empty(), "{args:?} printed on stdout");
-    }
-    assert!(
-        !install.database().exists(),
-        "a refused command created the database"
-    );
-}
-
-#[test]
 fn config_comes_from_nodepool_config_when_no_flag_is_given() {
     let install = Install::new();
     let out = Command::new(BIN)

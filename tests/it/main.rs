@@ -8,6 +8,7 @@
 
 mod support;
 
+mod acquire;
 mod aliens;
 mod cli;
 mod cloud_client;
