@@ -181,14 +181,17 @@ fn snapshot_one(config: &Config, snapshotter: &Snapshotter<'_>, start: Start) ->
         .filter(|r| &r.provider == provider && &r.image == image)
         .collect();
     for row in &rows {
-        match (row.state, row.phase.as_deref()) {
+        // Leftovers that the cloud refuses to delete now are cleanup's to retry; they do
+        // not keep a new image from being made.
+        let tidied = match (row.state, row.phase.as_deref()) {
             (ImageState::Delete, _) => {
-                retention::remove_provider_image(conn, snapshotter.cloud, row)?;
+                retention::remove_provider_image(conn, snapshotter.cloud, row)
             }
-            (ImageState::Ready, Some(_)) => {
-                snapshot::finish_template(conn, snapshotter.cloud, row)?;
-            }
-            _ => {}
+            (ImageState::Ready, Some(_)) => snapshot::finish_template(conn, snapshotter.cloud, row),
+            _ => Ok(()),
+        };
+        if let Err(error) = tidied {
+            log::warn!("{provider}: provider image {}: {error:#}", row.id);
         }
     }
     let in_flight = rows.iter().find(|r| r.state == ImageState::Building);
@@ -290,7 +293,7 @@ fn missing(ctx: &Context, db: &Db) -> Result<Vec<String>> {
     };
     let in_flight = |provider: &Provider, image: &ProviderImage| {
         uploads.iter().any(|u| {
-            u.provider == provider.name && u.image == image.name && u.state != ImageState::Ready
+            u.provider == provider.name && u.image == image.name && u.state == ImageState::Building
         })
     };
     let jobs = snapshot_jobs(ctx, |provider, image| {
@@ -306,11 +309,20 @@ fn missing(ctx: &Context, db: &Db) -> Result<Vec<String>> {
         Err(error) => failed.push(format!("{error:#}")),
     }
     let builds = images::list_dib_images(db.conn())?;
+    // A build whose upload was rolled back from is bad: uploading it again would fail again.
+    let rolled_back: BTreeSet<i64> = uploads
+        .iter()
+        .filter(|u| u.failed())
+        .filter_map(|u| u.dib_image_id)
+        .collect();
     // One image failing does not keep the others from being made.
     for (diskimage, uploads) in wanted {
-        let built = builds.iter().any(|b| {
-            b.image == diskimage
-                && b.state == ImageState::Ready
+        let newest = builds
+            .iter()
+            .filter(|b| b.image == diskimage && b.state == ImageState::Ready)
+            .max_by_key(|b| b.version);
+        let built = newest.is_some_and(|b| {
+            !rolled_back.contains(&b.id)
                 && config.diskimages.get(&diskimage).is_some_and(|d| {
                     let base = PathBuf::from(b.filename.clone().unwrap_or_default());
                     build::check_outputs(&base, &build::image_types(config, d)).is_ok()

@@ -259,6 +259,14 @@ impl<C: Cloud> CloudWorker<'_, C> {
                 ))
             }
             Err(error) => {
+                // Refused for its image ("Flavor's disk is too small for requested image",
+                // "Image … is not active"): a failed launch of that image, which a bad new
+                // image is rolled back from.
+                let for_the_image = matches!(error.kind, ErrorKind::Api { status: 400 })
+                    && error.message.to_ascii_lowercase().contains("image");
+                if for_the_image {
+                    crate::state::images::count_launch(conn, member.node, false)?;
+                }
                 nodes::forget(conn, member)?;
                 self.forget_gone_listing(&error)?;
                 let provider = &self.provider.name;

@@ -928,3 +928,41 @@ fn a_create_that_was_never_sent_forgets_its_row_and_is_no_failure() {
     assert!(h.nodes().is_empty(), "no server can exist for it");
     assert!(pass::cooldowns(h.db.conn()).unwrap().is_empty());
 }
+
+#[test]
+fn a_create_refused_for_its_image_counts_against_that_image() {
+    use crate::state::images;
+    let h = Harness::new();
+    let conn = h.db.conn();
+    let row = images::insert_provider_image(
+        conn,
+        &"p1".into(),
+        &"trusty".into(),
+        1,
+        crate::model::ImageState::Building,
+        0,
+    )
+    .unwrap();
+    images::record_external_id(conn, row, &h.image_id).unwrap();
+    images::transition_provider_image(
+        conn,
+        row,
+        crate::model::ImageState::Building,
+        crate::model::ImageState::Ready,
+        0,
+    )
+    .unwrap();
+    let failed = || images::list_provider_images(conn).unwrap()[0].failed_launches;
+    let too_big = CloudError::new(
+        ErrorKind::Api { status: 400 },
+        "Flavor's disk is too small for requested image. Flavor disk is 1 GB, image is 20 GB.",
+    );
+    h.cloud().script(Op::CreateServer, Fault::Error(too_big));
+    h.execute(vec![h.launch("small")]);
+    assert_eq!(failed(), 1);
+    // A refusal about something else is not the image's.
+    let flavor = CloudError::new(ErrorKind::Api { status: 400 }, "Invalid flavor");
+    h.cloud().script(Op::CreateServer, Fault::Error(flavor));
+    h.execute(vec![h.launch("small")]);
+    assert_eq!(failed(), 1);
+}

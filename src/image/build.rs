@@ -169,13 +169,21 @@ pub fn run(
 /// its group is signalled unless `pgid` is now another program's (a reused pid).
 pub fn stop_orphan(pgid: u32, program: &str) {
     let leader = std::fs::read(format!("/proc/{pgid}/cmdline")).ok();
-    let name = Path::new(program)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(program);
     if let Some(cmdline) = leader {
-        if !String::from_utf8_lossy(&cmdline).contains(name) {
-            return; // the id was reused: not ours
+        // The builder's own name is argv[0], or argv[1] for a script run by its interpreter
+        // (as the kernel resolved it): a pid reused by another program is left alone.
+        let name = |path: &[u8]| {
+            Path::new(std::str::from_utf8(path).unwrap_or_default())
+                .file_name()
+                .map(|n| n.to_os_string())
+        };
+        let wanted = name(program.as_bytes());
+        let ours = cmdline
+            .split(|b| *b == 0)
+            .take(2)
+            .any(|arg| name(arg) == wanted);
+        if wanted.is_none() || !ours {
+            return;
         }
     }
     // With the leader gone no new group can take its id, so what answers is its children.

@@ -119,14 +119,10 @@ pub fn image_leaks(
     (installation, now): (&str, i64),
 ) -> Result<Swept> {
     let listed = cloud.list_images()?;
-    let rows = || -> Result<Vec<ProviderImage>> {
-        Ok(images::list_provider_images(conn)?
-            .into_iter()
-            .filter(|r| &r.provider == provider)
-            .collect())
-    };
+    let rows = || images::list_provider_images(conn);
     let sightings = images::image_leaks(conn, provider)?;
-    let found = retention::image_leaks(installation, &listed, &rows()?, &sightings, now);
+    let found =
+        retention::image_leaks((installation, provider), &listed, &rows()?, &sightings, now);
     for id in &found.sight {
         images::sight_image_leak(conn, provider, id, now)?;
     }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rusqlite::Connection;
 
-use crate::cloud::{self, meta, Cloud, CreateServer, ServerStatus};
+use crate::cloud::{self, image_meta, meta, Cloud, CreateServer, ServerStatus};
 use crate::config::{Provider, ProviderImage as ImageConfig};
 use crate::model::image::ProviderImage;
 use crate::model::ImageState;
@@ -126,33 +126,19 @@ impl Snapshotter<'_> {
     /// Write a new snapshot's row (the intent) and return it.
     pub fn start(&self, now: i64, newest_version: i64) -> Result<ProviderImage> {
         let version = now.max(newest_version + 1);
-        let template = &self.provider.template_hostname;
+        let hostname = crate::config::render_template(
+            &self.provider.template_hostname,
+            &[
+                ("image.name", self.image.name.as_str()),
+                ("provider.name", self.provider.name.as_str()),
+                ("timestamp", &version.to_string()),
+            ],
+        );
+        let log = self.log_path(version);
         let id = images::insert_snapshot(
             self.conn,
-            &self.provider.name,
-            &self.image.name,
-            version,
-            |_| {
-                crate::config::render_template(
-                    template,
-                    &[
-                        ("image.name", self.image.name.as_str()),
-                        ("provider.name", self.provider.name.as_str()),
-                        ("timestamp", &version.to_string()),
-                    ],
-                )
-            },
-            now,
-        )?;
-        let log = self.log_path(version);
-        images::snapshot_progress(
-            self.conn,
-            id,
-            ImageState::Building,
-            &SnapshotStep {
-                log: Some(&log.display().to_string()),
-                ..SnapshotStep::default()
-            },
+            (&self.provider.name, &self.image.name, version),
+            (&hostname, &log.display().to_string()),
             now,
         )?;
         self.log(
@@ -247,9 +233,21 @@ impl Snapshotter<'_> {
             Some(Phase::Saving) => self.saving(row, in_phase),
             Some(Phase::TemplateDelete) => bail!("snapshot image {} is not building", row.id),
         };
+        // The whole attempt's bound, also for a cloud that only ever answers with errors.
+        let provider = self.provider;
+        let limit = (provider.launch_timeout + provider.boot_timeout).as_secs() as i64;
         match stepped {
             Ok(Step::Wait(why)) => Ok(Outcome::InFlight(why)),
             Ok(Step::Ready(image_id)) => Ok(Outcome::Ready { image_id }),
+            // A cloud that did not answer, or a stop asked for, costs a step, not the attempt.
+            Err(error) if in_phase <= limit && transient(&error) => {
+                log::warn!(
+                    "{}: snapshot {}: {error:#}; tried again",
+                    provider.name,
+                    row.id
+                );
+                Ok(Outcome::InFlight(format!("{error:#}")))
+            }
             Err(error) => {
                 let why = format!("{error:#}");
                 self.log_of(row, &format!("failed: {why}"));
@@ -661,6 +659,7 @@ impl Snapshotter<'_> {
         let server_id = self.server_id(row)?;
         let mut properties = self.image.meta.clone();
         properties.extend(self.ours(row));
+        properties.insert(image_meta::TEMPLATE_SERVER.into(), server_id.to_string());
         let name = format!("{}-{}", self.image.name, row.version.unwrap_or(row.id));
         let image_id = match self.cloud.create_snapshot(server_id, &name, &properties) {
             Ok(id) => id,
@@ -712,7 +711,10 @@ impl Snapshotter<'_> {
                 "looking for a snapshot whose createImage was lost".into(),
             ));
         }
-        self.create_image(row)
+        // Never asked twice: a second createImage could make a second image. The attempt is
+        // given up (what it made is removed; an image that still turns up later has no row
+        // and goes as a leak).
+        bail!("no snapshot appeared within {LOST_CALL_GRACE_S} s of its createImage")
     }
 
     fn saving(&self, row: &ProviderImage, in_phase: i64) -> Result<Step> {
@@ -753,6 +755,16 @@ impl Snapshotter<'_> {
             _ => Ok(Step::Wait("Glance saves the snapshot".into())),
         }
     }
+}
+
+/// An error that says nothing about the attempt: no answer or a 5xx from the cloud (the
+/// call is asked again by the next step), or the run being stopped (ssh killed with it).
+fn transient(error: &anyhow::Error) -> bool {
+    crate::interrupt::requested()
+        || error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<cloud::CloudError>())
+            .any(|e| !e.is_refusal())
 }
 
 /// What a step did, short of failing.

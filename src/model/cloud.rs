@@ -50,6 +50,10 @@ pub mod image_meta {
     pub const UPLOAD_ID: &str = "nodepool_upload_id";
     /// The row a snapshot image is of (its template server carries it too).
     pub use super::meta::SNAPSHOT_IMAGE_ID;
+    /// A snapshot's template server. Nova copies a server's image properties into any
+    /// snapshot of it, so a snapshot someone takes of a node inherits nodepool's properties;
+    /// its `instance_uuid` (the node) then differs from this one (the template).
+    pub const TEMPLATE_SERVER: &str = "nodepool_template_server";
 }
 
 /// A server's metadata: a handful of pairs, sorted by key in a vector. A round lists every
@@ -197,7 +201,15 @@ impl Image {
             image_meta::UPLOAD_ID,
             image_meta::SNAPSHOT_IMAGE_ID,
         ];
+        // Nova's snapshot of a server nodepool did not snapshot itself (a node someone
+        // snapshotted): this installation's properties on it are inherited from the node's
+        // image, and it is not nodepool's to delete.
+        let inherited = self
+            .properties
+            .get("instance_uuid")
+            .is_some_and(|server| self.properties.get(image_meta::TEMPLATE_SERVER) != Some(server));
         match self.properties.get(meta::INSTALLATION) {
+            Some(id) if id == installation && inherited => ImageMaker::Snapshot,
             Some(id) if id == installation => ImageMaker::ThisInstallation,
             Some(_) => ImageMaker::OtherInstallation,
             None if nodepool_keys
@@ -264,6 +276,35 @@ mod tests {
                 ImageMaker::Nodepool,
             ),
             (image(&[("image_type", "snapshot")]), ImageMaker::Snapshot),
+            // Our snapshot of our template server.
+            (
+                image(&[
+                    ("nodepool_installation", "ours"),
+                    ("nodepool_snapshot_image_id", "2"),
+                    ("nodepool_template_server", "srv-t"),
+                    ("instance_uuid", "srv-t"),
+                ]),
+                ImageMaker::ThisInstallation,
+            ),
+            // Someone's snapshot of a node booted from it (or from an upload): inherited
+            // properties, another server.
+            (
+                image(&[
+                    ("nodepool_installation", "ours"),
+                    ("nodepool_snapshot_image_id", "2"),
+                    ("nodepool_template_server", "srv-t"),
+                    ("instance_uuid", "srv-node"),
+                ]),
+                ImageMaker::Snapshot,
+            ),
+            (
+                image(&[
+                    ("nodepool_installation", "ours"),
+                    ("nodepool_upload_id", "7"),
+                    ("instance_uuid", "srv-node"),
+                ]),
+                ImageMaker::Snapshot,
+            ),
             (image(&[("os_distro", "ubuntu")]), ImageMaker::Cloud),
             (image(&[]), ImageMaker::Cloud),
         ];

@@ -23,14 +23,21 @@ pub(super) fn plan(
             step,
             reason,
         };
-        // A snapshot's template server is its row's while the row lives, recorded or not
-        // (a run killed before recording its id): the builder adopts or deletes it.
+        // A snapshot's template server whose create answered but whose id its row (still
+        // being made) has not written: the builder adopts it. Any other is a leak like any
+        // server (a recorded one is known already).
         let template_of_a_row = |server: &crate::model::cloud::Server| {
             server
                 .metadata
                 .get(meta::SNAPSHOT_IMAGE_ID)
                 .and_then(|id| id.parse::<i64>().ok())
-                .is_some_and(|id| observed.images.iter().any(|row| row.id == id))
+                .is_some_and(|id| {
+                    observed.images.iter().any(|row| {
+                        row.id == id
+                            && row.state == crate::model::ImageState::Building
+                            && row.server_external_id.is_none()
+                    })
+                })
         };
         let mut candidates: Vec<_> = index
             .by_id

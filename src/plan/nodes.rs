@@ -44,7 +44,15 @@ pub(super) fn walk<'a>(
     }
     let recorded = (observed.nodes.iter().map(|n| &n.external_id))
         .chain(observed.subnodes.iter().map(|s| &s.external_id))
-        .chain(observed.images.iter().map(|i| &i.server_external_id));
+        // A snapshot's template server while its row still has it (its phase ends once it is
+        // deleted; one that lingers after that is a leak).
+        .chain(
+            observed
+                .images
+                .iter()
+                .filter(|i| i.phase.is_some())
+                .map(|i| &i.server_external_id),
+        );
     walked
         .known_servers
         .extend(recorded.filter_map(|id| id.as_deref()));

@@ -129,8 +129,10 @@ pub struct ImageLeaks {
     pub forget: Vec<String>,
 }
 
+/// `provider`'s listing (`listed`) against every row of every provider (`rows`): two
+/// providers may share one Glance, and each only judges the images made for it.
 pub fn image_leaks(
-    installation: &str,
+    (installation, provider): (&str, &ProviderName),
     listed: &[Image],
     rows: &[ProviderImage],
     sightings: &BTreeMap<String, Sighting>,
@@ -141,11 +143,19 @@ pub fn image_leaks(
         .iter()
         .filter_map(|r| r.external_id.as_deref())
         .collect();
-    let row_ids: BTreeSet<String> = rows.iter().map(|r| r.id.to_string()).collect();
+    // Rows whose create is out (or answered) but whose image id is not written yet.
+    let unrecorded: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| r.external_id.is_none())
+        .map(|r| r.id.to_string())
+        .collect();
     let mut leaks = ImageLeaks::default();
     let mut leaked = BTreeSet::new();
     for image in listed {
+        let for_here =
+            image.properties.get(meta::PROVIDER).map(String::as_str) == Some(provider.as_str());
         if image.maker(installation) != ImageMaker::ThisInstallation
+            || !for_here
             || recorded.contains(image.id.as_str())
         {
             continue;
@@ -157,7 +167,7 @@ pub fn image_leaks(
                 image
                     .properties
                     .get(*key)
-                    .is_some_and(|id| row_ids.contains(id))
+                    .is_some_and(|id| unrecorded.contains(id))
             });
         if of_a_row {
             continue;

@@ -1889,7 +1889,13 @@ fn a_template_server_is_its_snapshot_rows_even_unrecorded_and_a_leak_without_one
     // Row 1's create answer was lost: its server id is not recorded.
     world
         .serve("p1", template("srv-lost-answer", 1))
-        .serve("p1", template("srv-orphan", 2));
+        .serve("p1", template("srv-orphan", 2))
+        // Row 3's image is ready and its template was deleted, but the server lingers.
+        .serve("p1", template("srv-lingering", 3));
+    world.observed.images.push(ProviderImage {
+        server_external_id: Some("srv-lingering".into()),
+        ..provider_image(3)
+    });
     world.observed.images.push(ProviderImage {
         hostname: Some("trusty-1.template.openstack.org".into()),
         external_id: None,
@@ -1909,7 +1915,7 @@ fn a_template_server_is_its_snapshot_rows_even_unrecorded_and_a_leak_without_one
             _ => None,
         })
         .collect();
-    assert_eq!(sighted, ["srv-orphan"], "{plan:#?}");
+    assert_eq!(sighted, ["srv-lingering", "srv-orphan"], "{plan:#?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2237,17 +2243,22 @@ mod retention_rules {
     #[test]
     fn images_of_this_installation_without_a_row_are_sighted_then_deleted_past_the_grace() {
         use crate::model::cloud::{image_meta, meta};
-        let ours = [(meta::INSTALLATION, INSTALLATION)];
+        let ours = |extra: &[(&'static str, &'static str)]| {
+            let mut props = vec![(meta::INSTALLATION, INSTALLATION), (meta::PROVIDER, "p1")];
+            props.extend_from_slice(extra);
+            props
+        };
         let cloud = [
-            listed("leak", &ours),
-            listed("snap-1", &ours),
+            listed("leak", &ours(&[])),
+            listed("snap-1", &ours(&[])),
             // A create answered, its id not yet written: the row names it.
+            listed("in-flight", &ours(&[(image_meta::UPLOAD_ID, "2")])),
+            // Naming a row that recorded another image: a second one, a leak.
+            listed("duplicate", &ours(&[(image_meta::UPLOAD_ID, "1")])),
+            // Made for p2, which shares this Glance, and recorded by p2's row.
             listed(
-                "in-flight",
-                &[
-                    (meta::INSTALLATION, INSTALLATION),
-                    (image_meta::UPLOAD_ID, "2"),
-                ],
+                "p2-upload",
+                &[(meta::INSTALLATION, INSTALLATION), (meta::PROVIDER, "p2")],
             ),
             listed("stranger", &[(meta::INSTALLATION, "install-b")]),
             listed("base", &[]),
@@ -2259,10 +2270,17 @@ mod retention_rules {
                 state: ImageState::Building,
                 ..provider_image(2)
             },
+            ProviderImage {
+                provider: "p2".into(),
+                external_id: Some("p2-upload".into()),
+                ..provider_image(3)
+            },
         ];
+        let p1 = ProviderName::from("p1");
+        let here = (INSTALLATION, &p1);
         let none = BTreeMap::new();
-        let first = retention::image_leaks(INSTALLATION, &cloud, &rows, &none, NOW);
-        assert_eq!(first.sight, ["leak"]);
+        let first = retention::image_leaks(here, &cloud, &rows, &none, NOW);
+        assert_eq!(first.sight, ["leak", "duplicate"]);
         assert!(first.delete.is_empty() && first.forget.is_empty());
         let seen = |first_seen: i64, last_seen: i64| {
             BTreeMap::from([
@@ -2283,19 +2301,13 @@ mod retention_rules {
             ])
         };
         // Seen before, but not long enough ago: seen again.
-        let soon =
-            retention::image_leaks(INSTALLATION, &cloud, &rows, &seen(NOW - 60, NOW - 60), NOW);
-        assert_eq!(
-            (soon.sight, soon.delete),
-            (vec!["leak".to_string()], vec![])
-        );
+        let soon = retention::image_leaks(here, &cloud, &rows, &seen(NOW - 60, NOW - 60), NOW);
+        assert_eq!(soon.sight, ["leak", "duplicate"]);
+        assert!(soon.delete.is_empty());
         assert_eq!(soon.forget, ["gone"]);
-        let late =
-            retention::image_leaks(INSTALLATION, &cloud, &rows, &seen(NOW - 600, NOW - 60), NOW);
-        assert_eq!(
-            (late.sight, late.delete),
-            (vec![], vec!["leak".to_string()])
-        );
+        let late = retention::image_leaks(here, &cloud, &rows, &seen(NOW - 600, NOW - 60), NOW);
+        assert_eq!(late.sight, ["duplicate"]);
+        assert_eq!(late.delete, ["leak"]);
     }
 }
 

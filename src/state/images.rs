@@ -100,28 +100,28 @@ pub fn insert_dib_image(
 }
 
 /// Record a snapshot about to be made (intent first): its row, in phase `requested`, with
-/// the template server's hostname fixed; returns its id.
+/// the template server's hostname and the snapshot's log fixed; returns its id.
 pub fn insert_snapshot(
     conn: &Connection,
-    provider: &ProviderName,
-    image: &ImageName,
-    version: i64,
-    hostname: impl FnOnce(i64) -> String,
+    (provider, image, version): (&ProviderName, &ImageName, i64),
+    (hostname, log): (&str, &str),
     now: i64,
 ) -> Result<i64> {
     conn.execute(
         "INSERT INTO snapshot_image (provider_name, image_name, version, state, state_time, \
-         phase, phase_time) VALUES (?1, ?2, ?3, 'building', ?4, 'requested', ?4)",
-        params![provider.as_str(), image.as_str(), version, now],
+         phase, phase_time, hostname, log) \
+         VALUES (?1, ?2, ?3, 'building', ?4, 'requested', ?4, ?5, ?6)",
+        params![
+            provider.as_str(),
+            image.as_str(),
+            version,
+            now,
+            hostname,
+            log
+        ],
     )
     .context("inserting a snapshot image")?;
-    let id = conn.last_insert_rowid();
-    conn.execute(
-        "UPDATE snapshot_image SET hostname = ?1 WHERE id = ?2",
-        params![hostname(id), id],
-    )
-    .context("naming a snapshot's template server")?;
-    Ok(id)
+    Ok(conn.last_insert_rowid())
 }
 
 /// What one step of a snapshot records; `None` keeps a column as it is. A new `phase` also

@@ -591,10 +591,14 @@ fn a_new_image_whose_first_launches_fail_is_rolled_back_from_and_rebuilt_by_miss
         5,
         "one good launch, three bad, one good"
     );
-    // The builder timer's command makes a new one.
+    // The builder timer's command makes a new one, from a new build: the bad one is not
+    // uploaded again.
     let out = stdout(&b.ok(&["image-update", "--missing"]));
+    assert!(out.contains("image-build: ubuntu-dib version"), "{out}");
     assert!(out.contains("image-upload: p1: ubuntu-"), "{out}");
-    assert_eq!(images().len(), 3);
+    let rows = images();
+    assert_eq!(rows.len(), 3);
+    assert_ne!(rows[2]["version"], rows[1]["version"], "{rows:#?}");
 }
 
 #[test]
@@ -625,7 +629,11 @@ fn cleanup_keeps_the_current_and_previous_images_and_removes_old_builds_and_leak
         Default::default(),
     )
     .unwrap();
-    let properties = [("nodepool_installation".to_string(), installation)].into();
+    let properties = [
+        ("nodepool_installation".to_string(), installation),
+        ("nodepool_provider_name".to_string(), "p1".to_string()),
+    ]
+    .into();
     let leaked =
         nodepool::cloud::Cloud::create_image(&client, "ubuntu-0", "qcow2", &properties).unwrap();
 

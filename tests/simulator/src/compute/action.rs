@@ -37,7 +37,7 @@ fn create_image(core: &Core, req: &Req, server_id: &str, args: Map<String, Value
         Some(name) if !name.trim().is_empty() => name.to_owned(),
         _ => return Err(req.fail(400, "Invalid input for field/attribute name.")),
     };
-    let mut properties = match args.get("metadata") {
+    let properties = match args.get("metadata") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(metadata)) => metadata.clone(),
         Some(_) => return Err(req.fail(400, "metadata must be an object")),
@@ -54,6 +54,16 @@ fn create_image(core: &Core, req: &Req, server_id: &str, args: Map<String, Value
             format!("Cannot 'createImage' instance {server_id} while it is in status {status}");
         return Err(req.fail(409, &message));
     }
+    // As Nova does: the snapshot inherits its server's image's own properties, then gets
+    // the request's metadata and Nova's marks.
+    let mut inherited = state
+        .images
+        .iter()
+        .find(|i| i.id == server.image_id)
+        .map(|i| i.properties.clone())
+        .unwrap_or_default();
+    inherited.extend(properties);
+    let mut properties = inherited;
     properties.insert("image_type".into(), json!("snapshot"));
     properties.insert("instance_uuid".into(), json!(server_id));
     properties.insert("base_image_ref".into(), json!(server.image_id));
