@@ -86,6 +86,15 @@ pub enum Command {
     /// Show ready, building, used and held nodes per label and provider, against min-ready and
     /// max-servers
     Status,
+    /// Print (or write) systemd timer units for the schedules of the `cron:` section
+    Timers(TimersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TimersArgs {
+    /// Write the units into DIR (e.g. /etc/systemd/system) instead of printing them
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 /// Options of the commands that take the run lock.
@@ -159,8 +168,7 @@ pub struct ImageUpdateArgs {
     /// Provider to update, or `all`
     #[arg(required_unless_present = "missing")]
     pub provider: Option<String>,
-    /// Name of the image
-    #[arg(required_unless_present = "missing")]
+    /// Name of the image; with `all` and no IMAGE, every image a label uses (the daily update)
     pub image: Option<String>,
     /// Build, upload or snapshot only the images that are missing or failed
     #[arg(long, conflicts_with_all = ["provider", "image"])]

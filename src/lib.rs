@@ -22,6 +22,7 @@ pub mod observe;
 pub mod output;
 pub mod parallel;
 pub mod plan;
+pub mod schedule;
 pub mod state;
 
 /// Run one command line.

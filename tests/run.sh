@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the integration tests use: OpenSSH (a real sshd on loopback for node
-# tests) and qemu-img (image tests). Installed only when missing.
+# tests), qemu-img (image tests) and systemd-analyze (the units and timers are verified).
+# Installed only when missing.
 need=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "tests/run.sh: installing ${need[*]}"

@@ -26,29 +26,74 @@ pub fn run(ctx: &Context, args: &ImageUpdateArgs) -> Result<()> {
     let _lock = super::take_build_lock(ctx, "image-update", args.lock.wait_lock)?;
     crate::interrupt::install();
     let db = ctx.open_db()?;
-    let lines = if args.missing {
-        missing(ctx, &db)?
-    } else {
-        let provider = args.provider.as_deref().unwrap_or("all");
-        let image = args.image.as_deref().unwrap_or_default();
-        match source_of(ctx, provider, image)? {
-            Made::Built(diskimage) => {
-                let mut lines = vec![super::image_build::build(ctx, &db, diskimage.as_str())?];
-                lines.extend(super::image_upload::upload(ctx, &db, provider, image)?);
-                lines
-            }
-            Made::Snapshot => {
-                let jobs = snapshot_jobs(ctx, |p, i| {
-                    (provider == "all" || p.name.as_str() == provider) && i.name.as_str() == image
-                });
-                snapshots(ctx, &db, &jobs, Start::Always)?
-            }
-        }
+    let provider = args.provider.as_deref().unwrap_or("all");
+    let lines = match (args.missing, provider, args.image.as_deref()) {
+        (true, _, _) => missing(ctx, &db)?,
+        (false, "all", None) => everything(ctx, &db)?,
+        (false, _, None) => bail!(
+            "image-update {provider}: name the image to update (or `image-update all` for \
+             every image a label uses)"
+        ),
+        (false, provider, Some(image)) => update(ctx, &db, provider, image)?,
     };
     for line in lines {
         output::line(&line)?;
     }
     Ok(())
+}
+
+/// A new image of provider image `image` on `provider` (or `all` that have it), now.
+fn update(ctx: &Context, db: &Db, provider: &str, image: &str) -> Result<Vec<String>> {
+    match source_of(ctx, provider, image)? {
+        Made::Built(diskimage) => {
+            let mut lines = vec![super::image_build::build(ctx, db, diskimage.as_str())?];
+            lines.extend(super::image_upload::upload(ctx, db, provider, image)?);
+            Ok(lines)
+        }
+        Made::Snapshot => {
+            let jobs = snapshot_jobs(ctx, |p, i| {
+                (provider == "all" || p.name.as_str() == provider) && i.name.as_str() == image
+            });
+            snapshots(ctx, db, &jobs, Start::Always)
+        }
+    }
+}
+
+/// `image-update all`, the daily update: a new image of every provider image a label uses
+/// that nodepool makes; one failing does not keep the others from being made.
+fn everything(ctx: &Context, db: &Db) -> Result<Vec<String>> {
+    let config = &ctx.config;
+    let mut names = BTreeSet::new();
+    for label in config.labels.values().filter(|l| l.min_ready.is_some()) {
+        for provider in &label.providers {
+            let made = config
+                .providers
+                .get(provider)
+                .and_then(|p| p.images.get(&label.image))
+                .is_some_and(|i| !matches!(i.source, ImageSource::Cloud { .. }));
+            if made {
+                names.insert(label.image.clone());
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    let mut failed = Vec::new();
+    for name in &names {
+        match update(ctx, db, "all", name.as_str()) {
+            Ok(done) => lines.extend(done),
+            Err(error) => failed.push(format!("{name}: {error:#}")),
+        }
+    }
+    if names.is_empty() {
+        lines.push("image-update all: no label uses an image nodepool makes".into());
+    }
+    if !failed.is_empty() {
+        for line in &lines {
+            output::line(line)?;
+        }
+        bail!("image-update all: {}", failed.join("; "));
+    }
+    Ok(lines)
 }
 
 /// How nodepool makes an image.

@@ -19,6 +19,7 @@ mod list;
 mod reconcile;
 mod release;
 mod status;
+mod timers;
 
 use anyhow::Result;
 
@@ -104,6 +105,7 @@ fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::Check(args) => check::run(ctx, args),
         Command::Acquire(args) => acquire::run(ctx, args),
         Command::Release(args) => release::run(ctx, crate::model::NodeId(args.id)),
+        Command::Timers(args) => timers::run(ctx, args),
     }
 }
 

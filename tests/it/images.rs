@@ -471,6 +471,17 @@ fn image_update_missing_builds_and_uploads_only_what_a_label_lacks() {
     );
     let rows: Value = serde_json::from_str(&ok(&["--format", "json", "image-list"])).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2, "{rows:#}");
+    // The daily update: every image a label uses, without naming it.
+    let out = ok(&["image-update", "all"]);
+    assert!(
+        out.contains("image-build") && out.contains("image-upload: p1: ubuntu-"),
+        "{out}"
+    );
+    let rows: Value = serde_json::from_str(&ok(&["--format", "json", "image-list"])).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3, "{rows:#}");
+    let out = b.install.run(&["image-update", "p1"]);
+    assert_eq!(status(&out), 1);
+    assert!(stderr(&out).contains("name the image"), "{}", stderr(&out));
     let out = b.install.run(&["image-update", "all", "nosuch"]);
     assert_eq!(status(&out), 1);
     assert!(

@@ -23,3 +23,4 @@ mod quickstart;
 mod reconcile;
 mod simulator;
 mod snapshots;
+mod systemd;
