@@ -19,6 +19,13 @@ sim_pid=
 stop() {
     if [ -n "$sim_pid" ]; then
         kill "$sim_pid" 2>/dev/null || true
+        # Bounded: a simulator that has not gone after 5 s is killed outright.
+        tries=0
+        while kill -0 "$sim_pid" 2>/dev/null && [ $tries -lt 50 ]; do
+            sleep 0.1
+            tries=$((tries + 1))
+        done
+        kill -9 "$sim_pid" 2>/dev/null || true
         wait "$sim_pid" 2>/dev/null || true
     fi
     rm -rf "$work"

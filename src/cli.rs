@@ -88,6 +88,18 @@ pub enum Command {
     Status,
     /// Print (or write) systemd timer units for the schedules of the `cron:` section
     Timers(TimersArgs),
+    /// Show the run journal: what each run observed, planned, did, and how it ended
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Show at most N runs, newest first
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: u32,
+    /// Only runs started since TIME: RFC 3339 (2026-12-01T03:00:00Z) or a time ago (2h, 30min)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Args)]

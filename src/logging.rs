@@ -1,4 +1,5 @@
-//! Logs go to stderr (stdout is for tables and JSON); `--debug` turns on debug lines,
+//! Logs go to stderr (stdout is for tables and JSON): nodepool's at info by default, `--debug`
+//! turns on debug lines,
 //! `RUST_LOG` overrides both — except that the HTTP library never logs below debug: at trace
 //! it dumps the raw bytes of every request, Keystone tokens and passwords included, while its
 //! debug lines redact them.
@@ -19,7 +20,9 @@ pub fn init(debug: bool) {
     let default = if debug {
         "debug,ureq=warn,ureq_proto=warn,rustls=warn"
     } else {
-        "warn"
+        // Each launch, deletion and failure is one info line with its reason: journald holds
+        // the story of every run. Other crates speak up only when something is wrong.
+        "warn,nodepool=info"
     };
     let env = env_logger::Env::default().default_filter_or(default);
     let inner = env_logger::Builder::from_env(env)

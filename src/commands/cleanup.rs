@@ -93,7 +93,7 @@ pub fn run(ctx: &Context, args: &LockArgs) -> Result<()> {
         summary.errors += swept.errors.len();
     }
     summary.api_calls = ctx.calls.total();
-    summary.print(ctx.format, "cleanup")?;
+    summary.print(ctx, "cleanup")?;
     summary.unreachable()
 }
 

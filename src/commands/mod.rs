@@ -9,6 +9,7 @@ mod config_validate;
 mod delete;
 mod dib_image_delete;
 mod dib_image_list;
+mod history;
 mod hold;
 mod image_build;
 mod image_delete;
@@ -42,6 +43,28 @@ pub struct Context {
     pub now: i64,
     /// Every cloud API call of this command, printed by `--debug`.
     pub calls: CallCounter,
+    /// What the command tells its journal row besides how it ended.
+    pub journal: std::sync::Mutex<JournalNotes>,
+}
+
+/// What a command adds to its journal row (`state::journal`).
+#[derive(Debug, Default)]
+pub struct JournalNotes {
+    /// Seconds spent waiting for the lock.
+    pub lock_wait: Option<f64>,
+    /// The command's summary, as JSON.
+    pub summary: Option<String>,
+    /// The actions planned and how each ended, as JSON.
+    pub actions: Option<String>,
+}
+
+impl Context {
+    /// Add to the journal row (a poisoned lock only loses the note).
+    pub fn note(&self, change: impl FnOnce(&mut JournalNotes)) {
+        if let Ok(mut notes) = self.journal.lock() {
+            change(&mut notes);
+        }
+    }
 }
 
 impl Context {
@@ -75,12 +98,91 @@ pub fn run(cli: &Cli) -> Result<()> {
         format: cli.format,
         now: crate::clock::now(),
         calls: CallCounter::default(),
+        journal: Default::default(),
     };
+    let started = std::time::Instant::now();
+    let row = journaled(&cli.command).and_then(|name| begin_journal(&ctx, name));
     let result = dispatch(cli, &ctx);
+    if let Some((db, id)) = row {
+        finish_journal(&ctx, &db, id, &result, started.elapsed());
+    }
     if cli.debug {
         report_calls(&ctx.calls);
     }
     result
+}
+
+/// The journal's name of a command that changes something; None for the ones that only read
+/// (or write outside the database).
+fn journaled(command: &Command) -> Option<&'static str> {
+    Some(match command {
+        Command::ImageBuild(_) => "image-build",
+        Command::ImageUpload(_) => "image-upload",
+        Command::ImageUpdate(_) => "image-update",
+        Command::ImageDelete(_) => "image-delete",
+        Command::DibImageDelete(_) => "dib-image-delete",
+        Command::Hold(_) => "hold",
+        Command::Delete(_) => "delete",
+        Command::Reconcile(args) if !args.dry_run => "reconcile",
+        Command::Cleanup(_) => "cleanup",
+        Command::Check(_) => "check",
+        Command::Acquire(_) => "acquire",
+        Command::Release(_) => "release",
+        _ => return None,
+    })
+}
+
+/// The journal row of this run, begun before it does anything; a database that cannot be
+/// opened is the command's own error to report.
+fn begin_journal(ctx: &Context, name: &str) -> Option<(Db, i64)> {
+    let db = ctx.open_db().ok()?;
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let hash = std::fs::read(&ctx.config.path)
+        .map(|bytes| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(&bytes);
+            digest
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    match crate::state::journal::begin(db.conn(), (name, &argv.join(" ")), &hash, ctx.now) {
+        Ok(id) => Some((db, id)),
+        Err(error) => {
+            log::warn!("{error:#}");
+            None
+        }
+    }
+}
+
+fn finish_journal(ctx: &Context, db: &Db, id: i64, result: &Result<()>, took: std::time::Duration) {
+    let notes = std::mem::take(&mut *ctx.journal.lock().unwrap_or_else(|e| e.into_inner()));
+    let calls: BTreeMap<String, u64> = ctx
+        .calls
+        .snapshot()
+        .into_iter()
+        .map(|((provider, route), n)| (format!("{provider} {route}"), n))
+        .collect();
+    let ending = crate::state::journal::Ending {
+        exit_status: match result {
+            Ok(()) => 0,
+            Err(error) => i32::from(crate::exit::Exit::of(error).code()),
+        },
+        interrupted: crate::interrupt::received().map(crate::interrupt::name),
+        seconds: (took.as_secs_f64() * 1000.0).round() / 1000.0,
+        lock_wait: notes.lock_wait,
+        api_calls: serde_json::to_string(&calls).unwrap_or_default(),
+        summary: notes.summary,
+        actions: notes.actions,
+    };
+    let keep = ctx.config.history_max_age.as_secs() as i64;
+    if let Err(error) =
+        crate::state::journal::finish(db.conn(), id, &ending, (crate::clock::now(), keep))
+    {
+        log::warn!("{error:#}");
+    }
 }
 
 fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
@@ -106,6 +208,7 @@ fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::Acquire(args) => acquire::run(ctx, args),
         Command::Release(args) => release::run(ctx, crate::model::NodeId(args.id)),
         Command::Timers(args) => timers::run(ctx, args),
+        Command::History(args) => history::run(ctx, args),
     }
 }
 
@@ -367,10 +470,23 @@ pub(crate) fn take_build_lock(
     command: &str,
     wait_lock: Option<u64>,
 ) -> Result<crate::lock::Lock> {
-    crate::lock::Lock::acquire(
+    take(ctx, crate::lock::LockKind::Build, command, wait_lock)
+}
+
+/// Take a lock, noting in the journal how long that took.
+pub(crate) fn take(
+    ctx: &Context,
+    kind: crate::lock::LockKind,
+    command: &str,
+    wait_lock: Option<u64>,
+) -> Result<crate::lock::Lock> {
+    let started = std::time::Instant::now();
+    let lock = crate::lock::Lock::acquire(
         &ctx.config.database,
-        crate::lock::LockKind::Build,
+        kind,
         command,
         wait_lock.map(std::time::Duration::from_secs),
-    )
+    );
+    ctx.note(|n| n.lock_wait = Some((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0));
+    lock
 }

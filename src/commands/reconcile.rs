@@ -43,17 +43,12 @@ pub fn run(ctx: &Context, args: &ReconcileArgs) -> Result<()> {
         Mode::Reconcile,
         Duration::from_secs(args.duration),
     )?;
-    summary.print(ctx.format, "reconcile")?;
+    summary.print(ctx, "reconcile")?;
     summary.unreachable()
 }
 
 pub(super) fn take_lock(ctx: &Context, command: &str, args: &LockArgs) -> Result<Lock> {
-    Lock::acquire(
-        &ctx.config.database,
-        LockKind::Run,
-        command,
-        args.wait_lock.map(Duration::from_secs),
-    )
+    super::take(ctx, LockKind::Run, command, args.wait_lock)
 }
 
 /// The providers of this run: all, or the one named (an unknown name is an error).
@@ -80,6 +75,8 @@ pub(super) fn select_providers<'a>(
 /// What a run did, printed as one line (or one JSON document).
 #[derive(Debug, Serialize)]
 pub(super) struct Summary {
+    /// What the last round saw.
+    pub observed: ObservedCounts,
     pub rounds: u32,
     /// The signal that stopped the run early (`SIGTERM`, `SIGINT`); null when it ran out.
     pub interrupted: Option<&'static str>,
@@ -106,6 +103,33 @@ pub(super) struct Summary {
     pub builds_deleted: Option<u32>,
 }
 
+/// What a round saw: nodes by state, servers and images per provider.
+#[derive(Debug, Default, Serialize)]
+pub(super) struct ObservedCounts {
+    pub nodes: BTreeMap<String, u32>,
+    pub servers: BTreeMap<String, usize>,
+    pub images: BTreeMap<String, usize>,
+}
+
+impl ObservedCounts {
+    fn of(observed: &plan::Observed) -> ObservedCounts {
+        let mut counts = ObservedCounts::default();
+        for node in &observed.nodes {
+            *counts.nodes.entry(node.state.to_string()).or_default() += 1;
+        }
+        for (provider, view) in &observed.clouds {
+            if let CloudView::Seen {
+                servers, images, ..
+            } = view
+            {
+                counts.servers.insert(provider.to_string(), servers.len());
+                counts.images.insert(provider.to_string(), images.len());
+            }
+        }
+        counts
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct UnreachableProvider {
     pub provider: ProviderName,
@@ -124,8 +148,10 @@ impl Summary {
         .into_result()
     }
 
-    pub(super) fn print(&self, format: Format, command: &str) -> Result<()> {
-        match format {
+    /// Print it, and give it to the run's journal row.
+    pub(super) fn print(&self, ctx: &Context, command: &str) -> Result<()> {
+        ctx.note(|n| n.summary = serde_json::to_string(self).ok());
+        match ctx.format {
             Format::Json => output::json(self),
             Format::Table => {
                 let t = &self.tally;
@@ -284,11 +310,6 @@ pub(super) fn rounds(
     connected.keep_sessions(ctx, &db);
     // The lock is held: nothing else uses the scratch directory; a killed run's leftovers go.
     crate::state::reset_work_dir(db.path())?;
-    let command = match mode {
-        Mode::Reconcile => "reconcile",
-        Mode::Cleanup => "cleanup",
-    };
-    let journal = pass::begin_run(db.conn(), command, ctx.now)?;
     let installation = pass::installation(db.conn())?;
     let cache = LaunchCache::default();
     let deadline = started + duration.max(MIN_ROUND_BUDGET);
@@ -305,6 +326,8 @@ pub(super) fn rounds(
         cache: &cache,
     };
     let mut tally = Tally::default();
+    let mut journal: Vec<serde_json::Value> = Vec::new();
+    let mut observed_counts;
     let mut rounds = 0;
     let mut poll = POLL_MIN;
     let mut unreachable: Vec<UnreachableProvider>;
@@ -322,9 +345,18 @@ pub(super) fn rounds(
                 CloudView::Seen { .. } => None,
             })
             .collect();
+        observed_counts = ObservedCounts::of(&observed);
         let plan = plan::plan(&ctx.config, &observed, mode);
         log_plan(&plan, rounds);
         let done = runner.execute(&db, &plan, observed.now);
+        for result in &done.results {
+            journal.push(serde_json::json!({
+                "round": rounds,
+                "action": result.action,
+                "reason": result.reason,
+                "error": result.error,
+            }));
+        }
         let progressed = done.progressed;
         // Leak sightings wait out a grace period far longer than a run: not work in flight.
         let acted = plan.actions.iter().any(|a| {
@@ -349,7 +381,9 @@ pub(super) fn rounds(
             break;
         }
     }
+    ctx.note(|n| n.actions = serde_json::to_string(&journal).ok());
     let summary = Summary {
+        observed: observed_counts,
         rounds,
         interrupted: interrupt::received().map(interrupt::name),
         errors: tally.errors.len(),
@@ -364,8 +398,6 @@ pub(super) fn rounds(
     };
     // A token replaced during the run (the cloud refused the stored one) is kept too.
     connected.keep_sessions(ctx, &db);
-    let json = serde_json::to_string(&summary).unwrap_or_default();
-    pass::finish_run(db.conn(), journal, &json, crate::clock::now())?;
     Ok(summary)
 }
 

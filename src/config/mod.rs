@@ -34,6 +34,8 @@ pub struct Config {
     /// A node `acquire` handed out and nobody released is deleted this long after
     /// (`max-acquired-age`, default 8 hours, as any node used that long).
     pub max_acquired_age: Duration,
+    /// Runs older than this leave the journal (`history-max-age`, default 30 days).
+    pub history_max_age: Duration,
     /// The SQLite database file.
     pub database: PathBuf,
     /// Schedules of 2015's internal cron; timers run the work now, these only seed them.

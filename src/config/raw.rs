@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub build_log_retention: Option<i64>,
     /// Ours: seconds a node `acquire` handed out may stay unreleased before it is deleted.
     pub max_acquired_age: Option<f64>,
+    /// Ours: seconds the run journal (`history`) keeps a run.
+    pub history_max_age: Option<f64>,
     pub dburi: Option<Text>,
     pub cron: Option<RawCron>,
     pub zmq_publishers: Option<Vec<Text>>,

@@ -508,6 +508,12 @@ impl Checker<'_> {
                 8.0 * 3600.0,
                 true,
             ),
+            history_max_age: self.seconds(
+                raw.history_max_age,
+                "history-max-age",
+                30.0 * 86400.0,
+                true,
+            ),
             database,
             cron,
             gearman_servers,

@@ -22,6 +22,18 @@ pub struct Tally {
     pub progressed: bool,
     #[serde(skip)]
     pub errors: Vec<String>,
+    /// Every action done, with its reason and how it ended, for the run journal.
+    #[serde(skip)]
+    pub results: Vec<ActionResult>,
+}
+
+/// One action of a round as the journal keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionResult {
+    pub action: String,
+    pub reason: String,
+    /// None: it went well.
+    pub error: Option<String>,
 }
 
 impl Tally {
@@ -35,6 +47,7 @@ impl Tally {
         self.deferred += other.deferred;
         self.progressed |= other.progressed;
         self.errors.extend(other.errors);
+        self.results.extend(other.results);
     }
 
     /// A worker that could not start (no database connection).
@@ -45,13 +58,34 @@ impl Tally {
         }
     }
 
-    /// Note an action's outcome: an error is logged and kept, never stops the others.
+    /// Note an action's outcome: an error is logged and kept, never stops the others. At the
+    /// default log level each launch and deletion is one line with its reason, so the
+    /// system journal holds the story of a run too.
     pub fn outcome(&mut self, action: &Action, outcome: anyhow::Result<()>) {
-        if let Err(error) = outcome {
-            let message = format!("{}: {error:#}", describe(action));
-            log::warn!("{message}");
-            self.errors.push(message);
-        }
+        let what = describe(action);
+        let error = match outcome {
+            Ok(()) => {
+                if action.step.is_delete()
+                    || matches!(action.step.name(), "launch" | "launch-subnode")
+                {
+                    log::info!("{what}: {}", action.reason);
+                } else {
+                    log::debug!("{what}: {}", action.reason);
+                }
+                None
+            }
+            Err(error) => {
+                let message = format!("{what}: {error:#}");
+                log::warn!("{message} (it was done because {})", action.reason);
+                self.errors.push(message);
+                Some(format!("{error:#}"))
+            }
+        };
+        self.results.push(ActionResult {
+            action: what,
+            reason: action.reason.clone(),
+            error,
+        });
     }
 }
 

@@ -228,4 +228,20 @@ pub const MIGRATIONS: &[&str] = &[
         expires     INTEGER NOT NULL
     );
     "#,
+    // 9: the run journal covers every command that changes something, and says what `history`
+    // shows: the command line, the configuration's hash, how long the lock took, what the run
+    // planned and how each action ended, the API calls per route, its duration and exit
+    // status, and the signal that stopped it. A row without `finished` is a run that was
+    // killed.
+    r#"
+    ALTER TABLE run ADD COLUMN argv TEXT;
+    ALTER TABLE run ADD COLUMN config_hash TEXT;
+    ALTER TABLE run ADD COLUMN lock_wait REAL;
+    ALTER TABLE run ADD COLUMN exit_status INTEGER;
+    ALTER TABLE run ADD COLUMN interrupted TEXT;
+    ALTER TABLE run ADD COLUMN seconds REAL;
+    ALTER TABLE run ADD COLUMN api_calls TEXT;
+    ALTER TABLE run ADD COLUMN actions TEXT;
+    CREATE INDEX run_by_start ON run (started);
+    "#,
 ];

@@ -3,6 +3,7 @@
 //! compare-and-set transitions live in `nodes.rs` and `images.rs`.
 
 pub mod images;
+pub mod journal;
 pub mod listings;
 mod migrations;
 pub mod nodes;

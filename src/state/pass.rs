@@ -183,23 +183,3 @@ pub fn forget_leak(conn: &Connection, provider: &ProviderName, server_id: &str) 
     )?;
     Ok(())
 }
-
-/// Start a journal entry; returns its id.
-pub fn begin_run(conn: &Connection, command: &str, now: i64) -> Result<i64> {
-    conn.execute(
-        "INSERT INTO run (command, started) VALUES (?1, ?2)",
-        params![command, now],
-    )
-    .context("writing the run journal")?;
-    Ok(conn.last_insert_rowid())
-}
-
-/// Finish a journal entry with its summary (JSON). Only the last 1000 runs are kept.
-pub fn finish_run(conn: &Connection, id: i64, summary: &str, now: i64) -> Result<()> {
-    conn.execute(
-        "UPDATE run SET finished = ?1, summary = ?2 WHERE id = ?3",
-        params![now, summary, id],
-    )?;
-    conn.execute("DELETE FROM run WHERE id <= ?1 - 1000", [id])?;
-    Ok(())
-}

@@ -473,6 +473,18 @@ fn a_max_acquired_age_of_zero_is_refused() {
 }
 
 #[test]
+fn a_history_max_age_of_zero_is_refused() {
+    assert_one_problem(
+        r#"
+        history-max-age: 0             # line 1
+        "#,
+        1,
+        "history-max-age",
+        &["must be a number of seconds, more than 0", "found 0"],
+    );
+}
+
+#[test]
 fn a_provider_without_max_servers_is_refused() {
     assert_one_problem(
         r#"

@@ -14,6 +14,7 @@ mod cli;
 mod cloud_client;
 mod config_validate;
 mod crash;
+mod history;
 mod image_crash;
 mod images;
 mod listing;
