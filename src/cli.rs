@@ -12,7 +12,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// bounded amount of work, records it in SQLite and exits. Run it from systemd timers, by
 /// hand, or from CI pipelines.
 #[derive(Debug, Parser)]
-#[command(name = "nodepool", version, after_help = crate::exit::Exit::help_text())]
+#[command(
+    name = "nodepool",
+    version = env!("NODEPOOL_VERSION"),
+    after_help = crate::exit::Exit::help_text()
+)]
 pub struct Cli {
     /// Configuration file (YAML, or TOML when it ends in .toml)
     #[arg(
@@ -90,6 +94,14 @@ pub enum Command {
     Timers(TimersArgs),
     /// Show the run journal: what each run observed, planned, did, and how it ended
     History(HistoryArgs),
+    /// Print shell completions for bash, zsh or fish
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ pub mod image;
 pub mod interrupt;
 pub mod lock;
 pub mod logging;
+pub mod manual;
 pub mod model;
 pub mod node;
 pub mod observe;

@@ -92,6 +92,13 @@ pub fn run(cli: &Cli) -> Result<()> {
     if let Command::ConfigValidate(args) = &cli.command {
         return config_validate::run(&cli.config, cli.format, args.file_only);
     }
+    // Needs no configuration: a shell's completion script is installed before one exists.
+    if let Command::Completions(args) = &cli.command {
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        clap_complete::generate(args.shell, &mut command, "nodepool", &mut std::io::stdout());
+        return Ok(());
+    }
     let config = load_config(&cli.config)?;
     let ctx = Context {
         config,
@@ -209,6 +216,7 @@ fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {
         Command::Release(args) => release::run(ctx, crate::model::NodeId(args.id)),
         Command::Timers(args) => timers::run(ctx, args),
         Command::History(args) => history::run(ctx, args),
+        Command::Completions(_) => unreachable!("handled above"),
     }
 }
 

@@ -26,9 +26,12 @@ const COMMANDS: &[(&str, &[&str])] = &[
     ),
     ("cleanup", &["--wait-lock"]),
     ("check", &["SSH", "--wait-lock"]),
-    ("acquire", &["<LABEL>", "--count"]),
+    ("acquire", &["<LABEL>", "--count", "--owner", "--wait"]),
     ("release", &["<ID>"]),
     ("status", &["min-ready"]),
+    ("history", &["--limit", "--since"]),
+    ("timers", &["--output"]),
+    ("completions", &["<SHELL>"]),
 ];
 
 fn help(args: &[&str]) -> (i32, String) {
@@ -76,18 +79,6 @@ fn top_level_help_lists_every_command_and_the_exit_codes() {
     }
     assert!(
         text.contains("[env: NODEPOOL_CONFIG=]") && text.contains("/etc/nodepool/nodepool.yaml")
-    );
-}
-
-#[test]
-fn version_prints_the_crate_version() {
-    let (code, text) = help(&["--version"]);
-    assert_eq!(
-        (code, text.trim()),
-        (
-            0,
-            format!("nodepool {}", env!("CARGO_PKG_VERSION")).as_str()
-        )
     );
 }
 
@@ -151,4 +142,106 @@ fn the_readme_lists_the_exit_codes_of_the_catalogue() {
         let row = format!("| {} | {meaning}", exit.code());
         assert!(readme.contains(&row), "README.md lacks the row {row:?}");
     }
+}
+
+#[test]
+fn version_names_the_commit_when_built_from_git() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert_eq!(status(&out), 0);
+    let text = stdout(&out);
+    let version = concat!("nodepool ", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(version), "{text}");
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    if let Some(head) = head {
+        let commit = String::from_utf8_lossy(&head.stdout).trim().to_string();
+        assert!(
+            text.contains(&format!("({commit}")),
+            "{text} lacks {commit}"
+        );
+    }
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish_know_every_command() {
+    for (shell, marker) in [
+        ("bash", "complete -F _nodepool"),
+        ("zsh", "#compdef nodepool"),
+        ("fish", "complete -c nodepool"),
+    ] {
+        // No configuration is needed to print them.
+        let out = Command::new(BIN)
+            .args(["-c", "/nonexistent.yaml", "completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(status(&out), 0, "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}");
+        for (command, _) in COMMANDS {
+            assert!(
+                script.contains(command),
+                "{shell} completion lacks {command}"
+            );
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(status(&out), 2);
+}
+
+/// `man/nodepool.1` is `nodepool::manual::page()`; `NODEPOOL_WRITE_MAN=1` rewrites it.
+#[test]
+fn the_man_page_is_generated_from_the_command_line_and_renders_cleanly() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/man/nodepool.1");
+    let page = nodepool::manual::page();
+    if std::env::var_os("NODEPOOL_WRITE_MAN").is_some() {
+        std::fs::write(path, &page).unwrap();
+    }
+    let shipped = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        shipped == page,
+        "man/nodepool.1 is not what the command line generates: run \
+         `NODEPOOL_WRITE_MAN=1 cargo nextest run -E 'test(/the_man_page/)'`"
+    );
+    for (command, words) in COMMANDS {
+        assert!(
+            page.contains(&format!("nodepool {command}")),
+            "the page lacks {command}"
+        );
+        let _ = words;
+    }
+    for (exit, _) in nodepool::exit::Exit::CATALOGUE {
+        assert!(page.contains(&format!(".B {}\n", exit.code())));
+    }
+    assert!(page.contains("JSON OUTPUT") && page.contains("known_hosts"));
+    // groff's own warnings, all of them, on the rendered page.
+    let out = Command::new("man")
+        .args(["--warnings=all", "-l", path])
+        .env("MANWIDTH", "80")
+        .env("MAN_KEEP_FORMATTING", "0")
+        .output()
+        .expect("man (man-db)");
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).trim().is_empty(),
+        "man -l warns:\n{}",
+        stderr(&out)
+    );
+    // Bold and underline come as overstrikes (c BACKSPACE c) when not on a terminal.
+    let mut plain = String::new();
+    for c in stdout(&out).chars() {
+        if c == '\u{8}' {
+            plain.pop();
+        } else {
+            plain.push(c);
+        }
+    }
+    assert!(plain.contains("EXIT STATUS"), "{plain}");
+    assert!(plain.contains("nodepool acquire"), "{plain}");
 }
