@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod lock;
 pub mod logging;
 pub mod manual;
+pub mod metrics;
 pub mod model;
 pub mod node;
 pub mod observe;

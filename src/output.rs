@@ -3,7 +3,7 @@
 
 use std::io::{self, BufWriter, Write};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 /// Print rows as a table with the given headers; each column as wide as its widest cell.
@@ -89,6 +89,22 @@ pub fn write_table(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>])
 /// An optional cell: empty when absent.
 pub fn cell(value: &Option<String>) -> String {
     value.clone().unwrap_or_default()
+}
+
+/// Write `text` to `path` beside it, then rename it over: a reader (systemd, node_exporter)
+/// never sees half a file. The file is 0644.
+pub fn write_atomically(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644))?;
+    file.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -127,6 +127,15 @@ fn build_one(
     if let Err(error) = pruned {
         log::warn!("pruning the build logs of {}: {error:#}", image.name);
     }
+    let status = if outcome.is_ok() { "ok" } else { "failed" };
+    let key = format!("nodepool.dib_image_build.{}", image.name);
+    ctx.note(|n| {
+        n.statsd.push(format!("{key}.status.{status}:1|c"));
+        n.statsd.push(format!(
+            "{key}.duration:{}|ms",
+            started.elapsed().as_millis()
+        ));
+    });
     match outcome {
         Ok(files) => {
             images::transition_dib_image(

@@ -66,7 +66,22 @@ pub(super) fn upload(ctx: &Context, db: &Db, only: &str, name: &str) -> Result<V
         db,
         &jobs,
         |job| job.provider,
-        |db, cloud, job| upload_one(db, (cloud, &ctx.config), job, &installation, bars.as_ref()),
+        |db, cloud, job| {
+            let started = Instant::now();
+            let done = upload_one(db, (cloud, &ctx.config), job, &installation, bars.as_ref());
+            // 2015's key for the time an image took to reach a provider.
+            let key = format!(
+                "nodepool.image_update.{}.{}",
+                job.image.name, job.provider.name
+            );
+            let status = if done.is_ok() { "ok" } else { "failed" };
+            ctx.note(|n| {
+                n.statsd
+                    .push(format!("{key}:{}|ms", started.elapsed().as_millis()));
+                n.statsd.push(format!("{key}.status.{status}:1|c"));
+            });
+            done
+        },
     );
     drop(drawing);
     // Builds older than the two newest that no upload needs now go.

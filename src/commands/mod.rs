@@ -56,6 +56,8 @@ pub struct JournalNotes {
     pub summary: Option<String>,
     /// The actions planned and how each ended, as JSON.
     pub actions: Option<String>,
+    /// Counters and timers of the image work, as statsd lines (`nodepool.dib_image_build…`).
+    pub statsd: Vec<String>,
 }
 
 impl Context {
@@ -108,10 +110,11 @@ pub fn run(cli: &Cli) -> Result<()> {
         journal: Default::default(),
     };
     let started = std::time::Instant::now();
-    let row = journaled(&cli.command).and_then(|name| begin_journal(&ctx, name));
+    let row = journaled(&cli.command)
+        .and_then(|name| begin_journal(&ctx, name).map(|(db, id)| (db, id, name)));
     let result = dispatch(cli, &ctx);
-    if let Some((db, id)) = row {
-        finish_journal(&ctx, &db, id, &result, started.elapsed());
+    if let Some((db, id, name)) = row {
+        finish_journal(&ctx, (&db, id, name), &result, started.elapsed());
     }
     if cli.debug {
         report_calls(&ctx.calls);
@@ -164,7 +167,49 @@ fn begin_journal(ctx: &Context, name: &str) -> Option<(Db, i64)> {
     }
 }
 
-fn finish_journal(ctx: &Context, db: &Db, id: i64, result: &Result<()>, took: std::time::Duration) {
+/// statsd and the Prometheus text file, from what the run's journal row holds.
+fn report_metrics(
+    ctx: &Context,
+    (db, command): (&Db, &str),
+    (ending, took): (&crate::state::journal::Ending, std::time::Duration),
+    image_lines: &[String],
+) {
+    let summary: serde_json::Value = ending
+        .summary
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let count = |key: &str| {
+        summary
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let counters = [
+        ("launch.count", count("launched")),
+        ("launch.ready", count("ready")),
+        ("launch.error", count("failed")),
+        ("delete.count", count("deleting")),
+        ("delete.ok", count("deleted")),
+    ];
+    let calls = ctx.calls.snapshot();
+    let run = crate::metrics::RunReport {
+        command,
+        exit_status: ending.exit_status,
+        took,
+        calls: &calls,
+        counters: if summary.is_object() { &counters } else { &[] },
+        extra: image_lines,
+    };
+    crate::metrics::report(&ctx.config, db.conn(), &run);
+}
+
+fn finish_journal(
+    ctx: &Context,
+    (db, id, command): (&Db, i64, &str),
+    result: &Result<()>,
+    took: std::time::Duration,
+) {
     let notes = std::mem::take(&mut *ctx.journal.lock().unwrap_or_else(|e| e.into_inner()));
     let calls: BTreeMap<String, u64> = ctx
         .calls
@@ -184,6 +229,7 @@ fn finish_journal(ctx: &Context, db: &Db, id: i64, result: &Result<()>, took: st
         summary: notes.summary,
         actions: notes.actions,
     };
+    report_metrics(ctx, (db, command), (&ending, took), &notes.statsd);
     let keep = ctx.config.history_max_age.as_secs() as i64;
     if let Err(error) =
         crate::state::journal::finish(db.conn(), id, &ending, (crate::clock::now(), keep))

@@ -3,11 +3,7 @@
 //! starts the service of the same name that `systemd/` ships; a schedule systemd cannot say
 //! is an error naming its key, and nothing is written.
 
-use std::fs;
-use std::io::Write as _;
-use std::path::Path;
-
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 
 use super::Context;
 use crate::cli::TimersArgs;
@@ -53,7 +49,7 @@ pub fn run(ctx: &Context, args: &TimersArgs) -> Result<()> {
         }
         Some(dir) => {
             for (unit, text) in &units {
-                write_atomically(&dir.join(format!("{unit}.timer")), text)?;
+                output::write_atomically(&dir.join(format!("{unit}.timer")), text)?;
             }
             output::line(&format!(
                 "timers: wrote {} in {}; then `systemctl daemon-reload` and `systemctl enable \
@@ -97,20 +93,4 @@ fn timer(
         config = ctx.config.path.display(),
         persistent = if persistent { "Persistent=true\n" } else { "" },
     )
-}
-
-/// Beside the file, then renamed over it: a reader never sees half a unit.
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(file.path(), fs::Permissions::from_mode(0o644))?;
-    }
-    file.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }

@@ -36,6 +36,9 @@ pub struct Config {
     pub max_acquired_age: Duration,
     /// Runs older than this leave the journal (`history-max-age`, default 30 days).
     pub history_max_age: Duration,
+    /// Written after every run that changes something, for node_exporter's textfile
+    /// collector (`prometheus-textfile`; none by default).
+    pub prometheus_textfile: Option<PathBuf>,
     /// The SQLite database file.
     pub database: PathBuf,
     /// Schedules of 2015's internal cron; timers run the work now, these only seed them.

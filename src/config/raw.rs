@@ -21,6 +21,9 @@ pub struct RawConfig {
     pub max_acquired_age: Option<f64>,
     /// Ours: seconds the run journal (`history`) keeps a run.
     pub history_max_age: Option<f64>,
+    /// Ours: a Prometheus text file written after every run (node_exporter's textfile
+    /// collector).
+    pub prometheus_textfile: Option<Text>,
     pub dburi: Option<Text>,
     pub cron: Option<RawCron>,
     pub zmq_publishers: Option<Vec<Text>>,

@@ -508,6 +508,7 @@ impl Checker<'_> {
                 8.0 * 3600.0,
                 true,
             ),
+            prometheus_textfile: self.path(&raw.prometheus_textfile),
             history_max_age: self.seconds(
                 raw.history_max_age,
                 "history-max-age",

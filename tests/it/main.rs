@@ -18,6 +18,7 @@ mod history;
 mod image_crash;
 mod images;
 mod listing;
+mod metrics;
 mod node_ssh;
 mod operations;
 mod quickstart;
