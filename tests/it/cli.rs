@@ -245,3 +245,47 @@ fn the_man_page_is_generated_from_the_command_line_and_renders_cleanly() {
     assert!(plain.contains("EXIT STATUS"), "{plain}");
     assert!(plain.contains("nodepool acquire"), "{plain}");
 }
+
+/// man/nodepool.yaml.5 names every key the configuration accepts (read from the serde types
+/// that parse it, so a key added there fails here until it is documented) and renders
+/// without warnings.
+#[test]
+fn the_configuration_man_page_documents_every_key() {
+    let raw =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config/raw.rs")).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/man/nodepool.yaml.5");
+    let page = std::fs::read_to_string(path).unwrap();
+    let mut keys = Vec::new();
+    let mut in_raw = false;
+    for line in raw.lines() {
+        let line = line.trim();
+        if line.starts_with("pub struct Raw") {
+            in_raw = true;
+        } else if line == "}" {
+            in_raw = false;
+        } else if let (true, Some(field)) = (in_raw, line.strip_prefix("pub ")) {
+            if let Some((name, _)) = field.split_once(':') {
+                keys.push(name.replace('_', "-"));
+            }
+        }
+    }
+    assert!(keys.len() > 80, "{keys:?}");
+    for key in &keys {
+        let roff = key.replace('-', "\\-");
+        assert!(
+            page.contains(&format!(".B {roff}\n")) || page.contains(&format!("\\fB{roff}\\fR")),
+            "man/nodepool.yaml.5 does not document `{key}`"
+        );
+    }
+    let out = Command::new("man")
+        .args(["--warnings=all", "-l", path])
+        .env("MANWIDTH", "80")
+        .output()
+        .expect("man (man-db)");
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).trim().is_empty(),
+        "man -l warns:\n{}",
+        stderr(&out)
+    );
+}
