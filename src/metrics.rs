@@ -20,8 +20,6 @@ pub struct RunReport<'a> {
     pub command: &'a str,
     pub exit_status: i32,
     pub took: Duration,
-    /// API calls per provider and route.
-    pub calls: &'a BTreeMap<(String, String), u64>,
     /// Counters of what the run did (`launch.ready` …), for statsd.
     pub counters: &'a [(&'static str, u64)],
     /// More statsd lines the command made (image builds and uploads).
@@ -45,7 +43,8 @@ pub fn report(config: &Config, conn: &Connection, run: &RunReport<'_>) {
     }
     if let Some(path) = &config.prometheus_textfile {
         let blockers = pass::allocations(conn).unwrap_or_default();
-        let text = prometheus_text(&nodes, run, &blockers);
+        let last_runs = crate::state::journal::last_of_each(conn).unwrap_or_default();
+        let text = prometheus_text(&nodes, &last_runs, &blockers);
         if let Err(error) = crate::output::write_atomically(path, &text) {
             log::warn!("metrics: {}: {error:#}", path.display());
         }
@@ -91,11 +90,26 @@ pub fn statsd_lines(config: &Config, nodes: &[Node], run: &RunReport<'_>) -> Vec
             .entry(format!("nodepool.target.{}", node.state))
             .or_default() += 1;
     }
-    // Every state of every configured label and provider, so a gauge drops back to 0.
-    for state in ["building", "ready", "used", "hold", "delete", "test"] {
+    // Every state of every configured target, label and provider, so a gauge drops back to
+    // 0 when its last node goes (statsd keeps a gauge's last value).
+    const STATES: [&str; 6] = ["building", "ready", "used", "hold", "delete", "test"];
+    for state in STATES {
         gauges
             .entry(format!("nodepool.target.{state}"))
             .or_default();
+        for target in config.targets.values() {
+            for label in config.labels.values() {
+                for provider in &label.providers {
+                    let key = format!(
+                        "nodepool.target.{}.{}.{}.{state}",
+                        part(target.name.as_str()),
+                        part(label.name.as_str()),
+                        part(provider.as_str())
+                    );
+                    gauges.entry(key).or_default();
+                }
+            }
+        }
     }
     for label in config.labels.values() {
         if let Some(min_ready) = label.min_ready {
@@ -140,6 +154,10 @@ fn send(target: &str, lines: &[String]) -> Result<()> {
         .with_context(|| format!("resolving {target}"))?;
     let mut packet = String::new();
     for line in lines {
+        if line.len() > 512 {
+            log::warn!("metrics: a statsd line longer than a packet is left out: {line}");
+            continue;
+        }
         if !packet.is_empty() && packet.len() + 1 + line.len() > 512 {
             socket.send(packet.as_bytes())?;
             packet.clear();
@@ -162,11 +180,12 @@ fn value(text: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The text file: nodes per label, provider and state; the last run's API calls per provider
-/// and route, duration and exit status per command; what blocks each label.
+/// The text file: nodes per label, provider and state; the newest finished run of each
+/// command (its API calls per provider and route, duration, exit status); what blocks each
+/// label.
 pub fn prometheus_text(
     nodes: &[Node],
-    run: &RunReport<'_>,
+    runs: &[crate::state::journal::Run],
     allocations: &[crate::model::pass::Allocation],
 ) -> String {
     let mut out = String::new();
@@ -192,34 +211,46 @@ pub fn prometheus_text(
         );
     }
     out.push_str(
-        "# HELP nodepool_last_run_api_calls API calls of the last run, per provider and route.\n",
+        "# HELP nodepool_last_run_api_calls API calls of each command's last run, per provider and route.\n",
     );
     out.push_str("# TYPE nodepool_last_run_api_calls gauge\n");
-    for ((provider, route), n) in run.calls {
+    for run in runs {
+        let calls: BTreeMap<String, u64> = run
+            .api_calls
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        for (key, n) in calls {
+            let (provider, route) = key.split_once(' ').unwrap_or(("", key.as_str()));
+            let _ = writeln!(
+                out,
+                "nodepool_last_run_api_calls{{command=\"{}\",provider=\"{}\",route=\"{}\"}} {n}",
+                value(&run.command),
+                value(provider),
+                value(route)
+            );
+        }
+    }
+    out.push_str("# HELP nodepool_last_run_seconds How long each command's last run took.\n");
+    out.push_str("# TYPE nodepool_last_run_seconds gauge\n");
+    for run in runs {
         let _ = writeln!(
             out,
-            "nodepool_last_run_api_calls{{command=\"{}\",provider=\"{}\",route=\"{}\"}} {n}",
-            value(run.command),
-            value(provider),
-            value(route)
+            "nodepool_last_run_seconds{{command=\"{}\"}} {:.3}",
+            value(&run.command),
+            run.seconds.unwrap_or(0.0)
         );
     }
-    out.push_str("# HELP nodepool_last_run_seconds How long the last run took.\n");
-    out.push_str("# TYPE nodepool_last_run_seconds gauge\n");
-    let _ = writeln!(
-        out,
-        "nodepool_last_run_seconds{{command=\"{}\"}} {:.3}",
-        value(run.command),
-        run.took.as_secs_f64()
-    );
-    out.push_str("# HELP nodepool_last_run_exit_status The last run's exit status.\n");
+    out.push_str("# HELP nodepool_last_run_exit_status Each command's last exit status.\n");
     out.push_str("# TYPE nodepool_last_run_exit_status gauge\n");
-    let _ = writeln!(
-        out,
-        "nodepool_last_run_exit_status{{command=\"{}\"}} {}",
-        value(run.command),
-        run.exit_status
-    );
+    for run in runs {
+        let _ = writeln!(
+            out,
+            "nodepool_last_run_exit_status{{command=\"{}\"}} {}",
+            value(&run.command),
+            run.exit_status.unwrap_or(-1)
+        );
+    }
     out.push_str(
         "# HELP nodepool_label_blocked 1 for what kept the last pass from launching a label on a provider.\n",
     );

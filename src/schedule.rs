@@ -74,10 +74,13 @@ enum Spec {
 pub fn on_calendar(cron: &str) -> Result<String, String> {
     let cron = cron.trim();
     if let Some(name) = cron.strip_prefix('@') {
+        // Spelled out: systemd's `weekly` is Monday, cron's `@weekly` Sunday.
         return match name {
-            "hourly" | "daily" | "weekly" | "monthly" | "yearly" | "annually" => {
-                Ok(name.to_string())
-            }
+            "hourly" => Ok("*-*-* *:00:00".into()),
+            "daily" | "midnight" => Ok("*-*-* 00:00:00".into()),
+            "weekly" => Ok("Sun *-*-* 00:00:00".into()),
+            "monthly" => Ok("*-*-01 00:00:00".into()),
+            "yearly" | "annually" => Ok("*-01-01 00:00:00".into()),
             "reboot" => Err(
                 "`@reboot` runs at boot, which is not a calendar event: use a \
                              service started at boot (or OnBootSec=) instead"
@@ -95,9 +98,22 @@ pub fn on_calendar(cron: &str) -> Result<String, String> {
     };
     let minute = spec(minute, &MINUTE, true)?;
     let hour = spec(hour, &HOUR, true)?;
+    let dom_text = dom;
     let dom = spec(dom, &DAY_OF_MONTH, false)?;
     let month = spec(month, &MONTH, false)?;
-    let dow = weekdays(dow)?;
+    // As Vixie cron: a day field is unrestricted only when it starts with `*`; when both are
+    // restricted a day matching either runs the job.
+    let dow_restricted = !dow.starts_with('*');
+    let dom_restricted = !dom_text.starts_with('*');
+    let mut dow = weekdays(dow)?;
+    let mut dom = dom;
+    if dom_restricted && dow_restricted && dow.is_none() {
+        // Every day of the week, ORed with some days of the month: every day.
+        dom = Spec::Any;
+    }
+    if !dow_restricted {
+        dow = None;
+    }
     if dom != Spec::Any && dow.is_some() {
         return Err(
             "both day of month and day of week are restricted: cron runs when either matches, \
@@ -199,8 +215,10 @@ fn spec(text: &str, field: &Field, pad: bool) -> Result<Spec, String> {
             }
             return Ok(Spec::Any);
         }
-        // A step over the whole range is systemd's repetition; anything else is listed.
+        // A step over the whole range is systemd's repetition (one that leaves the range at
+        // once is just its first value); anything else is listed.
         match item.split_once('/') {
+            Some(("*", _)) if values.len() == 1 => items.push(show(values[0])),
             Some(("*", step)) => items.push(format!("{}/{step}", show(field.min))),
             _ if values.len() > 1 && !item.contains('/') => {
                 items.push(format!(
@@ -261,8 +279,15 @@ mod tests {
             ("10-40/10 * * * *", "*-*-* *:10,20,30,40:00"),
             ("0 22 * * Mon-Fri", "Mon,Tue,Wed,Thu,Fri *-*-* 22:00:00"),
             ("0 3 */2 * *", "*-*-1/2 03:00:00"),
-            ("@daily", "daily"),
-            ("@hourly", "hourly"),
+            ("@daily", "*-*-* 00:00:00"),
+            ("@hourly", "*-*-* *:00:00"),
+            ("@weekly", "Sun *-*-* 00:00:00"),
+            // A step past the field's span is its first value, as in cron.
+            ("*/60 */24 * * *", "*-*-* 00:00:00"),
+            ("0 0 */31 */12 *", "*-1-1 00:00:00"),
+            // Every day of the week, ORed with the 1st: every day.
+            ("0 0 1 * 0-6", "*-*-* 00:00:00"),
+            ("0 0 * * 0-7", "*-*-* 00:00:00"),
         ];
         for (cron, event) in cases {
             assert_eq!(on_calendar(cron).as_deref(), Ok(event), "{cron}");

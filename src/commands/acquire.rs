@@ -18,6 +18,8 @@ use crate::model::{LabelName, NodeId};
 use crate::output;
 use crate::state::{nodes, requests, subnodes, Db};
 
+/// The longest `--wait`.
+const MAX_WAIT_S: u64 = 86_400;
 /// How often a waiting acquire looks for its nodes.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -74,7 +76,8 @@ pub fn run(ctx: &Context, args: &AcquireArgs) -> Result<()> {
                 )
             })?
         }
-        Some(seconds) => wait_for(&db, wanted, Duration::from_secs(seconds))?,
+        // A day at most: a request is demand, and a forgotten one should not hold it long.
+        Some(seconds) => wait_for(&db, wanted, Duration::from_secs(seconds.min(MAX_WAIT_S)))?,
     };
     let acquired = taken
         .into_iter()
@@ -104,16 +107,17 @@ fn wait_for(
     );
     let until = Instant::now() + wait;
     let outcome = loop {
+        // Before taking: nodes taken by a process dying of its signal would never be released.
+        if crate::interrupt::requested() {
+            break Err(anyhow::anyhow!(
+                "interrupted while waiting for {count} nodes of {label}"
+            ));
+        }
         let now = crate::clock::now();
         match requests::take_for(conn, id, (label, count, owner), now) {
             Ok(Some(taken)) => break Ok(taken),
             Ok(None) => {}
             Err(error) => break Err(error),
-        }
-        if crate::interrupt::requested() {
-            break Err(anyhow::anyhow!(
-                "interrupted while waiting for {count} nodes of {label}"
-            ));
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -126,7 +130,10 @@ fn wait_for(
         std::thread::sleep(POLL.min(left));
     };
     if outcome.is_err() {
-        requests::remove(conn, id)?;
+        // The wait's own error is the one to report; a request left behind expires.
+        if let Err(error) = requests::remove(conn, id) {
+            log::warn!("{error:#}");
+        }
     }
     outcome
 }

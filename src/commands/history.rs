@@ -1,7 +1,8 @@
 //! `nodepool history [--limit N] [--since TIME]`: the run journal, newest first: every run of
 //! a command that changed something, with what it saw, planned and did, its API calls, how
 //! long it waited for the lock and ran, and how it ended (exit status, the signal that stopped
-//! it, or `killed` for a row that never finished). `--format json` exports the rows whole.
+//! it, or `unfinished` for a row that is still running or was killed). `--format json` exports
+//! the rows whole.
 
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -54,7 +55,7 @@ pub fn run(ctx: &Context, args: &HistoryArgs) -> Result<()> {
 /// `--since`: an RFC 3339 time, or a time ago.
 fn since(text: &str, now: i64) -> Result<i64> {
     if let Ok(ago) = humantime::parse_duration(text) {
-        return Ok(now - ago.as_secs() as i64);
+        return Ok(now.saturating_sub(i64::try_from(ago.as_secs()).unwrap_or(i64::MAX)));
     }
     match humantime::parse_rfc3339_weak(text) {
         Ok(time) => Ok(time
@@ -94,7 +95,8 @@ fn to_json(run: &Run) -> RunJson {
 
 fn to_row(run: &Run) -> Vec<String> {
     let exit = match (run.finished, run.exit_status) {
-        (None, _) => "killed".to_string(),
+        // Still running, or killed (kill -9, a crash): it never finished.
+        (None, _) => "unfinished".to_string(),
         (Some(_), Some(code)) => code.to_string(),
         (Some(_), None) => "-".to_string(),
     };

@@ -192,12 +192,10 @@ fn report_metrics(
         ("delete.count", count("deleting")),
         ("delete.ok", count("deleted")),
     ];
-    let calls = ctx.calls.snapshot();
     let run = crate::metrics::RunReport {
         command,
         exit_status: ending.exit_status,
         took,
-        calls: &calls,
         counters: if summary.is_object() { &counters } else { &[] },
         extra: image_lines,
     };
@@ -229,13 +227,14 @@ fn finish_journal(
         summary: notes.summary,
         actions: notes.actions,
     };
-    report_metrics(ctx, (db, command), (&ending, took), &notes.statsd);
     let keep = ctx.config.history_max_age.as_secs() as i64;
     if let Err(error) =
         crate::state::journal::finish(db.conn(), id, &ending, (crate::clock::now(), keep))
     {
         log::warn!("{error:#}");
     }
+    // After the row is finished: the text file's last-run families are read from the journal.
+    report_metrics(ctx, (db, command), (&ending, took), &notes.statsd);
 }
 
 fn dispatch(cli: &Cli, ctx: &Context) -> Result<()> {

@@ -60,8 +60,12 @@ pub fn finish(
         ],
     )
     .context("finishing the run journal")?;
-    conn.execute("DELETE FROM run WHERE started < ?1", [now - keep_s])
-        .context("pruning the run journal")?;
+    // By when they finished: a long run still going keeps its row.
+    conn.execute(
+        "DELETE FROM run WHERE finished IS NOT NULL AND finished < ?1",
+        [now - keep_s.max(1)],
+    )
+    .context("pruning the run journal")?;
     Ok(())
 }
 
@@ -109,4 +113,15 @@ pub fn list(conn: &Connection, since: i64, limit: u32) -> Result<Vec<Run>> {
     })?;
     rows.collect::<rusqlite::Result<_>>()
         .context("reading the run journal")
+}
+
+/// The newest finished run of each command: what the metrics' `last_run` families say.
+pub fn last_of_each(conn: &Connection) -> Result<Vec<Run>> {
+    let all = list(conn, 0, u32::MAX)?;
+    let mut seen = std::collections::BTreeSet::new();
+    Ok(all
+        .into_iter()
+        .filter(|r| r.finished.is_some())
+        .filter(|r| seen.insert(r.command.clone()))
+        .collect())
 }

@@ -152,6 +152,6 @@ fn an_interrupted_run_and_a_killed_one_are_told_apart() {
     assert!(killed["finished"].is_null(), "{killed:#}");
     assert!(killed["exit_status"].is_null());
     let table = pool.ok(&["history"]);
-    assert!(table.contains("killed"), "{table}");
+    assert!(table.contains("unfinished"), "{table}");
     assert!(table.contains("interrupted by SIGTERM"), "{table}");
 }

@@ -44,6 +44,8 @@ fn a_reconcile_run_sends_the_2015_statsd_gauges_and_its_counters() {
         "nodepool.target.jenkins.small.sim.ready:2|g",
         "nodepool.target.ready:2|g",
         "nodepool.target.building:0|g",
+        // Zero, not absent: a gauge whose last node went drops back.
+        "nodepool.target.jenkins.small.sim.used:0|g",
         "nodepool.label.small.min_ready:2|g",
         "nodepool.provider.sim.max_servers:10|g",
         "nodepool.launch.count:2|c",

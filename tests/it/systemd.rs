@@ -160,7 +160,11 @@ fn every_form_of_the_table_is_a_calendar_systemd_reads_the_same_way() {
         ("0 3 */2 * *", "*-*-01/2 03:00:00"),
         ("0 0 * * 0,7", "Sun *-*-* 00:00:00"),
         ("@daily", "*-*-* 00:00:00"),
-        ("@weekly", "Mon *-*-* 00:00:00"),
+        // cron's week starts on Sunday, systemd's `weekly` on Monday.
+        ("@weekly", "Sun *-*-* 00:00:00"),
+        ("*/60 */24 * * *", "*-*-* 00:00:00"),
+        ("0 0 */31 */12 *", "*-01-01 00:00:00"),
+        ("0 0 1 * 0-6", "*-*-* 00:00:00"),
     ];
     for (cron, normalized) in cases {
         let event = nodepool::schedule::on_calendar(cron).unwrap_or_else(|e| panic!("{cron}: {e}"));
