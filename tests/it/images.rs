@@ -612,13 +612,19 @@ fn a_new_image_whose_first_launches_fail_is_rolled_back_from_and_rebuilt_by_miss
     assert_ne!(rows[2]["version"], rows[1]["version"], "{rows:#?}");
 }
 
-#[test]
-fn cleanup_keeps_the_current_and_previous_images_and_removes_old_builds_and_leaked_uploads() {
+/// A simulator and builds fixture on it after `updates` image-updates of `ubuntu`.
+fn updated(updates: usize) -> (Simulator, Builds) {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let b = Builds::on(&simulated(&sim), "ok", "");
-    for _ in 0..4 {
+    for _ in 0..updates {
         b.ok(&["image-update", "p1", "ubuntu"]);
     }
+    (sim, b)
+}
+
+#[test]
+fn cleanup_keeps_the_current_and_previous_images_and_removes_old_builds_and_leaked_uploads() {
+    let (sim, b) = updated(4);
     let db = b.install.db();
     let conn = db.conn();
     let glance = || -> Vec<String> { sim.dump().images.into_iter().map(|i| i.id).collect() };
@@ -682,11 +688,7 @@ fn cleanup_keeps_the_current_and_previous_images_and_removes_old_builds_and_leak
 
 #[test]
 fn a_new_upload_removes_images_older_than_the_previous_one_at_once() {
-    let sim = Simulator::start(Knobs::default()).unwrap();
-    let b = Builds::on(&simulated(&sim), "ok", "");
-    for _ in 0..3 {
-        b.ok(&["image-update", "p1", "ubuntu"]);
-    }
+    let (_sim, b) = updated(3);
     let db = b.install.db();
     let conn = db.conn();
     conn.execute(
