@@ -17,10 +17,7 @@ pub fn run(ctx: &Context, args: &IdArg) -> Result<()> {
     let _lock = super::take_build_lock(ctx, "image-delete", None)?;
     let db = ctx.open_db()?;
     let conn = db.conn();
-    let Some(image) = images::list_provider_images(conn)?
-        .into_iter()
-        .find(|i| i.id == args.id)
-    else {
+    let Some(image) = images::get_provider_image(conn, args.id)? else {
         bail!(
             "no provider image with id {} (see `nodepool image-list`)",
             args.id

@@ -263,10 +263,7 @@ fn snapshot_one(config: &Config, snapshotter: &Snapshotter<'_>, start: Start) ->
     let log = row.log.clone().unwrap_or_default();
     match snapshotter.drive(row.id, until)? {
         Outcome::Ready { image_id } => {
-            if let Some(done) = images::list_provider_images(conn)?
-                .into_iter()
-                .find(|r| r.id == row.id)
-            {
+            if let Some(done) = images::get_provider_image(conn, row.id)? {
                 snapshot::finish_template(conn, snapshotter.cloud, &done)?;
             }
             retention::after_ready(conn, config, snapshotter.cloud, provider);

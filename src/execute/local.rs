@@ -80,8 +80,8 @@ impl<C: Cloud> Worker<'_, C> {
                     tally.progressed = true;
                     // Its labels' failures were the image's: launches from the previous one
                     // start at once, not after their back-off.
-                    let rows = crate::state::images::list_provider_images(conn)?;
-                    let name = rows.iter().find(|r| r.id == *image).map(|r| &r.image);
+                    let row = crate::state::images::get_provider_image(conn, *image)?;
+                    let name = row.as_ref().map(|r| &r.image);
                     for label in self.runner.config.labels.values() {
                         if Some(&label.image) == name {
                             pass::record_success(conn, &action.provider, &label.name)?;

@@ -157,9 +157,7 @@ impl Snapshotter<'_> {
     }
 
     fn row(&self, id: i64) -> Result<Option<ProviderImage>> {
-        Ok(images::list_provider_images(self.conn)?
-            .into_iter()
-            .find(|r| r.id == id))
+        images::get_provider_image(self.conn, id)
     }
 
     /// Append a line to the snapshot's log; a log that cannot be written is a warning only.
@@ -563,7 +561,6 @@ impl Snapshotter<'_> {
             SnapshotStep {
                 phase: Some(Phase::Reachable.as_str()),
                 host_keys: Some(&keys),
-                username: Some("root"),
                 ..SnapshotStep::default()
             },
             &format!("logged in to {ip} as {user}"),
@@ -781,10 +778,10 @@ const LET_ROOT_IN: &str = "set -eu\n\
     sudo -n chmod 700 /root/.ssh\n\
     sudo -n chmod 600 /root/.ssh/authorized_keys\n";
 
-/// The keypair generated for snapshot `id`'s template server.
+/// The keypair generated for snapshot `id`'s template server: under the prefix of the
+/// keypairs nodepool keeps, which `cleanup` sweeps.
 pub fn template_keypair_name(installation: &str, id: i64) -> String {
-    let short = installation.get(..8).unwrap_or(installation);
-    format!("nodepool-{short}-template-{id}")
+    cloud::managed_keypair_name(installation, &format!("template-{id}").as_str().into())
 }
 
 /// A private file holding `private` for ssh, removed when dropped.

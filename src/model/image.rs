@@ -61,9 +61,8 @@ pub struct ProviderImage {
     pub phase_time: Option<i64>,
     /// A failed image's reason (it stays `ready`, but nothing launches from it).
     pub last_error: Option<String>,
-    /// The template server's address and login (snapshots).
+    /// The template server's address (snapshots; nodepool logs into it as root).
     pub ip: Option<String>,
-    pub username: Option<String>,
     /// The keypair generated for the template server, deleted with it.
     pub keypair_name: Option<String>,
     /// The snapshot's log (what the setup script printed).

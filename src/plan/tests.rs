@@ -268,7 +268,6 @@ fn provider_image(id: i64) -> ProviderImage {
         last_error: None,
         phase_time: None,
         ip: None,
-        username: None,
         keypair_name: None,
         log: None,
         failed_launches: 0,

@@ -1,7 +1,7 @@
 //! Provider images (`snapshot_image`: uploads and snapshots) and local builds (`dib_image`).
 
 use anyhow::{Context, Result};
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::model::image::{DibImage, ImageFailures, ProviderImage};
 use crate::model::{DiskImageName, ImageName, ImageState, ProviderName};
@@ -22,21 +22,32 @@ fn provider_image(row: &Row<'_>) -> rusqlite::Result<ProviderImage> {
         last_error: row.get(11)?,
         phase_time: row.get(12)?,
         ip: row.get(13)?,
-        username: row.get(14)?,
-        keypair_name: row.get(15)?,
-        log: row.get(16)?,
-        failed_launches: row.get(17)?,
-        launched_ok: row.get(18)?,
+        keypair_name: row.get(14)?,
+        log: row.get(15)?,
+        failed_launches: row.get(16)?,
+        launched_ok: row.get(17)?,
     })
 }
 
+/// The columns `provider_image` reads, in its order.
+const PROVIDER_IMAGE_COLUMNS: &str = "id, provider_name, image_name, hostname, version, \
+    external_id, server_external_id, dib_image_id, state, state_time, phase, last_error, \
+    phase_time, ip, keypair_name, log, failed_launches, launched_ok";
+
+/// One provider image by its id.
+pub fn get_provider_image(conn: &Connection, id: i64) -> Result<Option<ProviderImage>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PROVIDER_IMAGE_COLUMNS} FROM snapshot_image WHERE id = ?1"
+    ))?;
+    stmt.query_row([id], provider_image)
+        .optional()
+        .with_context(|| format!("reading provider image {id}"))
+}
+
 pub fn list_provider_images(conn: &Connection) -> Result<Vec<ProviderImage>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, provider_name, image_name, hostname, version, external_id, \
-         server_external_id, dib_image_id, state, state_time, phase, last_error, phase_time, \
-         ip, username, keypair_name, log, failed_launches, launched_ok FROM snapshot_image \
-         ORDER BY id",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PROVIDER_IMAGE_COLUMNS} FROM snapshot_image ORDER BY id"
+    ))?;
     let rows = stmt.query_map([], provider_image)?;
     rows.collect::<rusqlite::Result<_>>()
         .context("reading provider images")
@@ -133,7 +144,6 @@ pub struct SnapshotStep<'a> {
     pub external_id: Option<&'a str>,
     pub ip: Option<&'a str>,
     pub host_keys: Option<&'a str>,
-    pub username: Option<&'a str>,
     pub keypair_name: Option<&'a str>,
     pub private_key: Option<&'a str>,
     pub log: Option<&'a str>,
@@ -150,24 +160,22 @@ pub fn snapshot_progress(
     let changed = conn
         .execute(
             "UPDATE snapshot_image SET \
-             phase_time = CASE WHEN ?1 IS NULL THEN phase_time ELSE ?10 END, \
+             phase_time = CASE WHEN ?1 IS NULL THEN phase_time ELSE ?9 END, \
              phase = coalesce(?1, phase), \
              server_external_id = coalesce(?2, server_external_id), \
              external_id = coalesce(?3, external_id), \
              ip = coalesce(?4, ip), \
              host_keys = coalesce(?5, host_keys), \
-             username = coalesce(?6, username), \
-             keypair_name = coalesce(?7, keypair_name), \
-             private_key = coalesce(?8, private_key), \
-             log = coalesce(?9, log) \
-             WHERE id = ?11 AND state = ?12",
+             keypair_name = coalesce(?6, keypair_name), \
+             private_key = coalesce(?7, private_key), \
+             log = coalesce(?8, log) \
+             WHERE id = ?10 AND state = ?11",
             params![
                 step.phase,
                 step.server_external_id,
                 step.external_id,
                 step.ip,
                 step.host_keys,
-                step.username,
                 step.keypair_name,
                 step.private_key,
                 step.log,

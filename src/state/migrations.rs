@@ -180,7 +180,7 @@ pub const MIGRATIONS: &[&str] = &[
     );
     "#,
     // 7: snapshot images are made by a state machine across runs (`image::snapshot`): the
-    // template server's address, host keys and login, the keypair generated for it (with its
+    // template server's address and host keys, the keypair generated for it (with its
     // private half until the server is gone), when the phase last changed, and its log. A
     // provider image's last failed attempt (the row is removed; this says why, for `status`).
     // Launches from each image: failed ones in a row, and whether one ever became ready, so a
@@ -193,7 +193,6 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE snapshot_image ADD COLUMN phase_time INTEGER;
     ALTER TABLE snapshot_image ADD COLUMN ip TEXT;
     ALTER TABLE snapshot_image ADD COLUMN host_keys TEXT;
-    ALTER TABLE snapshot_image ADD COLUMN username TEXT;
     ALTER TABLE snapshot_image ADD COLUMN keypair_name TEXT;
     ALTER TABLE snapshot_image ADD COLUMN private_key TEXT;
     ALTER TABLE snapshot_image ADD COLUMN log TEXT;

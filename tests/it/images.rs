@@ -110,6 +110,19 @@ targets:
         Builds { install, bin }
     }
 
+    /// The label's min-ready (the fixture writes 0).
+    fn min_ready(&self, n: i64) {
+        let text = fs::read_to_string(&self.install.config).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        for line in lines
+            .iter_mut()
+            .filter(|l| l.trim_start().starts_with("min-ready:"))
+        {
+            *line = format!("    min-ready: {n}");
+        }
+        fs::write(&self.install.config, lines.join("\n") + "\n").unwrap();
+    }
+
     /// Run, insisting on exit status 0.
     fn ok(&self, args: &[&str]) -> std::process::Output {
         let out = self.install.run(args);
@@ -383,12 +396,7 @@ fn launches_use_the_newest_upload_and_fall_back_when_it_is_deleted() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let b = Builds::on(&simulated(&sim), "ok", "");
     let ok = |args: &[&str]| stdout(&b.ok(args));
-    let text = fs::read_to_string(&b.install.config).unwrap();
-    fs::write(
-        &b.install.config,
-        text.replace("min-ready: 0", "min-ready: 1"),
-    )
-    .unwrap();
+    b.min_ready(1);
     let uploads = || -> Vec<(i64, String)> {
         let rows: Value = serde_json::from_str(&ok(&["--format", "json", "image-list"])).unwrap();
         rows.as_array()
@@ -443,12 +451,7 @@ fn image_update_missing_builds_and_uploads_only_what_a_label_lacks() {
     let b = Builds::on(&simulated(&sim), "ok", "");
     let ok = |args: &[&str]| stdout(&b.ok(args));
     // The label is disabled (min-ready 0 counts as in use; -1 does not).
-    let text = fs::read_to_string(&b.install.config).unwrap();
-    fs::write(
-        &b.install.config,
-        text.replace("min-ready: 0", "min-ready: -1"),
-    )
-    .unwrap();
+    b.min_ready(-1);
     let out = ok(&["image-update", "--missing"]);
     assert!(out.contains("nothing is missing"), "{out}");
     assert!(
@@ -456,7 +459,7 @@ fn image_update_missing_builds_and_uploads_only_what_a_label_lacks() {
         "an image no label uses is not built"
     );
 
-    fs::write(&b.install.config, text).unwrap();
+    b.min_ready(0);
     let out = ok(&["image-update", "--missing"]);
     assert!(out.contains("image-build: ubuntu-dib version"), "{out}");
     assert!(out.contains("image-upload: p1: ubuntu-"), "{out}");
@@ -495,12 +498,7 @@ fn image_update_missing_builds_and_uploads_only_what_a_label_lacks() {
 fn status_says_a_label_waits_on_a_failed_build_and_names_its_log() {
     let sim = Simulator::start(Knobs::default()).unwrap();
     let b = Builds::on(&simulated(&sim), "fail", "");
-    let text = fs::read_to_string(&b.install.config).unwrap();
-    fs::write(
-        &b.install.config,
-        text.replace("min-ready: 0", "min-ready: 1"),
-    )
-    .unwrap();
+    b.min_ready(1);
     let status_line = || {
         let out = b.install.run(&["reconcile"]);
         assert_eq!(status(&out), 0, "{}", stderr(&out));
@@ -533,11 +531,10 @@ fn a_new_image_whose_first_launches_fail_is_rolled_back_from_and_rebuilt_by_miss
         simulated(&sim)
     );
     let b = Builds::on(&provider, "ok", "");
-    let text = fs::read_to_string(&b.install.config).unwrap();
-    let with = |min_ready: u32, max_servers: u32| {
-        let config = text
-            .replace("min-ready: 0", &format!("min-ready: {min_ready}"))
-            .replace("max-servers: 1", &format!("max-servers: {max_servers}"));
+    let with = |min_ready: i64, max_servers: u32| {
+        b.min_ready(min_ready);
+        let text = fs::read_to_string(&b.install.config).unwrap();
+        let config = text.replace("max-servers: 1", &format!("max-servers: {max_servers}"));
         fs::write(&b.install.config, config).unwrap();
     };
     let images = || -> Vec<Value> {
